@@ -1,0 +1,209 @@
+/**
+ * Guest CPU modes, set up from the host by ioctl (no guest boot code):
+ * - `real`: 16-bit real mode, CS:IP = 0:entry.
+ * - `protected`: 32-bit flat protected mode, no paging.
+ * - `paged`: 32-bit protected mode with paging: PAE (2 MiB pages) by default, or `legacy`
+ *   two-level paging with 4 MiB PSE pages as in kvm-hello-world.
+ * - `long`: 64-bit mode, CPL 0, identity-mapped with 2 MiB pages.
+ * - `user`: 64-bit mode at CPL 3 with user pages — no guest kernel. Port I/O is allowed both
+ *   by IOPL 3 and by a TSS I/O permission bitmap that grants every port (some hosts, such as
+ *   kvm_pvm, run CPL 3 natively with the host's IOPL and honour only the bitmap). An
+ *   exception has no handler and ends in a triple fault (`shutdown` exit).
+ *
+ * The GDT, TSS (with its I/O bitmap) and page tables are written to a system area in guest
+ * memory: `systemArea`, default 0x1000, SYSTEM_AREA_SIZE bytes (0x1000–0xafff).
+ */
+import type { GuestMemory } from '../memory.js';
+import type { KvmSregs } from '../ffi/index.js';
+import { KvmUnsupportedError } from '../errors.js';
+import type { Vcpu } from '../vcpu.js';
+import {
+  CR0, CR4, EFER, PTE, RFLAGS, SELECTOR, SEG_TYPE, encodeDescriptor, encodeSystemDescriptor, flatSegment, segment,
+} from './descriptors.js';
+
+export const CPU_MODES = ['real', 'protected', 'paged', 'long', 'user'] as const;
+export type CpuMode = (typeof CPU_MODES)[number];
+
+export interface CpuModeOptions {
+  /** Where the GDT, TSS and page tables go (page-aligned; 7 pages). Default 0x1000. */
+  systemArea?: bigint;
+  /** How many bytes from GPA 0 to identity-map in paged/long/user mode (≤ 4 GiB). Default 1 GiB. */
+  mapSize?: number;
+  /** 32-bit paging flavour for `paged` mode. Default `pae`. */
+  paging?: 'pae' | 'legacy';
+}
+
+export const SYSTEM_AREA_SIZE = 0xa000;
+/** TSS: 104-byte header, then an I/O permission bitmap for all 65536 ports, then 0xff. */
+const TSS_IOMAP_OFFSET = 0x68;
+const TSS_LIMIT = TSS_IOMAP_OFFSET + 0x2000;
+const GIB = 1 << 30;
+
+interface Layout {
+  gdt: bigint;
+  tss: bigint;
+  top: bigint; // PML4, legacy PD, or PAE PDPT
+  next: bigint; // first page after `top`
+}
+
+function layoutAt(base: bigint): Layout {
+  if (base % 0x1000n !== 0n) throw new RangeError(`systemArea 0x${base.toString(16)} is not page-aligned`);
+  return { gdt: base, tss: base + 0x1000n, top: base + 0x4000n, next: base + 0x5000n };
+}
+
+function tssSegment(l: Layout): ReturnType<typeof segment> {
+  return segment({ base: l.tss, limit: TSS_LIMIT, selector: SELECTOR.TSS, type: SEG_TYPE.TSS_BUSY, present: 1 });
+}
+
+function writeGdt(mem: GuestMemory, l: Layout, bits: 32 | 64): void {
+  const tss = tssSegment(l);
+  const entries = [
+    0n,
+    encodeDescriptor(flatSegment('code', 0, bits, SELECTOR.KERNEL_CODE)),
+    encodeDescriptor(flatSegment('data', 0, bits, SELECTOR.KERNEL_DATA)),
+    encodeDescriptor(flatSegment('code', 3, bits, SELECTOR.USER_CODE)),
+    encodeDescriptor(flatSegment('data', 3, bits, SELECTOR.USER_DATA)),
+    ...encodeSystemDescriptor(tss),
+  ];
+  entries.forEach((d, i) => mem.writeU64(l.gdt + BigInt(i * 8), d));
+  // A zeroed bitmap grants every port; the byte after it must be 0xff.
+  mem.fill(l.tss, TSS_LIMIT + 1, 0);
+  mem.writeU16(l.tss + 0x66n, TSS_IOMAP_OFFSET);
+  mem.writeU8(l.tss + BigInt(TSS_LIMIT), 0xff);
+}
+
+/** 64-bit identity map of [0, mapSize) with 2 MiB pages: PML4 → PDPT → PDs. */
+function writeLongModeTables(mem: GuestMemory, l: Layout, mapSize: number, user: boolean): void {
+  const flags = PTE.P | PTE.RW | (user ? PTE.US : 0n);
+  const pdpt = l.next;
+  const pds = Math.ceil(mapSize / GIB);
+  mem.fill(l.top, 0x1000 * (2 + pds), 0);
+  mem.writeU64(l.top, pdpt | flags);
+  for (let g = 0; g < pds; g++) {
+    const pd = pdpt + 0x1000n * BigInt(1 + g);
+    mem.writeU64(pdpt + BigInt(8 * g), pd | flags);
+    for (let i = 0; i < 512; i++) {
+      const phys = BigInt(g) * BigInt(GIB) + BigInt(i) * 0x200000n;
+      if (phys >= BigInt(mapSize)) break;
+      mem.writeU64(pd + BigInt(8 * i), phys | flags | PTE.PS);
+    }
+  }
+}
+
+/** 32-bit PAE identity map: PDPT (4 entries) → PDs of 2 MiB pages. */
+function writePaeTables(mem: GuestMemory, l: Layout, mapSize: number): void {
+  const pds = Math.ceil(mapSize / GIB);
+  mem.fill(l.top, 0x1000 * (1 + pds), 0);
+  for (let g = 0; g < pds; g++) {
+    const pd = l.next + 0x1000n * BigInt(g);
+    mem.writeU64(l.top + BigInt(8 * g), pd | PTE.P); // PDPTEs: only P; RW/US are reserved in PAE
+    for (let i = 0; i < 512; i++) {
+      const phys = BigInt(g) * BigInt(GIB) + BigInt(i) * 0x200000n;
+      if (phys >= BigInt(mapSize)) break;
+      mem.writeU64(pd + BigInt(8 * i), phys | PTE.P | PTE.RW | PTE.US | PTE.PS);
+    }
+  }
+}
+
+/** 32-bit legacy two-level identity map with 4 MiB PSE pages. */
+function writeLegacyTables(mem: GuestMemory, l: Layout, mapSize: number): void {
+  mem.fill(l.top, 0x1000, 0);
+  for (let i = 0; i < 1024 && i * 4 * 1024 * 1024 < mapSize; i++) {
+    mem.writeU32(l.top + BigInt(4 * i), ((i << 22) | Number(PTE.P | PTE.RW | PTE.US | PTE.PS)) >>> 0);
+  }
+}
+
+function setSegments(sregs: KvmSregs, code: KvmSregs['cs'], data: KvmSregs['ds'], l: Layout): void {
+  sregs.cs = code;
+  sregs.ds = data;
+  sregs.es = data;
+  sregs.fs = data;
+  sregs.gs = data;
+  sregs.ss = data;
+  sregs.tr = tssSegment(l);
+  sregs.gdt = { base: l.gdt, limit: 7 * 8 - 1, padding: new Uint16Array(3) };
+}
+
+/**
+ * Puts `vcpu` in `mode`, writing the tables it needs into `memory`. Registers other than
+ * segments, control registers and RFLAGS are left for the caller (entry point, stack).
+ */
+export function setupCpuMode(vcpu: Vcpu, memory: GuestMemory, mode: CpuMode, options: CpuModeOptions = {}): void {
+  const l = layoutAt(options.systemArea ?? 0x1000n);
+  const mapSize = options.mapSize ?? GIB;
+  if (mapSize <= 0 || mapSize > 4 * GIB) throw new RangeError(`mapSize ${mapSize} must be in (0, 4 GiB]`);
+  const sregs = vcpu.getSregs();
+  let rflags = RFLAGS.FIXED;
+
+  switch (mode) {
+    case 'real':
+      for (const seg of [sregs.cs, sregs.ds, sregs.es, sregs.fs, sregs.gs, sregs.ss]) {
+        seg.base = 0n;
+        seg.selector = 0;
+      }
+      sregs.cr0 &= ~(CR0.PE | CR0.PG);
+      break;
+    case 'protected':
+    case 'paged': {
+      writeGdt(memory, l, 32);
+      setSegments(sregs, flatSegment('code', 0, 32, SELECTOR.KERNEL_CODE), flatSegment('data', 0, 32, SELECTOR.KERNEL_DATA), l);
+      sregs.cr0 = CR0.PE | CR0.MP | CR0.ET | CR0.NE;
+      sregs.cr4 = 0n;
+      sregs.efer = 0n;
+      if (mode === 'paged') {
+        if (options.paging === 'legacy') {
+          writeLegacyTables(memory, l, mapSize);
+          sregs.cr4 = CR4.PSE;
+        } else {
+          writePaeTables(memory, l, mapSize);
+          sregs.cr4 = CR4.PAE;
+        }
+        sregs.cr3 = l.top;
+        sregs.cr0 |= CR0.WP | CR0.AM | CR0.PG;
+      }
+      break;
+    }
+    case 'long':
+    case 'user': {
+      const user = mode === 'user';
+      writeGdt(memory, l, 64);
+      writeLongModeTables(memory, l, mapSize, user);
+      const dpl = user ? 3 : 0;
+      setSegments(
+        sregs,
+        flatSegment('code', dpl, 64, user ? SELECTOR.USER_CODE : SELECTOR.KERNEL_CODE),
+        flatSegment('data', dpl, 64, user ? SELECTOR.USER_DATA : SELECTOR.KERNEL_DATA),
+        l,
+      );
+      sregs.cr3 = l.top;
+      sregs.cr4 = CR4.PAE | CR4.OSFXSR | CR4.OSXMMEXCPT;
+      sregs.cr0 = CR0.PE | CR0.MP | CR0.ET | CR0.NE | CR0.WP | CR0.AM | CR0.PG;
+      sregs.efer = EFER.LME | EFER.LMA;
+      if (user) rflags |= RFLAGS.IOPL3;
+      break;
+    }
+  }
+  vcpu.setSregs(sregs);
+  vcpu.patchRegs({ rflags });
+  verifyMode(vcpu, mode, sregs);
+}
+
+/**
+ * Reads the control registers back: a host may accept KVM_SET_SREGS yet keep a bit clear
+ * (kvm_pvm keeps CR0.PG clear outside long mode, and the vCPU then shuts down on entry).
+ */
+function verifyMode(vcpu: Vcpu, mode: CpuMode, wanted: KvmSregs): void {
+  const got = vcpu.getSregs();
+  const diffs: string[] = [];
+  if (got.cr0 !== wanted.cr0) diffs.push(`CR0 0x${wanted.cr0.toString(16)} became 0x${got.cr0.toString(16)}`);
+  if (got.cr4 !== wanted.cr4) diffs.push(`CR4 0x${wanted.cr4.toString(16)} became 0x${got.cr4.toString(16)}`);
+  if (got.efer !== wanted.efer) diffs.push(`EFER 0x${wanted.efer.toString(16)} became 0x${got.efer.toString(16)}`);
+  if (diffs.length > 0) {
+    const pg = (wanted.cr0 & CR0.PG) !== 0n && (got.cr0 & CR0.PG) === 0n;
+    throw new KvmUnsupportedError(
+      `cpu-mode:${mode}`,
+      `${mode} mode is not supported by this host: KVM_SET_SREGS kept ${diffs.join(', ')}` +
+        (pg ? ' (the host refuses paging outside long mode)' : ''),
+    );
+  }
+}

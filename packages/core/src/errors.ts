@@ -1,0 +1,49 @@
+/** kvmpool's error types. Each names what failed and carries what a caller needs to act. */
+
+/** A failed KVM ioctl or libc call: `KVM_SET_USER_MEMORY_REGION: EINVAL (Invalid argument)`. */
+export class KvmError extends Error {
+  override readonly name = 'KvmError';
+  /** The ioctl (or libc call) that failed, e.g. `KVM_CREATE_VCPU` or `open(/dev/kvm)`. */
+  readonly ioctl: string;
+  /** The errno value. */
+  readonly errno: number;
+  /** The errno name, e.g. `EINVAL`. */
+  readonly code: string;
+
+  constructor(ioctl: string, errno: number, code: string, description: string, hint?: string) {
+    super(`${ioctl}: ${code} (${description})${hint ? ` — ${hint}` : ''}`);
+    this.ioctl = ioctl;
+    this.errno = errno;
+    this.code = code;
+  }
+}
+
+/** The host's KVM cannot do what was asked (wrong API version, missing capability). */
+export class KvmUnsupportedError extends Error {
+  override readonly name = 'KvmUnsupportedError';
+  readonly feature: string;
+  constructor(feature: string, message: string) {
+    super(message);
+    this.feature = feature;
+  }
+}
+
+/** A handle was used after `close()`. */
+export class ClosedError extends Error {
+  override readonly name = 'ClosedError';
+  constructor(what: string) {
+    super(`${what} is closed`);
+  }
+}
+
+/** A guest physical address range that no memory slot backs, or that crosses a slot's end. */
+export class GuestMemoryError extends RangeError {
+  override readonly name = 'GuestMemoryError';
+  readonly address: bigint;
+  readonly length: number;
+  constructor(address: bigint, length: number, reason: string) {
+    super(`guest physical range 0x${address.toString(16)}+${length}: ${reason}`);
+    this.address = address;
+    this.length = length;
+  }
+}

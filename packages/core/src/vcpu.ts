@@ -1,0 +1,243 @@
+/**
+ * `Vcpu`: one virtual CPU, made by `Vm.createVcpu()`. Owns its fd and its kvm_run mapping.
+ * KVM expects vCPU ioctls from the thread that created the vCPU.
+ */
+import { ClosedError } from './errors.js';
+import { decodeExit, type VcpuExit } from './exits.js';
+import {
+  KVM_DEBUGREGS, KVM_FPU, KVM_GUEST_DEBUG, KVM_LAPIC_STATE, KVM_MP_STATE, KVM_REGS, KVM_RUN_STRUCT, KVM_SIGNAL_MASK,
+  KVM_SREGS, KVM_TRANSLATION, KVM_VCPU_EVENTS, KVM_XCRS, MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, decode,
+  decodeCpuid, decodeMsrs, encode, encodeCpuid, encodeMsrs, errorFor, ioctlPtr, kvmRun, lastErrno, sysClose, sysMmap,
+  sysMunmap, viewOf, type KvmCpuidEntry, type KvmDebugregs, type KvmFpu, type KvmGuestDebug, type KvmLapicState,
+  type KvmMsrEntry, type KvmRegs, type KvmSregs, type KvmVcpuEvents, type KvmXcrs,
+} from './ffi/index.js';
+
+export const MP_STATE = {
+  runnable: 0, uninitialized: 1, init_received: 2, halted: 3, sipi_received: 4, stopped: 5, check_stop: 6,
+  operating: 7, load: 8, ap_reset_hold: 9, suspended: 10,
+} as const;
+export type MpState = keyof typeof MP_STATE;
+
+export interface Translation {
+  linearAddress: bigint;
+  physicalAddress: bigint;
+  valid: boolean;
+  writeable: boolean;
+  usermode: boolean;
+}
+
+export const GUEST_DEBUG = {
+  ENABLE: 0x1, SINGLESTEP: 0x2, USE_SW_BP: 0x10000, USE_HW_BP: 0x20000, INJECT_DB: 0x40000, INJECT_BP: 0x80000,
+  BLOCKIRQ: 0x100000,
+} as const;
+
+export class Vcpu implements Disposable {
+  readonly id: number;
+  #fd: number;
+  readonly #runAddress: bigint;
+  readonly #runSize: number;
+  /** The kvm_run mapping (zero-copy). */
+  readonly #run: Uint8Array;
+  readonly #runView: DataView;
+  readonly #onClose: (v: Vcpu) => void;
+
+  /** @internal Use `vm.createVcpu()`. */
+  constructor(id: number, fd: number, mmapSize: number, onClose: (v: Vcpu) => void) {
+    const address = sysMmap(mmapSize, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+    if (address === MAP_FAILED) {
+      const err = errorFor(`mmap(kvm_run of vCPU ${id})`, lastErrno());
+      sysClose(fd);
+      throw err;
+    }
+    this.id = id;
+    this.#fd = fd;
+    this.#runAddress = address;
+    this.#runSize = mmapSize;
+    const ab = viewOf(address, mmapSize);
+    this.#run = new Uint8Array(ab);
+    this.#runView = new DataView(ab);
+    this.#onClose = onClose;
+  }
+
+  get fd(): number {
+    if (this.#fd < 0) throw new ClosedError(`vCPU ${this.id}`);
+    return this.#fd;
+  }
+
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+
+  /**
+   * Runs the vCPU until the next exit that needs userspace. EINTR (a signal, or
+   * `immediateExit`) is returned as `{ kind: 'intr' }`; any other failure throws KvmError.
+   */
+  run(): VcpuExit {
+    const errno = kvmRun(this.fd);
+    if (errno === 0) return decodeExit(this.#runView, this.#run);
+    if (errno === 4 /* EINTR */) return { kind: 'intr' };
+    throw errorFor('KVM_RUN', errno);
+  }
+
+  /** kvm_run.immediate_exit: when set, KVM_RUN returns EINTR at once. */
+  get immediateExit(): boolean {
+    return this.#run[KVM_RUN_STRUCT.offsets.immediate_exit] !== 0;
+  }
+  set immediateExit(v: boolean) {
+    this.#run[KVM_RUN_STRUCT.offsets.immediate_exit] = v ? 1 : 0;
+  }
+
+  /** The raw kvm_run mapping, for run loops that decode it themselves. */
+  get runMapping(): { bytes: Uint8Array; view: DataView } {
+    return { bytes: this.#run, view: this.#runView };
+  }
+
+  getRegs(): KvmRegs {
+    const b = encode(KVM_REGS, {});
+    ioctlPtr(this.fd, 'KVM_GET_REGS', b);
+    return decode(KVM_REGS, b);
+  }
+  setRegs(regs: KvmRegs): void {
+    ioctlPtr(this.fd, 'KVM_SET_REGS', encode(KVM_REGS, regs));
+  }
+  /** Reads the registers, applies `patch`, writes them back; returns the result. */
+  patchRegs(patch: Partial<KvmRegs>): KvmRegs {
+    const regs = { ...this.getRegs(), ...patch };
+    this.setRegs(regs);
+    return regs;
+  }
+
+  getSregs(): KvmSregs {
+    const b = encode(KVM_SREGS, {});
+    ioctlPtr(this.fd, 'KVM_GET_SREGS', b);
+    return decode(KVM_SREGS, b);
+  }
+  setSregs(sregs: KvmSregs): void {
+    ioctlPtr(this.fd, 'KVM_SET_SREGS', encode(KVM_SREGS, sregs));
+  }
+
+  getFpu(): KvmFpu {
+    const b = encode(KVM_FPU, {});
+    ioctlPtr(this.fd, 'KVM_GET_FPU', b);
+    return decode(KVM_FPU, b);
+  }
+  setFpu(fpu: KvmFpu): void {
+    ioctlPtr(this.fd, 'KVM_SET_FPU', encode(KVM_FPU, fpu));
+  }
+
+  /** KVM_GET_MSRS: the MSRs that could be read, in order, stopping at the first that could not. */
+  getMsrs(indices: readonly number[]): KvmMsrEntry[] {
+    const b = encodeMsrs(indices.map((index) => ({ index, data: 0n })));
+    const n = ioctlPtr(this.fd, 'KVM_GET_MSRS', b);
+    return decodeMsrs(b, n);
+  }
+  /** KVM_SET_MSRS; throws if KVM accepted fewer entries than given, naming the first rejected MSR. */
+  setMsrs(entries: readonly { index: number; data: bigint }[]): void {
+    const n = ioctlPtr(this.fd, 'KVM_SET_MSRS', encodeMsrs(entries));
+    if (n !== entries.length) {
+      const bad = entries[n];
+      throw new RangeError(`KVM_SET_MSRS: KVM refused MSR 0x${bad?.index.toString(16)} (set ${n} of ${entries.length})`);
+    }
+  }
+
+  setCpuid(entries: readonly KvmCpuidEntry[]): void {
+    ioctlPtr(this.fd, 'KVM_SET_CPUID2', encodeCpuid(entries));
+  }
+  getCpuid(): KvmCpuidEntry[] {
+    const b = encodeCpuid(new Array<Partial<KvmCpuidEntry>>(256).fill({}));
+    ioctlPtr(this.fd, 'KVM_GET_CPUID2', b);
+    return decodeCpuid(b);
+  }
+
+  getMpState(): MpState {
+    const b = encode(KVM_MP_STATE, {});
+    ioctlPtr(this.fd, 'KVM_GET_MP_STATE', b);
+    const v = decode(KVM_MP_STATE, b).mp_state;
+    const name = (Object.keys(MP_STATE) as MpState[]).find((k) => MP_STATE[k] === v);
+    if (!name) throw new RangeError(`KVM_GET_MP_STATE: unknown state ${v}`);
+    return name;
+  }
+  setMpState(state: MpState): void {
+    ioctlPtr(this.fd, 'KVM_SET_MP_STATE', encode(KVM_MP_STATE, { mp_state: MP_STATE[state] }));
+  }
+
+  getLapic(): KvmLapicState {
+    const b = encode(KVM_LAPIC_STATE, {});
+    ioctlPtr(this.fd, 'KVM_GET_LAPIC', b);
+    return decode(KVM_LAPIC_STATE, b);
+  }
+  setLapic(lapic: KvmLapicState): void {
+    ioctlPtr(this.fd, 'KVM_SET_LAPIC', encode(KVM_LAPIC_STATE, lapic));
+  }
+
+  getVcpuEvents(): KvmVcpuEvents {
+    const b = encode(KVM_VCPU_EVENTS, {});
+    ioctlPtr(this.fd, 'KVM_GET_VCPU_EVENTS', b);
+    return decode(KVM_VCPU_EVENTS, b);
+  }
+  setVcpuEvents(events: KvmVcpuEvents): void {
+    ioctlPtr(this.fd, 'KVM_SET_VCPU_EVENTS', encode(KVM_VCPU_EVENTS, events));
+  }
+
+  getDebugRegs(): KvmDebugregs {
+    const b = encode(KVM_DEBUGREGS, {});
+    ioctlPtr(this.fd, 'KVM_GET_DEBUGREGS', b);
+    return decode(KVM_DEBUGREGS, b);
+  }
+  setDebugRegs(regs: KvmDebugregs): void {
+    ioctlPtr(this.fd, 'KVM_SET_DEBUGREGS', encode(KVM_DEBUGREGS, regs));
+  }
+
+  getXcrs(): KvmXcrs {
+    const b = encode(KVM_XCRS, {});
+    ioctlPtr(this.fd, 'KVM_GET_XCRS', b);
+    return decode(KVM_XCRS, b);
+  }
+
+  /** KVM_SET_GUEST_DEBUG: `control` is a mask of GUEST_DEBUG flags; `debugreg` DR0–DR7. */
+  setGuestDebug(debug: Partial<KvmGuestDebug>): void {
+    ioctlPtr(this.fd, 'KVM_SET_GUEST_DEBUG', encode(KVM_GUEST_DEBUG, debug));
+  }
+
+  /** KVM_TRANSLATE: a guest virtual address through this vCPU's current page tables. */
+  translate(gva: bigint): Translation {
+    const b = encode(KVM_TRANSLATION, { linear_address: gva });
+    ioctlPtr(this.fd, 'KVM_TRANSLATE', b);
+    const t = decode(KVM_TRANSLATION, b);
+    return {
+      linearAddress: t.linear_address,
+      physicalAddress: t.physical_address,
+      valid: t.valid !== 0,
+      writeable: t.writeable !== 0,
+      usermode: t.usermode !== 0,
+    };
+  }
+
+  /**
+   * KVM_SET_SIGNAL_MASK: the signal mask in effect while the vCPU is inside KVM_RUN
+   * (`sigset` is the kernel's 8-byte sigset_t), or null to run with the thread's own mask.
+   */
+  setSignalMask(sigset: Uint8Array | null): void {
+    if (sigset === null) {
+      ioctlPtr(this.fd, 'KVM_SET_SIGNAL_MASK', null);
+      return;
+    }
+    const b = new Uint8Array(KVM_SIGNAL_MASK.size + sigset.length);
+    new DataView(b.buffer).setUint32(0, sigset.length, true);
+    b.set(sigset, KVM_SIGNAL_MASK.size);
+    ioctlPtr(this.fd, 'KVM_SET_SIGNAL_MASK', b);
+  }
+
+  /** Unmaps kvm_run and closes the fd. Idempotent. */
+  close(): void {
+    if (this.#fd < 0) return;
+    sysMunmap(this.#runAddress, this.#runSize);
+    sysClose(this.#fd);
+    this.#fd = -1;
+    this.#onClose(this);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

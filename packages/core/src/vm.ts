@@ -1,0 +1,235 @@
+/**
+ * `Vm`: one virtual machine, made by `Kvm.createVm()`. Owns its fd, its memory slots and
+ * the vCPUs it creates; `close()` releases all of them.
+ */
+import type { Kvm } from './kvm.js';
+import { KVM_CAPS, type KvmCapName } from './caps/capability-table.js';
+import { ClosedError, KvmUnsupportedError } from './errors.js';
+import {
+  KVM_CLOCK_DATA, KVM_COALESCED_MMIO_ZONE, KVM_DIRTY_LOG, KVM_ENABLE_CAP, KVM_IRQ_LEVEL, KVM_PIT_CONFIG,
+  KVM_USERSPACE_MEMORY_REGION, addressOf, decode, encode, ioctlInt, ioctlPtr, sysClose, type KvmClockData,
+} from './ffi/index.js';
+import { GuestMemory, MemorySlot } from './memory.js';
+import { parseSize, PAGE_SIZE, type Size } from './util/size.js';
+import { Vcpu } from './vcpu.js';
+
+export interface VmOptions {
+  /** KVM_CREATE_VM machine type (0 on x86). */
+  type?: number;
+  /** Create the in-kernel irqchip (PIC, IOAPIC, LAPICs): KVM_CREATE_IRQCHIP. */
+  irqchip?: boolean;
+  /** Create the in-kernel PIT (needs `irqchip`): KVM_CREATE_PIT2. */
+  pit?: boolean;
+  /** Guest physical address of the three-page TSS region Intel needs for real mode (KVM_SET_TSS_ADDR). */
+  tssAddress?: bigint;
+  /** Guest physical address of the identity-map page (KVM_SET_IDENTITY_MAP_ADDR). */
+  identityMapAddress?: bigint;
+}
+
+export interface MemorySlotOptions {
+  guestAddress: bigint | number;
+  size: Size;
+  /** Guest writes to a read-only slot become MMIO exits (needs KVM_CAP_READONLY_MEM). */
+  readOnly?: boolean;
+  /** Track written pages for `dirtyPages()`. */
+  dirtyLog?: boolean;
+  /** Slot number; the lowest free one by default. */
+  slot?: number;
+}
+
+export const PIT_SPEAKER_DUMMY = 1;
+
+export class Vm implements Disposable {
+  readonly kvm: Kvm;
+  #fd: number;
+  readonly memory = new GuestMemory();
+  readonly #vcpus = new Map<number, Vcpu>();
+  #irqchip = false;
+  readonly #vcpuMmapSize: number;
+
+  /** @internal Use `kvm.createVm()`. */
+  constructor(kvm: Kvm, fd: number) {
+    this.kvm = kvm;
+    this.#fd = fd;
+    this.#vcpuMmapSize = kvm.vcpuMmapSize();
+  }
+
+  /** KVM_CHECK_EXTENSION on the VM fd (the answer can differ per VM). */
+  checkExtension(cap: KvmCapName | number): number {
+    return ioctlInt(this.fd, 'KVM_CHECK_EXTENSION', typeof cap === 'number' ? cap : KVM_CAPS[cap]);
+  }
+
+  /** @internal Applies VmOptions to a fresh VM fd; closes it if set-up fails. */
+  static fromFd(kvm: Kvm, fd: number, options: VmOptions): Vm {
+    const vm = new Vm(kvm, fd);
+    try {
+      if (options.tssAddress !== undefined) vm.setTssAddress(options.tssAddress);
+      if (options.identityMapAddress !== undefined) vm.setIdentityMapAddress(options.identityMapAddress);
+      if (options.irqchip) vm.createIrqchip();
+      if (options.pit) vm.createPit();
+    } catch (e) {
+      vm.close();
+      throw e;
+    }
+    return vm;
+  }
+
+  get fd(): number {
+    if (this.#fd < 0) throw new ClosedError('Vm');
+    return this.#fd;
+  }
+
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+
+  get hasIrqchip(): boolean {
+    return this.#irqchip;
+  }
+
+  get vcpus(): readonly Vcpu[] {
+    return [...this.#vcpus.values()];
+  }
+
+  /** Adds a memory slot backed by fresh, zeroed memory. */
+  addMemory(options: MemorySlotOptions): MemorySlot {
+    const size = parseSize(options.size, 'memory size');
+    const slotNo = options.slot ?? this.#freeSlot();
+    if (this.memory.slots.some((s) => s.slot === slotNo)) throw new RangeError(`memory slot ${slotNo} is already in use`);
+    if (options.readOnly && !this.checkExtension('KVM_CAP_READONLY_MEM')) {
+      throw new KvmUnsupportedError('KVM_CAP_READONLY_MEM', 'read-only memory slots are not supported by this host');
+    }
+    const slot = new MemorySlot(slotNo, BigInt(options.guestAddress), size, {
+      readOnly: options.readOnly ?? false,
+      dirtyLog: options.dirtyLog ?? false,
+    });
+    this.memory.insert(slot);
+    try {
+      this.#setRegion(slot, size);
+    } catch (e) {
+      this.memory.remove(slot);
+      throw e;
+    }
+    return slot;
+  }
+
+  /** Removes a memory slot (KVM_SET_USER_MEMORY_REGION with size 0). */
+  removeMemory(slot: MemorySlot | number): void {
+    const s = typeof slot === 'number' ? this.memory.slots.find((x) => x.slot === slot) : slot;
+    if (!s || !this.memory.slots.includes(s)) throw new RangeError(`memory slot ${String(typeof slot === 'number' ? slot : slot.slot)} is not in this VM`);
+    this.#setRegion(s, 0);
+    this.memory.remove(s);
+  }
+
+  memorySlots(): ReturnType<MemorySlot['describe']>[] {
+    return this.memory.slots.map((s) => s.describe());
+  }
+
+  #setRegion(slot: MemorySlot, size: number): void {
+    ioctlPtr(this.fd, 'KVM_SET_USER_MEMORY_REGION', encode(KVM_USERSPACE_MEMORY_REGION, {
+      slot: slot.slot,
+      flags: slot.flags,
+      guest_phys_addr: slot.guestAddress,
+      memory_size: BigInt(size),
+      userspace_addr: slot.hostAddress,
+    }));
+  }
+
+  #freeSlot(): number {
+    const used = new Set(this.memory.slots.map((s) => s.slot));
+    let n = 0;
+    while (used.has(n)) n++;
+    return n;
+  }
+
+  /**
+   * KVM_GET_DIRTY_LOG: indices (within the slot) of the pages written since the last call.
+   * Reading the log clears it.
+   */
+  dirtyPages(slot: MemorySlot | number): number[] {
+    const s = typeof slot === 'number' ? this.memory.slots.find((x) => x.slot === slot) : slot;
+    if (!s) throw new RangeError(`memory slot ${String(slot)} is not in this VM`);
+    if (!s.dirtyLog) throw new RangeError(`memory slot ${s.slot} was not created with dirtyLog: true`);
+    const pages = s.size / PAGE_SIZE;
+    const bitmap = new Uint8Array(Math.ceil(pages / 64) * 8);
+    ioctlPtr(this.fd, 'KVM_GET_DIRTY_LOG', encode(KVM_DIRTY_LOG, { slot: s.slot, dirty_bitmap: addressOf(bitmap) }));
+    const out: number[] = [];
+    for (let byte = 0; byte < bitmap.length; byte++) {
+      const bits = bitmap[byte]!;
+      if (bits === 0) continue;
+      for (let bit = 0; bit < 8; bit++) if (bits & (1 << bit)) out.push(byte * 8 + bit);
+    }
+    return out;
+  }
+
+  createIrqchip(): void {
+    ioctlInt(this.fd, 'KVM_CREATE_IRQCHIP');
+    this.#irqchip = true;
+  }
+
+  createPit(flags = PIT_SPEAKER_DUMMY): void {
+    ioctlPtr(this.fd, 'KVM_CREATE_PIT2', encode(KVM_PIT_CONFIG, { flags }));
+  }
+
+  setTssAddress(gpa: bigint): void {
+    ioctlInt(this.fd, 'KVM_SET_TSS_ADDR', gpa);
+  }
+
+  setIdentityMapAddress(gpa: bigint): void {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, gpa, true);
+    ioctlPtr(this.fd, 'KVM_SET_IDENTITY_MAP_ADDR', b);
+  }
+
+  /** KVM_IRQ_LINE: drives an irqchip input (GSI) high or low. */
+  irqLine(irq: number, level: boolean): void {
+    ioctlPtr(this.fd, 'KVM_IRQ_LINE', encode(KVM_IRQ_LEVEL, { irq, level: level ? 1 : 0 }));
+  }
+
+  /** KVM_REGISTER_COALESCED_MMIO: writes to the zone are queued in a ring instead of exiting. */
+  registerCoalescedZone(address: bigint, size: number, pio = false): void {
+    ioctlPtr(this.fd, 'KVM_REGISTER_COALESCED_MMIO', encode(KVM_COALESCED_MMIO_ZONE, { addr: address, size, pio: pio ? 1 : 0 }));
+  }
+
+  unregisterCoalescedZone(address: bigint, size: number, pio = false): void {
+    ioctlPtr(this.fd, 'KVM_UNREGISTER_COALESCED_MMIO', encode(KVM_COALESCED_MMIO_ZONE, { addr: address, size, pio: pio ? 1 : 0 }));
+  }
+
+  enableCap(cap: number, args: bigint[] = []): void {
+    ioctlPtr(this.fd, 'KVM_ENABLE_CAP', encode(KVM_ENABLE_CAP, { cap, args: BigUint64Array.from(args) }));
+  }
+
+  getClock(): KvmClockData {
+    const b = encode(KVM_CLOCK_DATA, {});
+    ioctlPtr(this.fd, 'KVM_GET_CLOCK', b);
+    return decode(KVM_CLOCK_DATA, b);
+  }
+
+  /**
+   * KVM_CREATE_VCPU. Create a vCPU in the thread that will run it: KVM expects a vCPU's
+   * ioctls from the thread that created it.
+   */
+  createVcpu(id = this.#vcpus.size): Vcpu {
+    if (this.#vcpus.has(id)) throw new RangeError(`vCPU ${id} already exists in this VM`);
+    const fd = ioctlInt(this.fd, 'KVM_CREATE_VCPU', id);
+    const vcpu = new Vcpu(id, fd, this.#vcpuMmapSize, (v) => this.#vcpus.delete(v.id));
+    this.#vcpus.set(id, vcpu);
+    return vcpu;
+  }
+
+  /**
+   * Closes every vCPU, then the VM fd (which releases the memory slots in the kernel), then
+   * drops the guest memory. Idempotent.
+   */
+  close(): void {
+    if (this.#fd < 0) return;
+    for (const v of [...this.#vcpus.values()]) v.close();
+    sysClose(this.#fd);
+    this.#fd = -1;
+    for (const s of [...this.memory.slots]) this.memory.remove(s);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

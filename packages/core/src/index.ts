@@ -7,7 +7,7 @@ export {
   type VcpuExitKind,
 } from './exits.js';
 export { KvmError, KvmUnsupportedError, ClosedError, GuestMemoryError } from './errors.js';
-export { setupCpuMode, CPU_MODES, SYSTEM_AREA_SIZE, type CpuMode, type CpuModeOptions } from './cpu/modes.js';
+export { setupCpuMode, setEntryPoint, CPU_MODES, SYSTEM_AREA_SIZE, type CpuMode, type CpuModeOptions } from './cpu/modes.js';
 export { CR0, CR4, EFER, RFLAGS, PTE, SELECTOR } from './cpu/descriptors.js';
 export { guestCpuid, cpuidSignature, cpuidEntry, KVM_CPUID_SIGNATURE, KVM_SIGNATURE } from './cpu/cpuid.js';
 export { KVM_CAPS, type KvmCapName } from './caps/capability-table.js';
@@ -17,3 +17,5 @@ export type {
   KvmMsrEntry, KvmClockData, KvmXcrs, KvmGuestDebug,
 } from './ffi/kvm-abi.js';
 export { parseSize, formatBytes, hex, PAGE_SIZE, type Size } from './util/size.js';
+/** Struct layouts of KVM's ABI and their codecs (for tools and tests; most code needs none of it). */
+export * as abi from './ffi/abi-public.js';

@@ -207,3 +207,20 @@ function verifyMode(vcpu: Vcpu, mode: CpuMode, wanted: KvmSregs): void {
     );
   }
 }
+
+/**
+ * Points the vCPU at `entry` (a guest physical = virtual address in the identity-mapped
+ * modes) with stack `stack`. In real mode, CS:IP is chosen so that CS.base + IP = entry.
+ */
+export function setEntryPoint(vcpu: Vcpu, mode: CpuMode, entry: bigint, stack = 0n): void {
+  if (mode === 'real') {
+    if (entry >= 0x10_0000n) throw new RangeError(`real-mode entry 0x${entry.toString(16)} is above 1 MiB`);
+    const sregs = vcpu.getSregs();
+    sregs.cs.selector = Number(entry >> 4n);
+    sregs.cs.base = (entry >> 4n) << 4n;
+    vcpu.setSregs(sregs);
+    vcpu.patchRegs({ rip: entry & 0xfn, rsp: stack });
+    return;
+  }
+  vcpu.patchRegs({ rip: entry, rsp: stack });
+}

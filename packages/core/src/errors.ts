@@ -47,3 +47,28 @@ export class GuestMemoryError extends RangeError {
     this.length = length;
   }
 }
+
+/** A guest stopped in a way no guest should: shutdown (triple fault), internal error, failed entry. */
+export class GuestCrashError extends Error {
+  override readonly name = 'GuestCrashError';
+  readonly vcpu: number;
+  /** The exit that ended it (kind + details), e.g. `shutdown` or `internal_error EMULATION […]`. */
+  readonly exit: string;
+  readonly rip: bigint;
+  constructor(vcpu: number, exit: string, rip: bigint) {
+    super(`guest crashed on vCPU ${vcpu}: ${exit} at rip 0x${rip.toString(16)}`);
+    this.vcpu = vcpu;
+    this.exit = exit;
+    this.rip = rip;
+  }
+}
+
+/** A vCPU worker thread failed (an exception in the thread, or it exited unexpectedly). */
+export class VcpuThreadError extends Error {
+  override readonly name = 'VcpuThreadError';
+  readonly vcpu: number;
+  constructor(vcpu: number, message: string, cause?: unknown) {
+    super(`vCPU ${vcpu} thread: ${message}`, cause === undefined ? undefined : { cause });
+    this.vcpu = vcpu;
+  }
+}

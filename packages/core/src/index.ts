@@ -7,7 +7,7 @@ export {
   type VcpuExitKind,
 } from './exits.js';
 export { KvmError, KvmUnsupportedError, ClosedError, GuestMemoryError } from './errors.js';
-export { setupCpuMode, setEntryPoint, CPU_MODES, SYSTEM_AREA_SIZE, type CpuMode, type CpuModeOptions } from './cpu/modes.js';
+export { setupCpuMode, setEntryPoint, writeModeTables, setVcpuMode, CPU_MODES, SYSTEM_AREA_SIZE, type CpuMode, type CpuModeOptions } from './cpu/modes.js';
 export { CR0, CR4, EFER, RFLAGS, PTE, SELECTOR } from './cpu/descriptors.js';
 export { guestCpuid, cpuidSignature, cpuidEntry, KVM_CPUID_SIGNATURE, KVM_SIGNATURE } from './cpu/cpuid.js';
 export { KVM_CAPS, type KvmCapName } from './caps/capability-table.js';
@@ -19,3 +19,19 @@ export type {
 export { parseSize, formatBytes, hex, PAGE_SIZE, type Size } from './util/size.js';
 /** Struct layouts of KVM's ABI and their codecs (for tools and tests; most code needs none of it). */
 export * as abi from './ffi/abi-public.js';
+export {
+  buildCapsReport, formatCapsReport, featureMsrName, jsonify, decodeVmxMsrs, decodeVmxBasic, decodeVmxControls, decodeVmxMisc,
+  controlSetting, vmxMsrName, VMX_MSR, VMX_MSR_FIRST, VMX_MSR_LAST, VMX_CONTROL_FIELDS, VMX_MEMORY_TYPES, EPT_VPID_CAP_BITS,
+  VMFUNC_BITS, CR0_BIT_NAMES, CR4_BIT_NAMES, type CapsReport, type CapsVmx, type Jsonified, type VmxMsrName,
+  type VmxControlField, type VmxControlSetting, type VmxControl, type VmxControls, type VmxBasic, type VmxMisc,
+  type VmxFixedBit, type VmxFixedBits, type VmxCapabilityBit, type VmxCapabilityBits, type VmxVmcsEnum, type VmxMsrs,
+} from './caps/report.js';
+export {
+  CONTROL, REQUEST, KICK_SIGNAL, VCPU_STATE, VCPU_STATE_NAME, type VcpuState, type VcpuThreadApi, type VcpuThreadInit,
+  type VcpuConfig, type RunEnd, type FastPathEntry,
+} from './machine/protocol.js';
+export { nodeEndpoint } from './machine/endpoint.js';
+export { blockSignal, consumePending, currentTid, runMaskWithout, signalThread } from './signals.js';
+export { Machine, createVm, type MachineOptions, type StartOptions, type MachineExit, type DeviceSpec } from './machine/machine.js';
+export { VcpuHandle } from './machine/vcpu-handle.js';
+export { GuestCrashError, VcpuThreadError } from './errors.js';

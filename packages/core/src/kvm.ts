@@ -141,6 +141,14 @@ export class Kvm implements Disposable {
     return Vm.fromFd(this, fd, options);
   }
 
+  /**
+   * A handle on a VM whose fd another handle owns — e.g. in a vCPU worker thread, which must
+   * create its vCPU itself. Closing it closes only the vCPUs it created.
+   */
+  attachVm(vmFd: number): Vm {
+    return new Vm(this, vmFd, false);
+  }
+
   close(): void {
     if (this.#fd < 0) return;
     sysClose(this.#fd);

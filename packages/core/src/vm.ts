@@ -46,11 +46,14 @@ export class Vm implements Disposable {
   readonly #vcpus = new Map<number, Vcpu>();
   #irqchip = false;
   readonly #vcpuMmapSize: number;
+  /** False for a VM handle attached to an fd another handle owns (`kvm.attachVm`). */
+  readonly #ownsFd: boolean;
 
-  /** @internal Use `kvm.createVm()`. */
-  constructor(kvm: Kvm, fd: number) {
+  /** @internal Use `kvm.createVm()` or `kvm.attachVm()`. */
+  constructor(kvm: Kvm, fd: number, ownsFd = true) {
     this.kvm = kvm;
     this.#fd = fd;
+    this.#ownsFd = ownsFd;
     this.#vcpuMmapSize = kvm.vcpuMmapSize();
   }
 
@@ -219,12 +222,12 @@ export class Vm implements Disposable {
 
   /**
    * Closes every vCPU, then the VM fd (which releases the memory slots in the kernel), then
-   * drops the guest memory. Idempotent.
+   * drops the guest memory. An attached handle leaves the fd to its owner. Idempotent.
    */
   close(): void {
     if (this.#fd < 0) return;
     for (const v of [...this.#vcpus.values()]) v.close();
-    sysClose(this.#fd);
+    if (this.#ownsFd) sysClose(this.#fd);
     this.#fd = -1;
     for (const s of [...this.memory.slots]) this.memory.remove(s);
   }

@@ -124,14 +124,41 @@ function setSegments(sregs: KvmSregs, code: KvmSregs['cs'], data: KvmSregs['ds']
   sregs.gdt = { base: l.gdt, limit: 7 * 8 - 1, padding: new Uint16Array(3) };
 }
 
-/**
- * Puts `vcpu` in `mode`, writing the tables it needs into `memory`. Registers other than
- * segments, control registers and RFLAGS are left for the caller (entry point, stack).
- */
-export function setupCpuMode(vcpu: Vcpu, memory: GuestMemory, mode: CpuMode, options: CpuModeOptions = {}): void {
+/** Writes the GDT, TSS and page tables `mode` needs into guest memory (once per VM). */
+export function writeModeTables(memory: GuestMemory, mode: CpuMode, options: CpuModeOptions = {}): void {
   const l = layoutAt(options.systemArea ?? 0x1000n);
+  const mapSize = checkedMapSize(options);
+  switch (mode) {
+    case 'real':
+      return;
+    case 'protected':
+      writeGdt(memory, l, 32);
+      return;
+    case 'paged':
+      writeGdt(memory, l, 32);
+      if (options.paging === 'legacy') writeLegacyTables(memory, l, mapSize);
+      else writePaeTables(memory, l, mapSize);
+      return;
+    case 'long':
+    case 'user':
+      writeGdt(memory, l, 64);
+      writeLongModeTables(memory, l, mapSize, mode === 'user');
+      return;
+  }
+}
+
+function checkedMapSize(options: CpuModeOptions): number {
   const mapSize = options.mapSize ?? GIB;
   if (mapSize <= 0 || mapSize > 4 * GIB) throw new RangeError(`mapSize ${mapSize} must be in (0, 4 GiB]`);
+  return mapSize;
+}
+
+/**
+ * Sets the vCPU's segments, control registers and RFLAGS for `mode`, pointing at tables that
+ * `writeModeTables` wrote. Throws KvmUnsupportedError if the host does not keep them.
+ */
+export function setVcpuMode(vcpu: Vcpu, mode: CpuMode, options: CpuModeOptions = {}): void {
+  const l = layoutAt(options.systemArea ?? 0x1000n);
   const sregs = vcpu.getSregs();
   let rflags = RFLAGS.FIXED;
 
@@ -144,30 +171,20 @@ export function setupCpuMode(vcpu: Vcpu, memory: GuestMemory, mode: CpuMode, opt
       sregs.cr0 &= ~(CR0.PE | CR0.PG);
       break;
     case 'protected':
-    case 'paged': {
-      writeGdt(memory, l, 32);
+    case 'paged':
       setSegments(sregs, flatSegment('code', 0, 32, SELECTOR.KERNEL_CODE), flatSegment('data', 0, 32, SELECTOR.KERNEL_DATA), l);
       sregs.cr0 = CR0.PE | CR0.MP | CR0.ET | CR0.NE;
       sregs.cr4 = 0n;
       sregs.efer = 0n;
       if (mode === 'paged') {
-        if (options.paging === 'legacy') {
-          writeLegacyTables(memory, l, mapSize);
-          sregs.cr4 = CR4.PSE;
-        } else {
-          writePaeTables(memory, l, mapSize);
-          sregs.cr4 = CR4.PAE;
-        }
+        sregs.cr4 = options.paging === 'legacy' ? CR4.PSE : CR4.PAE;
         sregs.cr3 = l.top;
         sregs.cr0 |= CR0.WP | CR0.AM | CR0.PG;
       }
       break;
-    }
     case 'long':
     case 'user': {
       const user = mode === 'user';
-      writeGdt(memory, l, 64);
-      writeLongModeTables(memory, l, mapSize, user);
       const dpl = user ? 3 : 0;
       setSegments(
         sregs,
@@ -186,6 +203,15 @@ export function setupCpuMode(vcpu: Vcpu, memory: GuestMemory, mode: CpuMode, opt
   vcpu.setSregs(sregs);
   vcpu.patchRegs({ rflags });
   verifyMode(vcpu, mode, sregs);
+}
+
+/**
+ * Puts `vcpu` in `mode`, writing the tables it needs into `memory`. Registers other than
+ * segments, control registers and RFLAGS are left for the caller (entry point, stack).
+ */
+export function setupCpuMode(vcpu: Vcpu, memory: GuestMemory, mode: CpuMode, options: CpuModeOptions = {}): void {
+  writeModeTables(memory, mode, options);
+  setVcpuMode(vcpu, mode, options);
 }
 
 /**

@@ -1,0 +1,92 @@
+#!/usr/bin/env node
+/** The `kvmpool` command. Each command is one entry in COMMANDS; `main` only parses and dispatches. */
+import { parseArgs } from 'node:util';
+import { Kvm } from './kvm.js';
+import { buildCapsReport, formatCapsReport } from './caps/report.js';
+
+interface Command {
+  usage: string;
+  summary: string;
+  options: ParseOptions;
+  /** Whether the command takes positional arguments (after its name). */
+  positionals?: boolean;
+  /** Returns the exit code. */
+  run(values: ParsedValues, positionals: string[]): number;
+}
+
+type ParseOptions = NonNullable<NonNullable<Parameters<typeof parseArgs>[0]>['options']>;
+type ParsedValues = ReturnType<typeof parseArgs>['values'];
+
+const USAGE_ERROR = 2;
+
+/** Opens the device, or prints why not (the error message carries a hint) and returns null. */
+function openKvm(path: string): Kvm | null {
+  try {
+    return Kvm.open(path);
+  } catch (e) {
+    process.stderr.write(`kvmpool: ${e instanceof Error ? e.message : String(e)}\n`);
+    return null;
+  }
+}
+
+const COMMANDS: Record<string, Command> = {
+  caps: {
+    usage: 'kvmpool caps [--json] [--device PATH]',
+    summary: 'report what this host\'s KVM offers a VMM (capabilities, CPUID, feature MSRs, nested VMX)',
+    options: { json: { type: 'boolean' }, device: { type: 'string' } },
+    run(values) {
+      const kvm = openKvm(typeof values['device'] === 'string' ? values['device'] : '/dev/kvm');
+      if (!kvm) return 1;
+      try {
+        const report = buildCapsReport(kvm);
+        process.stdout.write(values['json'] ? `${JSON.stringify(report, null, 2)}\n` : formatCapsReport(report));
+        return 0;
+      } finally {
+        kvm.close();
+      }
+    },
+  },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.values(COMMANDS).map((c) => c.usage.length));
+  const lines = Object.values(COMMANDS).map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`);
+  return `usage: kvmpool <command> [options]\n\ncommands:\n${lines.join('\n')}\n  kvmpool --help${' '.repeat(Math.max(0, width - 14))}  show this help\n`;
+}
+
+function main(argv: readonly string[]): number {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    (name === undefined ? process.stderr : process.stdout).write(usage());
+    return name === undefined ? USAGE_ERROR : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`kvmpool: unknown command ${JSON.stringify(name)}\n\n${usage()}`);
+    return USAGE_ERROR;
+  }
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args: [...rest], options: { ...command.options, help: { type: 'boolean', short: 'h' } }, allowPositionals: command.positionals ?? false });
+  } catch (e) {
+    process.stderr.write(`kvmpool ${name}: ${e instanceof Error ? e.message : String(e)}\nusage: ${command.usage}\n`);
+    return USAGE_ERROR;
+  }
+  if (parsed.values['help']) {
+    process.stdout.write(`usage: ${command.usage}\n\n${command.summary}\n`);
+    return 0;
+  }
+  try {
+    return command.run(parsed.values, parsed.positionals);
+  } catch (e) {
+    process.stderr.write(`kvmpool ${name}: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
+}
+
+// A closed pipe (`kvmpool caps | head`) is a normal way for output to end.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+process.exitCode = main(process.argv.slice(2));

@@ -1,0 +1,357 @@
+/**
+ * A running VM: guest memory, one worker thread per vCPU, the exit bus and its dispatcher,
+ * and the devices. `createVm()` builds it; `close()` (or `await using`) releases everything.
+ */
+import { EventEmitter } from 'node:events';
+import { Bus, Dispatcher, createDoorbell, type Device, type IrqLine } from '@kvmpool/devices';
+import { GuestCrashError, type VcpuThreadError } from '../errors.js';
+import { Kvm } from '../kvm.js';
+import type { GuestMemory } from '../memory.js';
+import { writeModeTables, type CpuMode } from '../cpu/modes.js';
+import type { KvmRegs, KvmSregs } from '../ffi/index.js';
+import { blockSignal } from '../signals.js';
+import type { Vm } from '../vm.js';
+import { parseSize, type Size } from '../util/size.js';
+import { KICK_SIGNAL, type FastPathEntry, type RunEnd, type VcpuState } from './protocol.js';
+import { VcpuHandle } from './vcpu-handle.js';
+
+/** A device and where it sits. */
+export interface DeviceSpec {
+  device: Device;
+  pio?: { base: number; length: number };
+  mmio?: { base: bigint; length: number };
+  /** irqchip input the device drives (needs `irqchip: true`). */
+  irq?: number;
+  /** An OUT to this device's ports stops the vCPU that made it (e.g. a debug-exit port). */
+  stopsVcpu?: boolean;
+}
+
+export interface MachineOptions {
+  memory: Size;
+  vcpus?: number;
+  devices?: DeviceSpec[];
+  /** Create the in-kernel irqchip (device interrupts via KVM_IRQ_LINE). */
+  irqchip?: boolean;
+  /** CPU mode every vCPU starts in. Default `user` (CPL 3: native speed on every host). */
+  mode?: CpuMode;
+  /** Let KVM batch writes to devices' coalescable registers. Default true. */
+  coalesce?: boolean;
+  kvmPath?: string;
+}
+
+export interface StartOptions {
+  entry: bigint;
+  /** Stack pointer for each vCPU. */
+  stack?: bigint | ((vcpu: number) => bigint);
+  /** Extra registers for each vCPU (e.g. its index in rdi). */
+  regs?: (vcpu: number) => Partial<KvmRegs>;
+}
+
+export type MachineExit =
+  /** Every vCPU stopped by itself (HLT, or an OUT to a port that stops its vCPU). */
+  | { reason: 'halted' }
+  /** `stop()` or `close()` was called. */
+  | { reason: 'stopped' }
+  | { reason: 'debug-exit'; code: number }
+  | { reason: 'crashed'; error: GuestCrashError }
+  | { reason: 'error'; error: Error };
+
+export interface MachineEvents {
+  exit: [MachineExit];
+  error: [Error];
+}
+
+const SYSTEM_AREA = 0x1000n;
+
+export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposable {
+  readonly kvm: Kvm;
+  readonly vm: Vm;
+  readonly options: Readonly<MachineOptions>;
+  readonly pio = new Bus('pio');
+  readonly mmio = new Bus('mmio');
+  readonly dispatcher: Dispatcher;
+  readonly #doorbell = createDoorbell();
+  readonly #devices: DeviceSpec[];
+  #vcpus: VcpuHandle[] = [];
+  #runs: Promise<void>[] = [];
+  #exit: MachineExit | undefined;
+  #exitWaiters: ((e: MachineExit) => void)[] = [];
+  #stopping: Promise<void> | undefined;
+  #flushTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+  #started = false;
+
+  private constructor(kvm: Kvm, vm: Vm, options: MachineOptions) {
+    super();
+    this.kvm = kvm;
+    this.vm = vm;
+    this.options = options;
+    this.#devices = options.devices ?? [];
+    this.dispatcher = new Dispatcher(this.pio, this.mmio, this.#doorbell);
+    this.dispatcher.onDeviceError = (e) => this.#fail(e);
+  }
+
+  /** Builds the VM: memory at GPA 0, devices on their buses, one started vCPU thread per vCPU. */
+  static async create(options: MachineOptions): Promise<Machine> {
+    const vcpus = options.vcpus ?? 1;
+    if (!Number.isInteger(vcpus) || vcpus < 1) throw new RangeError(`vcpus: ${vcpus} is not a positive whole number`);
+    // Threads made from here on inherit the blocked kick signal: a stray one can then never
+    // run its default action (terminate) on a thread that is not a vCPU.
+    blockSignal(KICK_SIGNAL);
+    const kvm = Kvm.open(options.kvmPath);
+    let m: Machine | undefined;
+    try {
+      const max = kvm.vcpuLimits().max;
+      if (vcpus > max) throw new RangeError(`vcpus: ${vcpus} is more than this host's limit of ${max}`);
+      const vm = kvm.createVm({ irqchip: options.irqchip ?? false });
+      m = new Machine(kvm, vm, options);
+      vm.addMemory({ guestAddress: 0, size: parseSize(options.memory, 'memory') });
+      m.#wireDevices();
+      await m.#startThreads(vcpus);
+      return m;
+    } catch (e) {
+      if (m) await m.close();
+      else kvm.close();
+      throw e;
+    }
+  }
+
+  get memory(): GuestMemory {
+    return this.vm.memory;
+  }
+
+  get vcpuCount(): number {
+    return this.#vcpus.length;
+  }
+
+  vcpuStates(): VcpuState[] {
+    return this.#vcpus.map((v) => v.state);
+  }
+
+  /** Exits handled per vCPU so far. */
+  vcpuExits(): number[] {
+    return this.#vcpus.map((v) => v.exits);
+  }
+
+  #wireDevices(): void {
+    for (const spec of this.#devices) {
+      if (spec.pio) this.pio.register(spec.pio.base, spec.pio.length, spec.device);
+      if (spec.mmio) this.mmio.register(spec.mmio.base, spec.mmio.length, spec.device);
+      if (spec.irq !== undefined && !this.vm.hasIrqchip) {
+        throw new RangeError(`device ${spec.device.name} wants irq ${spec.irq}, but the VM has no irqchip (irqchip: true)`);
+      }
+    }
+    let coalesced = false;
+    if (this.options.coalesce ?? true) {
+      const pioOk = this.vm.checkExtension('KVM_CAP_COALESCED_PIO') > 0;
+      const mmioOk = this.vm.checkExtension('KVM_CAP_COALESCED_MMIO') > 0;
+      for (const spec of this.#devices) {
+        for (const z of spec.device.coalescable ?? []) {
+          if (spec.pio && pioOk && !spec.stopsVcpu) {
+            this.vm.registerCoalescedZone(BigInt(spec.pio.base + z.offset), z.length, true);
+            coalesced = true;
+          } else if (spec.mmio && mmioOk) {
+            this.vm.registerCoalescedZone(spec.mmio.base + BigInt(z.offset), z.length, false);
+            coalesced = true;
+          }
+        }
+      }
+    }
+    if (coalesced) {
+      this.dispatcher.beforeDrain = () =>
+        this.#vcpus[0]?.mapping?.drainCoalesced((w) => this.dispatcher.write(w.pio ? 'pio' : 'mmio', w.address, w.data)) ?? 0;
+    }
+  }
+
+  /** The IrqLine a device gets for input `irq`. */
+  irqLine(irq: number): IrqLine {
+    return { set: (level: boolean) => this.vm.irqLine(irq, level) };
+  }
+
+  async #startThreads(count: number): Promise<void> {
+    const fastPath: FastPathEntry[] = [];
+    const stopPorts: number[] = [];
+    for (const spec of this.#devices) {
+      const state = spec.device.fastState;
+      for (const r of spec.device.fastRegisters ?? []) {
+        if (!state) throw new RangeError(`device ${spec.device.name} declares fast registers but no fastState`);
+        const shared = state.buffer;
+        if (!(shared instanceof SharedArrayBuffer)) throw new TypeError(`device ${spec.device.name}: fastState must be over a SharedArrayBuffer`);
+        if (spec.pio) fastPath.push({ bus: 'pio', address: BigInt(spec.pio.base + r.offset), size: r.size, state: shared, index: r.index });
+        if (spec.mmio) fastPath.push({ bus: 'mmio', address: spec.mmio.base + BigInt(r.offset), size: r.size, state: shared, index: r.index });
+      }
+      if (spec.stopsVcpu && spec.pio) for (let p = 0; p < spec.pio.length; p++) stopPorts.push(spec.pio.base + p);
+    }
+    for (let id = 0; id < count; id++) {
+      const h = await VcpuHandle.start({
+        id,
+        vmFd: this.vm.fd,
+        mmapSize: this.kvm.vcpuMmapSize(),
+        doorbell: this.#doorbell,
+        fastPath,
+        stopPorts,
+        onThreadError: (e) => this.#fail(e),
+      });
+      this.#vcpus.push(h);
+      this.dispatcher.addRing(id, h.ring, this.#doorbell);
+    }
+  }
+
+  /** Copies `bytes` into guest memory at `gpa`. */
+  load(gpa: bigint | number, bytes: Uint8Array): void {
+    this.memory.write(gpa, bytes);
+  }
+
+  /** Sets up every vCPU (mode, entry, stack) and runs them. */
+  async start(options: StartOptions): Promise<void> {
+    if (this.#started) throw new Error('machine: start() was already called');
+    if (this.#closed) throw new Error('machine: closed');
+    this.#started = true;
+    const mode = this.options.mode ?? 'user';
+    writeModeTables(this.memory, mode, { systemArea: SYSTEM_AREA });
+    for (const v of this.#vcpus) {
+      const stack = typeof options.stack === 'function' ? options.stack(v.id) : (options.stack ?? 0n);
+      await v.configure({
+        mode,
+        entry: options.entry,
+        stack,
+        systemArea: SYSTEM_AREA,
+        runnable: this.vm.hasIrqchip,
+        ...(options.regs ? { regs: options.regs(v.id) } : {}),
+      });
+    }
+    this.dispatcher.start();
+    if (this.dispatcher.beforeDrain) {
+      // Coalesced writes need no exit; flush them regularly so output does not linger.
+      this.#flushTimer = setInterval(() => this.dispatcher.drainAll(), 10);
+      this.#flushTimer.unref();
+    }
+    this.#runs = this.#vcpus.map((v) => v.run().then((end) => this.#onRunEnd(v, end), (e: unknown) => this.#fail(e)));
+  }
+
+  #onRunEnd(v: VcpuHandle, end: RunEnd): void {
+    switch (end.reason) {
+      case 'crashed':
+        this.#fail(new GuestCrashError(v.id, end.description, end.rip));
+        return;
+      case 'stop-port':
+      case 'hlt':
+        // This vCPU is done; the machine is done when every vCPU is (or a device asks to exit).
+        if (this.#vcpus.every((x) => x.state === 'stopped' || x.state === 'crashed')) void this.#finish({ reason: 'halted' });
+        return;
+      default:
+        return;
+    }
+  }
+
+  /**
+   * A failure ends the machine. It is reported through `waitForExit()` / the 'exit' event, and
+   * also as an 'error' event when someone listens (an unheard 'error' must not end the process).
+   */
+  #fail(e: unknown): void {
+    if (this.#failure || this.#exit) return;
+    const error = e instanceof Error ? e : new Error(String(e));
+    this.#failure = error;
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    void this.#finish(error instanceof GuestCrashError ? { reason: 'crashed', error } : { reason: 'error', error });
+  }
+  #failure: Error | undefined;
+
+  /** Reported by a debug-exit device: the guest asks the whole VM to exit with `code`. */
+  requestExit(code: number): void {
+    this.#pendingCode ??= code;
+    void this.#finish({ reason: 'debug-exit', code });
+  }
+  #pendingCode: number | undefined;
+
+  async #finish(exit: MachineExit): Promise<void> {
+    await this.#halt();
+    if (this.#exit) return;
+    const failure = this.#failure;
+    if (failure) this.#exit = failure instanceof GuestCrashError ? { reason: 'crashed', error: failure } : { reason: 'error', error: failure };
+    else if (this.#pendingCode !== undefined) this.#exit = { reason: 'debug-exit', code: this.#pendingCode };
+    else this.#exit = exit;
+    for (const w of this.#exitWaiters) w(this.#exit);
+    this.#exitWaiters = [];
+    this.emit('exit', this.#exit);
+  }
+
+  /** Stops every vCPU and the dispatcher (after a final drain, so no posted write is lost). */
+  #halt(): Promise<void> {
+    this.#stopping ??= (async () => {
+      await Promise.all(this.#vcpus.map((v) => v.stop()));
+      await Promise.allSettled(this.#runs);
+      if (this.#flushTimer) clearInterval(this.#flushTimer);
+      await this.dispatcher.stop();
+    })();
+    return this.#stopping;
+  }
+
+  /** Resolves when the machine has stopped, with why. */
+  waitForExit(): Promise<MachineExit> {
+    if (this.#exit) return Promise.resolve(this.#exit);
+    return new Promise((resolve) => this.#exitWaiters.push(resolve));
+  }
+
+  /** Pauses every vCPU; resolves when none is inside KVM_RUN. */
+  async pause(): Promise<void> {
+    await Promise.all(this.#vcpus.map((v) => v.pause()));
+  }
+
+  resume(): void {
+    for (const v of this.#vcpus) v.resume();
+  }
+
+  /** Stops the guest; resolves with the exit once every vCPU has stopped. */
+  async stop(): Promise<MachineExit> {
+    await this.#finish({ reason: 'stopped' });
+    return this.#exit ?? { reason: 'stopped' };
+  }
+
+  /** Registers of a paused (or stopped) vCPU. */
+  getRegs(vcpu: number): Promise<KvmRegs> {
+    return this.#vcpu(vcpu).getRegs();
+  }
+  setRegs(vcpu: number, regs: KvmRegs): Promise<void> {
+    return this.#vcpu(vcpu).setRegs(regs);
+  }
+  getSregs(vcpu: number): Promise<KvmSregs> {
+    return this.#vcpu(vcpu).getSregs();
+  }
+
+  /** Kicks one vCPU out of KVM_RUN to a safe point and back in (for tests and tools). */
+  kick(vcpu: number): Promise<void> {
+    return this.#vcpu(vcpu).kick();
+  }
+
+  /** Fault injection for tests: an uncaught exception in vCPU `vcpu`'s thread. */
+  injectThreadFault(vcpu: number, message = 'injected fault'): Promise<void> {
+    return this.#vcpu(vcpu).injectFault(message);
+  }
+
+  #vcpu(id: number): VcpuHandle {
+    const v = this.#vcpus[id];
+    if (!v) throw new RangeError(`vCPU ${id} does not exist (this VM has ${this.#vcpus.length})`);
+    return v;
+  }
+
+  /** Stops the guest if running, ends every thread, closes the VM and every fd. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#started) await this.#finish({ reason: 'stopped' });
+    await Promise.all(this.#vcpus.map((v) => v.close()));
+    this.#vcpus = [];
+    this.vm.close();
+    this.kvm.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/** Creates and starts the threads of a VM: `await using vm = await createVm({ memory: '64 MiB', vcpus: 4 })`. */
+export function createVm(options: MachineOptions): Promise<Machine> {
+  return Machine.create(options);
+}

@@ -1,0 +1,95 @@
+/**
+ * The contract between a machine (main thread) and its vCPU worker threads: the init message,
+ * the control API served through comlink, and the shared control words.
+ */
+import type { KvmRegs, KvmSregs } from '../ffi/index.js';
+import type { VcpuExit } from '../exits.js';
+
+/** vCPU thread states (Firecracker's vstate: Running ⇄ Paused → Exited). */
+export const VCPU_STATE = { created: 0, running: 1, paused: 2, stopped: 3, crashed: 4 } as const;
+export type VcpuState = keyof typeof VCPU_STATE;
+export const VCPU_STATE_NAME: readonly VcpuState[] = ['created', 'running', 'paused', 'stopped', 'crashed'];
+
+/**
+ * Control words, one Int32Array per vCPU in a SharedArrayBuffer.
+ * KICK_REQ is bumped by the main thread for each kick; the worker copies it to KICK_ACK when
+ * it is out of KVM_RUN at a safe point, so the kicker knows the kick landed and stops retrying.
+ */
+export const CONTROL = {
+  STATE: 0,
+  KICK_REQ: 1,
+  KICK_ACK: 2,
+  TID: 3,
+  /** What the main thread asks of the vCPU at its next safe point: a REQUEST value. */
+  REQUEST: 4,
+  /** Exits handled (wraps). */
+  EXITS: 5,
+  /** Kicks that found the vCPU inside KVM_RUN (EINTR). */
+  KICKS_IN_RUN: 6,
+  WORDS: 8,
+} as const;
+
+export const REQUEST = { none: 0, pause: 1, stop: 2 } as const;
+
+/** The realtime signal that kicks a vCPU thread out of KVM_RUN (SIGRTMIN+6 under glibc). */
+export const KICK_SIGNAL = 40;
+
+/** A register the worker answers from shared state (a device's fast path). */
+export interface FastPathEntry {
+  bus: 'pio' | 'mmio';
+  address: bigint;
+  size: number;
+  state: SharedArrayBuffer;
+  index: number;
+}
+
+export interface VcpuThreadInit {
+  vmFd: number;
+  vcpuId: number;
+  ring: SharedArrayBuffer;
+  doorbell: SharedArrayBuffer;
+  control: SharedArrayBuffer;
+  fastPath: FastPathEntry[];
+  /** Ports whose OUT makes the vCPU stop at once (e.g. a debug-exit device), in addition to being posted. */
+  stopPorts: number[];
+}
+
+/** Why a vCPU's run loop ended. */
+export type RunEnd =
+  | { reason: 'kicked' }
+  | { reason: 'stopped' }
+  | { reason: 'hlt' }
+  | { reason: 'stop-port'; port: number }
+  | { reason: 'crashed'; exit: VcpuExit; rip: bigint; description: string };
+
+/** The control API a vCPU worker serves (through comlink), only while outside KVM_RUN. */
+export interface VcpuThreadApi {
+  init(init: VcpuThreadInit): { tid: number; vcpuFd: number };
+  /** Sets up CPU mode, CPUID, entry and stack. */
+  configure(config: VcpuConfig): void;
+  /** Enters Running; resolves when the run loop ends for a reason other than a kick. */
+  run(): Promise<RunEnd>;
+  /** Enters Paused (call after kicking; the run loop has returned). */
+  pause(): VcpuState;
+  /** Back to Running. */
+  resume(): VcpuState;
+  getRegs(): KvmRegs;
+  setRegs(regs: KvmRegs): void;
+  getSregs(): KvmSregs;
+  setSregs(sregs: KvmSregs): void;
+  state(): VcpuState;
+  /** Closes the vCPU fd in its own thread. */
+  close(): void;
+  /** Fault injection for tests: throws an uncaught exception in the thread on its next turn. */
+  injectFault(message: string): void;
+}
+
+export interface VcpuConfig {
+  mode: 'real' | 'protected' | 'paged' | 'long' | 'user';
+  entry: bigint;
+  stack: bigint;
+  regs?: Partial<KvmRegs>;
+  /** Make the vCPU runnable (secondary vCPUs under an in-kernel irqchip wait for INIT/SIPI). */
+  runnable?: boolean;
+  systemArea?: bigint;
+}

@@ -1,0 +1,221 @@
+/**
+ * The main thread's handle on one vCPU thread: starts the worker, makes the vCPU in it, and
+ * drives its state machine — kick (immediate_exit + a signal to the thread, retried until the
+ * thread acknowledges), pause, resume, stop.
+ */
+import { Worker } from 'node:worker_threads';
+import { wrap, type Remote } from 'comlink';
+import { RingProducer, createRingBuffer } from '@kvmpool/devices';
+import { VcpuThreadError } from '../errors.js';
+import { signalThread } from '../signals.js';
+import { nodeEndpoint } from './endpoint.js';
+import {
+  CONTROL, KICK_SIGNAL, REQUEST, VCPU_STATE_NAME, type FastPathEntry, type RunEnd, type VcpuConfig, type VcpuState,
+  type VcpuThreadApi,
+} from './protocol.js';
+import { VcpuMapping } from './vcpu-mapping.js';
+
+/** Where the vCPU thread entry lives; resolved at run time (the worker package imports core). */
+function threadEntry(): URL {
+  try {
+    return new URL(import.meta.resolve('@kvmpool/worker/vcpu-thread'));
+  } catch (e) {
+    throw new Error('createVm needs the @kvmpool/worker package (the vCPU thread); install it next to @kvmpool/core', { cause: e });
+  }
+}
+
+const KICK_RETRY_MS = 1;
+
+export interface VcpuHandleInit {
+  id: number;
+  vmFd: number;
+  mmapSize: number;
+  doorbell: SharedArrayBuffer;
+  fastPath: FastPathEntry[];
+  stopPorts: number[];
+  /** Called once if the thread dies outside a control call. */
+  onThreadError: (e: VcpuThreadError) => void;
+}
+
+export class VcpuHandle {
+  readonly id: number;
+  readonly ring: SharedArrayBuffer;
+  readonly control: Int32Array;
+  readonly #worker: Worker;
+  readonly #api: Remote<VcpuThreadApi>;
+  #tid = 0;
+  #mapping: VcpuMapping | undefined;
+  #closed = false;
+  #dead = false;
+  readonly #died: Promise<never>;
+  #markDead!: (e: VcpuThreadError) => void;
+  /** Kicks sent (signals), for stats. */
+  kicksSent = 0;
+
+  private constructor(id: number, worker: Worker, control: Int32Array, ring: SharedArrayBuffer) {
+    this.id = id;
+    this.#worker = worker;
+    this.control = control;
+    this.ring = ring;
+    this.#api = wrap<VcpuThreadApi>(nodeEndpoint(worker));
+    this.#died = new Promise<never>((_, reject) => {
+      this.#markDead = (e) => {
+        this.#dead = true;
+        reject(e);
+      };
+    });
+    this.#died.catch(() => {}); // observed through #call
+  }
+
+  /** A control call that fails, instead of hanging, if the thread dies meanwhile. */
+  #call<T>(p: Promise<T>): Promise<T> {
+    return Promise.race([p, this.#died]);
+  }
+
+  /** Starts the thread and creates the vCPU inside it. */
+  static async start(init: VcpuHandleInit): Promise<VcpuHandle> {
+    const worker = new Worker(threadEntry(), { name: `kvmpool-vcpu-${init.id}` });
+    const control = new Int32Array(new SharedArrayBuffer(CONTROL.WORDS * 4));
+    const h = new VcpuHandle(init.id, worker, control, createRingBuffer());
+    const died = (e: VcpuThreadError): void => {
+      if (h.#dead) return;
+      h.#markDead(e);
+      if (!h.#closed) init.onThreadError(e);
+    };
+    worker.on('error', (e) => died(new VcpuThreadError(init.id, e instanceof Error ? e.message : String(e), e)));
+    worker.on('exit', (code) => died(new VcpuThreadError(init.id, `exited with code ${code}`)));
+    try {
+      const { tid, vcpuFd } = await h.#call(h.#api.init({
+        vmFd: init.vmFd,
+        vcpuId: init.id,
+        ring: h.ring,
+        doorbell: init.doorbell,
+        control: control.buffer as SharedArrayBuffer,
+        fastPath: init.fastPath,
+        stopPorts: init.stopPorts,
+      }));
+      h.#tid = tid;
+      h.#mapping = new VcpuMapping(vcpuFd, init.mmapSize);
+    } catch (e) {
+      await h.close();
+      throw e;
+    }
+    return h;
+  }
+
+  /** The VM-wide coalesced ring is reachable through any vCPU's mapping. */
+  get mapping(): VcpuMapping | undefined {
+    return this.#mapping;
+  }
+
+  get state(): VcpuState {
+    return VCPU_STATE_NAME[Atomics.load(this.control, CONTROL.STATE)] ?? 'crashed';
+  }
+
+  get exits(): number {
+    return Atomics.load(this.control, CONTROL.EXITS) >>> 0;
+  }
+
+  configure(config: VcpuConfig): Promise<void> {
+    return this.#call(this.#api.configure(config));
+  }
+
+  /** Runs the vCPU; resolves when its run loop ends for good (hlt, stop, crash…). */
+  run(): Promise<RunEnd> {
+    return this.#call<RunEnd>(this.#api.run());
+  }
+
+  /**
+   * Brings the vCPU out of KVM_RUN to its next safe point, and resolves once the thread has
+   * acknowledged. Sets immediate_exit (for a vCPU about to enter KVM_RUN), then signals the
+   * thread (for one inside it), again every millisecond until the acknowledgement arrives.
+   */
+  async kick(): Promise<void> {
+    const ctl = this.control;
+    const want = (Atomics.add(ctl, CONTROL.KICK_REQ, 1) + 1) | 0;
+    this.#mapping?.requestImmediateExit();
+    for (;;) {
+      const ack = Atomics.load(ctl, CONTROL.KICK_ACK);
+      if (((ack - want) | 0) >= 0) return;
+      const s = this.state;
+      // Not started, or ended: there is no run loop to acknowledge.
+      if (s === 'created' || s === 'stopped' || s === 'crashed' || this.#dead) return;
+      if (s === 'paused') {
+        // Paused threads wait on the REQUEST word and acknowledge kicks when woken.
+        Atomics.notify(ctl, CONTROL.REQUEST);
+      } else if (signalThread(this.#tid, KICK_SIGNAL)) {
+        this.kicksSent++;
+      }
+      const w = Atomics.waitAsync(ctl, CONTROL.KICK_ACK, ack, KICK_RETRY_MS);
+      if (w.async) await w.value;
+    }
+  }
+
+  async #waitState(done: (s: VcpuState) => boolean): Promise<void> {
+    for (;;) {
+      if (this.#dead) return;
+      const raw = Atomics.load(this.control, CONTROL.STATE);
+      if (done(VCPU_STATE_NAME[raw] ?? 'crashed')) return;
+      const w = Atomics.waitAsync(this.control, CONTROL.STATE, raw, 100);
+      if (w.async) await w.value;
+    }
+  }
+
+  /** Pauses a running vCPU; resolves once it is out of KVM_RUN and paused (or already ended). */
+  async pause(): Promise<void> {
+    const s = this.state;
+    if (s === 'created' || s === 'stopped' || s === 'crashed') return;
+    this.#request(REQUEST.pause);
+    // Once the kick is acknowledged the thread is at a safe point and has seen the request.
+    await this.kick();
+    await this.#waitState((st) => st !== 'running');
+  }
+
+  resume(): void {
+    if (Atomics.load(this.control, CONTROL.REQUEST) === REQUEST.pause) this.#request(REQUEST.none);
+  }
+
+  /** Asks the vCPU to stop, from any state; wakes it from a device wait, a pause or KVM_RUN. */
+  async stop(): Promise<void> {
+    this.#request(REQUEST.stop);
+    RingProducer.wake(this.ring);
+    await this.kick();
+  }
+
+  #request(r: number): void {
+    Atomics.store(this.control, CONTROL.REQUEST, r);
+    Atomics.notify(this.control, CONTROL.REQUEST);
+  }
+
+  getRegs(): ReturnType<Remote<VcpuThreadApi>['getRegs']> {
+    return this.#call(this.#api.getRegs());
+  }
+  setRegs(...args: Parameters<VcpuThreadApi['setRegs']>): Promise<void> {
+    return this.#call(this.#api.setRegs(...args));
+  }
+  getSregs(): ReturnType<Remote<VcpuThreadApi>['getSregs']> {
+    return this.#call(this.#api.getSregs());
+  }
+  setSregs(...args: Parameters<VcpuThreadApi['setSregs']>): Promise<void> {
+    return this.#call(this.#api.setSregs(...args));
+  }
+
+  /** Fault injection for tests: an uncaught exception in the vCPU thread. */
+  injectFault(message: string): Promise<void> {
+    return this.#call(this.#api.injectFault(message));
+  }
+
+  /** Closes the vCPU in its thread, ends the thread and unmaps the main-thread mapping. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#mapping?.close();
+    this.#mapping = undefined;
+    try {
+      if (!this.#dead) await Promise.race([this.#call(this.#api.close()), new Promise((r) => setTimeout(r, 1000).unref())]);
+    } catch {
+      // the thread is gone already: terminating it below is all that is left
+    }
+    await this.#worker.terminate();
+  }
+}

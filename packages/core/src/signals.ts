@@ -1,0 +1,75 @@
+/**
+ * Thread signals for kicking a vCPU out of KVM_RUN without any JS signal handler:
+ * the kick signal stays blocked in the vCPU thread, is unblocked only inside KVM_RUN (through
+ * KVM_SET_SIGNAL_MASK), and is consumed afterwards with sigtimedwait. A kick that arrives
+ * before the thread enters KVM_RUN stays pending and makes KVM_RUN return EINTR at once, so
+ * none is lost; and since the signal is never unblocked outside KVM_RUN, it never runs a
+ * default action (which for a realtime signal would end the process).
+ */
+import {
+  SIG_BLOCK, errorFor, lastErrno, sysGetpid, sysGettid, sysPthreadSigmask, sysSigtimedwait, sysTgkill,
+} from './ffi/index.js';
+
+/** glibc's sigset_t is 128 bytes; the kernel's (for KVM_SET_SIGNAL_MASK) is its first 8. */
+const SIGSET_BYTES = 128;
+const KERNEL_SIGSET_BYTES = 8;
+const EAGAIN = 11;
+const ESRCH = 3;
+
+function sigset(signal: number): Uint8Array {
+  const set = new Uint8Array(SIGSET_BYTES);
+  set[(signal - 1) >> 3]! |= 1 << ((signal - 1) & 7);
+  return set;
+}
+
+/** Blocks `signal` in the calling thread (threads it creates later inherit the mask). */
+export function blockSignal(signal: number): void {
+  const rc = sysPthreadSigmask(SIG_BLOCK, sigset(signal), null);
+  if (rc !== 0) throw errorFor('pthread_sigmask', rc);
+}
+
+/** The calling thread's current mask as a kernel sigset with `signal` removed: the mask to run KVM_RUN with. */
+export function runMaskWithout(signal: number): Uint8Array {
+  const old = new Uint8Array(SIGSET_BYTES);
+  const rc = sysPthreadSigmask(SIG_BLOCK, null, old);
+  if (rc !== 0) throw errorFor('pthread_sigmask', rc);
+  const mask = old.slice(0, KERNEL_SIGSET_BYTES);
+  mask[(signal - 1) >> 3]! &= ~(1 << ((signal - 1) & 7));
+  return mask;
+}
+
+const ZERO_TIMEOUT = new Uint8Array(16); // struct timespec { 0, 0 }
+const setCache = new Map<number, Uint8Array>();
+
+/** Consumes every pending instance of `signal` in the calling thread; returns how many. */
+export function consumePending(signal: number): number {
+  let set = setCache.get(signal);
+  if (!set) {
+    set = sigset(signal);
+    setCache.set(signal, set);
+  }
+  let n = 0;
+  for (;;) {
+    const got = sysSigtimedwait(set, null, ZERO_TIMEOUT);
+    if (got === signal) {
+      n++;
+      continue;
+    }
+    const errno = lastErrno();
+    if (got < 0 && errno === EAGAIN) return n;
+    if (got < 0 && errno === 4 /* EINTR */) continue;
+    throw errorFor('sigtimedwait', errno);
+  }
+}
+
+export function currentTid(): number {
+  return sysGettid();
+}
+
+/** Sends `signal` to thread `tid` of this process; false if the thread is gone. */
+export function signalThread(tid: number, signal: number): boolean {
+  if (sysTgkill(sysGetpid(), tid, signal) === 0) return true;
+  const errno = lastErrno();
+  if (errno === ESRCH) return false;
+  throw errorFor(`tgkill(${tid}, ${signal})`, errno);
+}

@@ -1,0 +1,159 @@
+/**
+ * The dispatcher: on the main thread, drains every vCPU's exit ring in a batch per wake-up,
+ * hands each access to the PIO or MMIO bus, and answers reads. It sleeps on the VM-wide
+ * doorbell with Atomics.waitAsync, so the event loop stays free while guests compute.
+ */
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import type { Bus } from './bus.js';
+import type { Device } from './device.js';
+import { DOORBELL, RECORD_KIND, RingConsumer, type RingRecord } from './exit-ring.js';
+
+export interface DispatcherStats {
+  /** Records handled. */
+  records: number;
+  reads: number;
+  writes: number;
+  /** Times the dispatcher went to sleep on the doorbell and was woken. */
+  wakeups: number;
+  /** Non-empty drain passes. */
+  batches: number;
+  /** Accesses that hit no device. */
+  unmapped: number;
+}
+
+export class DeviceAccessError extends Error {
+  override readonly name = 'DeviceAccessError';
+  readonly device: string;
+  readonly vcpu: number;
+  constructor(device: string, vcpu: number, access: string, cause: unknown) {
+    super(`device ${device} failed on ${access} from vCPU ${vcpu}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.device = device;
+    this.vcpu = vcpu;
+  }
+}
+
+/** Longest stretch of back-to-back draining before the event loop gets a turn. */
+const MAX_BUSY_MS = 4;
+
+export class Dispatcher {
+  readonly pio: Bus;
+  readonly mmio: Bus;
+  readonly #doorbell: Int32Array;
+  readonly #rings = new Map<number, RingConsumer>();
+  #running = false;
+  #loop: Promise<void> | undefined;
+  readonly stats: DispatcherStats = { records: 0, reads: 0, writes: 0, wakeups: 0, batches: 0, unmapped: 0 };
+  /** Called when a device throws; the access is answered with all-ones and dispatch goes on. */
+  onDeviceError: (e: DeviceAccessError) => void = () => {};
+  /**
+   * Runs first in every drain pass, e.g. to take KVM's coalesced writes, which precede any
+   * exit a vCPU posted after them. Returns how many accesses it handled.
+   */
+  beforeDrain: (() => number) | undefined;
+
+  constructor(pio: Bus, mmio: Bus, doorbell: SharedArrayBuffer) {
+    this.pio = pio;
+    this.mmio = mmio;
+    this.#doorbell = new Int32Array(doorbell);
+  }
+
+  addRing(vcpu: number, ring: SharedArrayBuffer, doorbell: SharedArrayBuffer): void {
+    this.#rings.set(vcpu, new RingConsumer(ring, doorbell));
+  }
+
+  /** Drains every ring once; returns the number of records handled. */
+  drainAll(): number {
+    let n = this.beforeDrain ? this.beforeDrain() : 0;
+    for (const [vcpu, ring] of this.#rings) n += ring.drain((r) => this.#handle(vcpu, ring, r));
+    if (n > 0) {
+      this.stats.batches++;
+      this.stats.records += n;
+    }
+    return n;
+  }
+
+  #handle(vcpu: number, ring: RingConsumer, r: RingRecord): void {
+    const isRead = r.kind === RECORD_KIND.IO_IN || r.kind === RECORD_KIND.MMIO_READ;
+    const bus = r.kind === RECORD_KIND.IO_IN || r.kind === RECORD_KIND.IO_OUT ? this.pio : this.mmio;
+    let device: Device | undefined;
+    try {
+      if (bus === this.pio) {
+        // String I/O: `len / size` items to the same port, in order.
+        for (let at = 0; at < r.data.length; at += r.size) {
+          const item = r.data.subarray(at, at + r.size);
+          device = isRead ? bus.read(r.address, item) : bus.write(r.address, item);
+        }
+      } else {
+        device = isRead ? bus.read(r.address, r.data) : bus.write(r.address, r.data);
+      }
+      if (!device) this.stats.unmapped++;
+    } catch (e) {
+      r.data.fill(0xff);
+      const name = bus.find(r.address)?.device.name ?? '?';
+      const access = `${isRead ? 'read' : 'write'} of ${r.size} at ${bus.kind} 0x${r.address.toString(16)}`;
+      this.onDeviceError(new DeviceAccessError(name, vcpu, access, e));
+    }
+    if (isRead) {
+      this.stats.reads++;
+      ring.reply(r.seq);
+    } else {
+      this.stats.writes++;
+    }
+  }
+
+  /** Hands a write that did not come through a ring (a coalesced one) to its bus. */
+  write(bus: 'pio' | 'mmio', address: bigint, data: Uint8Array): void {
+    const b = bus === 'pio' ? this.pio : this.mmio;
+    try {
+      if (!b.write(address, data)) this.stats.unmapped++;
+      this.stats.writes++;
+    } catch (e) {
+      const name = b.find(address)?.device.name ?? '?';
+      this.onDeviceError(new DeviceAccessError(name, -1, `coalesced write at ${bus} 0x${address.toString(16)}`, e));
+    }
+  }
+
+  /** Starts the dispatch loop. */
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#loop = this.#run();
+  }
+
+  /** Stops the loop after a final drain. */
+  async stop(): Promise<void> {
+    if (!this.#running) return;
+    this.#running = false;
+    Atomics.add(this.#doorbell, DOORBELL.COUNT, 1);
+    Atomics.notify(this.#doorbell, DOORBELL.COUNT);
+    await this.#loop;
+    this.drainAll();
+  }
+
+  async #run(): Promise<void> {
+    const bell = this.#doorbell;
+    let busySince = performance.now();
+    while (this.#running) {
+      if (this.drainAll() > 0) {
+        if (performance.now() - busySince > MAX_BUSY_MS) {
+          await yieldToEventLoop();
+          busySince = performance.now();
+        }
+        continue;
+      }
+      // Say we sleep, then look once more: a producer that rang before it saw SLEEPING has
+      // already published its record, and one that rang after will notify us.
+      Atomics.store(bell, DOORBELL.SLEEPING, 1);
+      const seen = Atomics.load(bell, DOORBELL.COUNT);
+      if (this.drainAll() === 0 && this.#running) {
+        const w = Atomics.waitAsync(bell, DOORBELL.COUNT, seen);
+        if (w.async) {
+          await w.value;
+          this.stats.wakeups++;
+        }
+      }
+      Atomics.store(bell, DOORBELL.SLEEPING, 0);
+      busySince = performance.now();
+    }
+  }
+}

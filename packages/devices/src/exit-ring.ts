@@ -1,0 +1,210 @@
+/**
+ * The exit ring: one per vCPU, in a SharedArrayBuffer. Its single producer is the vCPU's
+ * worker thread, its single consumer the dispatcher on the main thread.
+ *
+ *   [ header: 16 Int32 words | reply area: REPLY_BYTES | records: SLOTS × RECORD_BYTES ]
+ *
+ * A record carries one guest access (or a chunk of a string access) that needs a device:
+ *   +0 u32 seq   +4 u8 kind  +5 u8 size  +6 u16 len  +8 u64 address (port or GPA)  +16 data[48]
+ *
+ * Memory ordering. Only header words are accessed with Atomics; records and the reply area
+ * are plain memory. JavaScript's Atomics are sequentially consistent, and an Atomics.load
+ * that reads a value written by an Atomics.store synchronizes with it, so every plain write
+ * made before the store is visible after the load. Hence:
+ * - the producer fills a record, then `Atomics.store(TAIL)`; the consumer `Atomics.load(TAIL)`s
+ *   before reading records below it, so it never sees a half-written record;
+ * - the consumer reads a record, then `Atomics.store(HEAD)`; the producer `Atomics.load(HEAD)`s
+ *   before reusing a slot, so it never overwrites a record still being read;
+ * - the consumer writes the reply area, then `Atomics.store(REPLY_SEQ)`; the producer reads the
+ *   reply only after loading that seq, so the answer is complete.
+ * TAIL and HEAD are free-running u32 counters (the slot is `counter % SLOTS`); their difference,
+ * taken modulo 2^32, is the fill level, so wrap-around is harmless.
+ */
+
+export const RING = {
+  /** Header words (Int32 indices). */
+  TAIL: 0,
+  HEAD: 1,
+  REPLY_SEQ: 2,
+  REPLY_LEN: 3,
+  /** Set by the producer while it waits for free slots (back-pressure). */
+  PRODUCER_WAITING: 4,
+  HEADER_WORDS: 16,
+  REPLY_BYTES: 4096,
+  SLOTS: 256,
+  RECORD_BYTES: 64,
+  /** Data bytes a record can carry inline; longer string accesses take several records. */
+  RECORD_DATA: 48,
+} as const;
+
+const REPLY_OFFSET = RING.HEADER_WORDS * 4;
+const RECORDS_OFFSET = REPLY_OFFSET + RING.REPLY_BYTES;
+export const RING_BYTES = RECORDS_OFFSET + RING.SLOTS * RING.RECORD_BYTES;
+
+export const RECORD_KIND = { IO_OUT: 1, IO_IN: 2, MMIO_WRITE: 3, MMIO_READ: 4 } as const;
+export type RecordKind = (typeof RECORD_KIND)[keyof typeof RECORD_KIND];
+
+/** The VM-wide doorbell: word 0 counts rings, word 1 says the dispatcher is (about to be) asleep. */
+export const DOORBELL = { COUNT: 0, SLEEPING: 1, WORDS: 2 } as const;
+
+export function createRingBuffer(): SharedArrayBuffer {
+  return new SharedArrayBuffer(RING_BYTES);
+}
+
+export function createDoorbell(): SharedArrayBuffer {
+  return new SharedArrayBuffer(DOORBELL.WORDS * 4);
+}
+
+/** Views over one ring's SharedArrayBuffer, shared by producer and consumer. */
+class RingViews {
+  readonly header: Int32Array;
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+  readonly doorbell: Int32Array;
+
+  constructor(ring: SharedArrayBuffer, doorbell: SharedArrayBuffer) {
+    if (ring.byteLength !== RING_BYTES) throw new RangeError(`exit ring: buffer is ${ring.byteLength} bytes, expected ${RING_BYTES}`);
+    this.header = new Int32Array(ring, 0, RING.HEADER_WORDS);
+    this.bytes = new Uint8Array(ring);
+    this.view = new DataView(ring);
+    this.doorbell = new Int32Array(doorbell);
+  }
+}
+
+/** What a producer does while it cannot go on: `'stop'` abandons the wait. */
+export type WaitCheck = () => 'go-on' | 'stop';
+
+/** Producer side (the vCPU worker). */
+export class RingProducer extends RingViews {
+  #seq = 0;
+
+  /**
+   * Posts an access. Data longer than a record is split over several records, in order.
+   * Blocks (Atomics.wait, never spinning) while the ring is full; returns false if `check`
+   * said stop while it waited.
+   */
+  post(kind: RecordKind, address: bigint, size: number, data: Uint8Array, check: WaitCheck): boolean {
+    let offset = 0;
+    do {
+      const len = Math.min(data.length - offset, RING.RECORD_DATA);
+      if (!this.#reserve(check)) return false;
+      const tail = Atomics.load(this.header, RING.TAIL);
+      const at = RECORDS_OFFSET + ((tail >>> 0) % RING.SLOTS) * RING.RECORD_BYTES;
+      this.view.setUint32(at, ++this.#seq, true);
+      this.view.setUint8(at + 4, kind);
+      this.view.setUint8(at + 5, size);
+      this.view.setUint16(at + 6, len, true);
+      this.view.setBigUint64(at + 8, address, true);
+      this.bytes.set(data.subarray(offset, offset + len), at + 16);
+      Atomics.store(this.header, RING.TAIL, (tail + 1) | 0);
+      offset += len;
+    } while (offset < data.length);
+    this.#ring();
+    return true;
+  }
+
+  /**
+   * Posts a read of `data.length` bytes and waits for the dispatcher's answer, which it
+   * copies into `data`. Returns false (data untouched) if `check` said stop while waiting.
+   */
+  request(kind: RecordKind, address: bigint, size: number, data: Uint8Array, check: WaitCheck): boolean {
+    if (data.length > RING.REPLY_BYTES) throw new RangeError(`exit ring: a read of ${data.length} bytes exceeds ${RING.REPLY_BYTES}`);
+    if (!this.#reserve(check)) return false;
+    const tail = Atomics.load(this.header, RING.TAIL);
+    const at = RECORDS_OFFSET + ((tail >>> 0) % RING.SLOTS) * RING.RECORD_BYTES;
+    const seq = ++this.#seq;
+    this.view.setUint32(at, seq, true);
+    this.view.setUint8(at + 4, kind);
+    this.view.setUint8(at + 5, size);
+    this.view.setUint16(at + 6, data.length, true);
+    this.view.setBigUint64(at + 8, address, true);
+    Atomics.store(this.header, RING.TAIL, (tail + 1) | 0);
+    this.#ring();
+    for (;;) {
+      const got = Atomics.load(this.header, RING.REPLY_SEQ);
+      if (got === (seq | 0)) break;
+      if (check() === 'stop') return false;
+      Atomics.wait(this.header, RING.REPLY_SEQ, got, 50);
+    }
+    data.set(this.bytes.subarray(REPLY_OFFSET, REPLY_OFFSET + data.length));
+    return true;
+  }
+
+  /** Wakes a waiting producer (used by control paths: stop, kick). */
+  static wake(ring: SharedArrayBuffer): void {
+    const header = new Int32Array(ring, 0, RING.HEADER_WORDS);
+    Atomics.notify(header, RING.REPLY_SEQ);
+    Atomics.notify(header, RING.HEAD);
+  }
+
+  #reserve(check: WaitCheck): boolean {
+    for (;;) {
+      const head = Atomics.load(this.header, RING.HEAD);
+      const used = (Atomics.load(this.header, RING.TAIL) - head) >>> 0;
+      if (used < RING.SLOTS) return true;
+      if (check() === 'stop') return false;
+      Atomics.store(this.header, RING.PRODUCER_WAITING, 1);
+      this.#ring(true);
+      Atomics.wait(this.header, RING.HEAD, head, 50);
+      Atomics.store(this.header, RING.PRODUCER_WAITING, 0);
+    }
+  }
+
+  /** Rings the doorbell; wakes the dispatcher only if it said it sleeps (saves a futex wake). */
+  #ring(force = false): void {
+    Atomics.add(this.doorbell, DOORBELL.COUNT, 1);
+    if (force || Atomics.load(this.doorbell, DOORBELL.SLEEPING) !== 0) Atomics.notify(this.doorbell, DOORBELL.COUNT);
+  }
+}
+
+export interface RingRecord {
+  seq: number;
+  kind: RecordKind;
+  size: number;
+  address: bigint;
+  /** Inline data (a view into the ring: valid until the record is released). */
+  data: Uint8Array;
+}
+
+/** Consumer side (the dispatcher). */
+export class RingConsumer extends RingViews {
+  /** Records waiting. */
+  pending(): number {
+    return (Atomics.load(this.header, RING.TAIL) - Atomics.load(this.header, RING.HEAD)) >>> 0;
+  }
+
+  /**
+   * Calls `handle` for each waiting record, in order, then releases them all at once.
+   * Returns how many it handled.
+   */
+  drain(handle: (r: RingRecord) => void, max: number = RING.SLOTS): number {
+    const head = Atomics.load(this.header, RING.HEAD);
+    const tail = Atomics.load(this.header, RING.TAIL);
+    const n = Math.min((tail - head) >>> 0, max);
+    for (let i = 0; i < n; i++) {
+      const at = RECORDS_OFFSET + (((head + i) >>> 0) % RING.SLOTS) * RING.RECORD_BYTES;
+      const kind = this.view.getUint8(at + 4) as RecordKind;
+      const len = this.view.getUint16(at + 6, true);
+      handle({
+        seq: this.view.getUint32(at, true),
+        kind,
+        size: this.view.getUint8(at + 5),
+        address: this.view.getBigUint64(at + 8, true),
+        data: kind === RECORD_KIND.IO_IN || kind === RECORD_KIND.MMIO_READ
+          ? this.bytes.subarray(REPLY_OFFSET, REPLY_OFFSET + len)
+          : this.bytes.subarray(at + 16, at + 16 + len),
+      });
+    }
+    if (n > 0) {
+      Atomics.store(this.header, RING.HEAD, (head + n) | 0);
+      if (Atomics.load(this.header, RING.PRODUCER_WAITING) !== 0) Atomics.notify(this.header, RING.HEAD);
+    }
+    return n;
+  }
+
+  /** Publishes the answer to read `seq` (its data already written into the record's `data`). */
+  reply(seq: number): void {
+    Atomics.store(this.header, RING.REPLY_SEQ, seq | 0);
+    Atomics.notify(this.header, RING.REPLY_SEQ);
+  }
+}

@@ -27,8 +27,7 @@ function iteration(kvm: Kvm): void {
     vm.addMemory({ guestAddress: 0, size: '2 MiB' });
     vm.memory.write(GUEST_AT, GUEST);
     const vcpu = vm.createVcpu(0);
-    setupCpuMode(vcpu, vm.memory, 'real');
-    vcpu.patchRegs({ rip: BigInt(GUEST_AT) });
+    setupCpuMode(vcpu, vm.memory, 'real', { regs: { rip: BigInt(GUEST_AT) } });
     const exit = vcpu.run();
     if (exit.kind !== 'hlt') throw new Error(`lifecycle: expected a HLT exit, got ${describeExit(exit)}`);
   } finally {
@@ -48,8 +47,7 @@ function stepIteration(kvm: Kvm, out: number[], at: number): void {
     t.push(process.hrtime.bigint());
     const vcpu = vm.createVcpu(0);
     t.push(process.hrtime.bigint());
-    setupCpuMode(vcpu, vm.memory, 'real');
-    vcpu.patchRegs({ rip: BigInt(GUEST_AT) });
+    setupCpuMode(vcpu, vm.memory, 'real', { regs: { rip: BigInt(GUEST_AT) } });
     t.push(process.hrtime.bigint());
     const exit = vcpu.run();
     if (exit.kind !== 'hlt') throw new Error(`lifecycle: expected a HLT exit, got ${describeExit(exit)}`);

@@ -1,6 +1,6 @@
 /** Builds a C fixture with the machine's gcc into test/.build/ and returns the binary's path. */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -19,4 +19,26 @@ export function buildC(fixture: string, flags: string[] = []): string {
   }
   if (!fresh) execFileSync('gcc', ['-O2', '-Wall', '-Werror', ...flags, '-o', out, src], { stdio: 'inherit' });
   return out;
+}
+
+/** Assembles a flat guest binary (linked at 0x10000, no libc) from a `.S` file with gcc. */
+export function buildFlatGuest(source: string): Uint8Array {
+  const outDir = join(root, '.build');
+  mkdirSync(outDir, { recursive: true });
+  const out = join(outDir, basename(source).replace(/\.S$/, '.bin'));
+  let fresh = false;
+  try {
+    fresh = statSync(out).mtimeMs >= statSync(source).mtimeMs;
+  } catch {
+    fresh = false;
+  }
+  if (!fresh) {
+    execFileSync('gcc', ['-nostdlib', '-static', '-Wl,--oformat=binary', '-Wl,-Ttext=0x10000', '-Wl,--build-id=none', '-Wl,-e,_start', '-o', out, source], { stdio: 'inherit' });
+  }
+  return new Uint8Array(readFileSync(out));
+}
+
+/** Path of a file in the repository's examples/guests folder. */
+export function exampleGuest(name: string): string {
+  return join(root, '..', 'examples', 'guests', name);
 }

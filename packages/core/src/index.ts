@@ -33,5 +33,6 @@ export {
 export { nodeEndpoint } from './machine/endpoint.js';
 export { blockSignal, consumePending, currentTid, runMaskWithout, signalThread } from './signals.js';
 export { Machine, createVm, type MachineOptions, type StartOptions, type MachineExit, type DeviceSpec } from './machine/machine.js';
+export { COM_PORTS, DEFAULT_DEBUG_EXIT_PORT, DEFAULT_HALT_PORT, type StandardDeviceOptions } from './machine/standard-devices.js';
 export { VcpuHandle } from './machine/vcpu-handle.js';
 export { GuestCrashError, VcpuThreadError } from './errors.js';

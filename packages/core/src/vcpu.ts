@@ -7,7 +7,7 @@ import { decodeExit, type VcpuExit } from './exits.js';
 import {
   KVM_DEBUGREGS, KVM_FPU, KVM_GUEST_DEBUG, KVM_LAPIC_STATE, KVM_MP_STATE, KVM_REGS, KVM_RUN_STRUCT, KVM_SIGNAL_MASK,
   KVM_SREGS, KVM_TRANSLATION, KVM_VCPU_EVENTS, KVM_XCRS, MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, decode,
-  decodeCpuid, decodeMsrs, encode, encodeCpuid, encodeMsrs, errorFor, ioctlPtr, kvmRun, lastErrno, sysClose, sysMmap,
+  decodeCpuid, decodeMsrs, encode, encodeCpuid, zeroed, encodeMsrs, errorFor, ioctlPtr, kvmRun, lastErrno, sysClose, sysMmap,
   sysMunmap, viewOf, type KvmCpuidEntry, type KvmDebugregs, type KvmFpu, type KvmGuestDebug, type KvmLapicState,
   type KvmMsrEntry, type KvmRegs, type KvmSregs, type KvmVcpuEvents, type KvmXcrs,
 } from './ffi/index.js';
@@ -93,7 +93,7 @@ export class Vcpu implements Disposable {
   }
 
   getRegs(): KvmRegs {
-    const b = encode(KVM_REGS, {});
+    const b = zeroed(KVM_REGS);
     ioctlPtr(this.fd, 'KVM_GET_REGS', b);
     return decode(KVM_REGS, b);
   }
@@ -108,7 +108,7 @@ export class Vcpu implements Disposable {
   }
 
   getSregs(): KvmSregs {
-    const b = encode(KVM_SREGS, {});
+    const b = zeroed(KVM_SREGS);
     ioctlPtr(this.fd, 'KVM_GET_SREGS', b);
     return decode(KVM_SREGS, b);
   }
@@ -117,7 +117,7 @@ export class Vcpu implements Disposable {
   }
 
   getFpu(): KvmFpu {
-    const b = encode(KVM_FPU, {});
+    const b = zeroed(KVM_FPU);
     ioctlPtr(this.fd, 'KVM_GET_FPU', b);
     return decode(KVM_FPU, b);
   }
@@ -150,7 +150,7 @@ export class Vcpu implements Disposable {
   }
 
   getMpState(): MpState {
-    const b = encode(KVM_MP_STATE, {});
+    const b = zeroed(KVM_MP_STATE);
     ioctlPtr(this.fd, 'KVM_GET_MP_STATE', b);
     const v = decode(KVM_MP_STATE, b).mp_state;
     const name = (Object.keys(MP_STATE) as MpState[]).find((k) => MP_STATE[k] === v);
@@ -162,7 +162,7 @@ export class Vcpu implements Disposable {
   }
 
   getLapic(): KvmLapicState {
-    const b = encode(KVM_LAPIC_STATE, {});
+    const b = zeroed(KVM_LAPIC_STATE);
     ioctlPtr(this.fd, 'KVM_GET_LAPIC', b);
     return decode(KVM_LAPIC_STATE, b);
   }
@@ -171,7 +171,7 @@ export class Vcpu implements Disposable {
   }
 
   getVcpuEvents(): KvmVcpuEvents {
-    const b = encode(KVM_VCPU_EVENTS, {});
+    const b = zeroed(KVM_VCPU_EVENTS);
     ioctlPtr(this.fd, 'KVM_GET_VCPU_EVENTS', b);
     return decode(KVM_VCPU_EVENTS, b);
   }
@@ -180,7 +180,7 @@ export class Vcpu implements Disposable {
   }
 
   getDebugRegs(): KvmDebugregs {
-    const b = encode(KVM_DEBUGREGS, {});
+    const b = zeroed(KVM_DEBUGREGS);
     ioctlPtr(this.fd, 'KVM_GET_DEBUGREGS', b);
     return decode(KVM_DEBUGREGS, b);
   }
@@ -189,7 +189,7 @@ export class Vcpu implements Disposable {
   }
 
   getXcrs(): KvmXcrs {
-    const b = encode(KVM_XCRS, {});
+    const b = zeroed(KVM_XCRS);
     ioctlPtr(this.fd, 'KVM_GET_XCRS', b);
     return decode(KVM_XCRS, b);
   }

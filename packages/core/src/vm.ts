@@ -203,7 +203,7 @@ export class Vm implements Disposable {
   }
 
   getClock(): KvmClockData {
-    const b = encode(KVM_CLOCK_DATA, {});
+    const b = new Uint8Array(KVM_CLOCK_DATA.size);
     ioctlPtr(this.fd, 'KVM_GET_CLOCK', b);
     return decode(KVM_CLOCK_DATA, b);
   }

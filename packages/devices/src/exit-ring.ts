@@ -130,6 +130,11 @@ export class RingProducer extends RingViews {
     return true;
   }
 
+  /** True when the dispatcher has taken every record posted so far. */
+  drained(): boolean {
+    return Atomics.load(this.header, RING.HEAD) === Atomics.load(this.header, RING.TAIL);
+  }
+
   /** Wakes a waiting producer (used by control paths: stop, kick). */
   static wake(ring: SharedArrayBuffer): void {
     const header = new Int32Array(ring, 0, RING.HEADER_WORDS);

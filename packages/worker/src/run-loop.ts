@@ -90,7 +90,9 @@ export class RunLoop {
     const port = BigInt(e.port);
     if (e.direction === 'out') return this.#ring.post(RECORD_KIND.IO_OUT, port, e.size, e.data, this.#check);
     const fast = this.#opts.fastPio.get(e.port);
-    if (fast && fast.size === e.size) {
+    // A fast answer must not overtake this vCPU's own posted writes (they may change the
+    // register): only answer locally when the dispatcher has taken all of them.
+    if (fast && fast.size === e.size && this.#ring.drained()) {
       fillFromState(fast, e.data, e.size);
       return true;
     }
@@ -100,7 +102,7 @@ export class RunLoop {
   #mmio(e: MmioExit): boolean {
     if (e.direction === 'write') return this.#ring.post(RECORD_KIND.MMIO_WRITE, e.address, e.size, e.data, this.#check);
     const fast = this.#opts.fastMmio.get(e.address);
-    if (fast && fast.size === e.size) {
+    if (fast && fast.size === e.size && this.#ring.drained()) {
       fillFromState(fast, e.data, e.size);
       return true;
     }

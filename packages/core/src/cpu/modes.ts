@@ -14,7 +14,7 @@
  * memory: `systemArea`, default 0x1000, SYSTEM_AREA_SIZE bytes (0x1000–0xafff).
  */
 import type { GuestMemory } from '../memory.js';
-import type { KvmSregs } from '../ffi/index.js';
+import type { KvmRegs, KvmSregs } from '../ffi/index.js';
 import { KvmUnsupportedError } from '../errors.js';
 import type { Vcpu } from '../vcpu.js';
 import {
@@ -31,6 +31,11 @@ export interface CpuModeOptions {
   mapSize?: number;
   /** 32-bit paging flavour for `paged` mode. Default `pae`. */
   paging?: 'pae' | 'legacy';
+  /**
+   * The whole register file to start from, written without reading the old one first
+   * (unlisted registers are 0; RFLAGS gets the mode's bits). Without it, only RFLAGS changes.
+   */
+  regs?: Partial<KvmRegs>;
 }
 
 export const SYSTEM_AREA_SIZE = 0xa000;
@@ -201,9 +206,16 @@ export function setVcpuMode(vcpu: Vcpu, mode: CpuMode, options: CpuModeOptions =
     }
   }
   vcpu.setSregs(sregs);
-  vcpu.patchRegs({ rflags });
-  verifyMode(vcpu, mode, sregs);
+  if (options.regs) vcpu.setRegs({ ...ZERO_REGS, ...options.regs, rflags: rflags | (options.regs.rflags ?? 0n) });
+  else vcpu.patchRegs({ rflags });
+  // Paging is where a host may accept KVM_SET_SREGS yet keep a bit clear: read it back.
+  if ((sregs.cr0 & CR0.PG) !== 0n) verifyMode(vcpu, mode, sregs);
 }
+
+const ZERO_REGS: KvmRegs = {
+  rax: 0n, rbx: 0n, rcx: 0n, rdx: 0n, rsi: 0n, rdi: 0n, rsp: 0n, rbp: 0n, r8: 0n, r9: 0n, r10: 0n, r11: 0n,
+  r12: 0n, r13: 0n, r14: 0n, r15: 0n, rip: 0n, rflags: 0n,
+};
 
 /**
  * Puts `vcpu` in `mode`, writing the tables it needs into `memory`. Registers other than

@@ -3,7 +3,7 @@ export * from './kvm-abi.js';
 export { KVM_IOCTLS, type IoctlName } from './ioctls.js';
 export { errorFor, ioctlInt, ioctlPtr, kvmRun } from './kvm-call.js';
 export { decodeCpuid, decodeMsrs, encodeCpuid, encodeMsrs, readCpuidList, readMsrIndexList } from './lists.js';
-export { allocate, decode, encode, readAt, writeAt, type Infer } from './layout.js';
+export { allocate, decode, encode, readAt, writeAt, zeroed, type Infer } from './layout.js';
 export {
   MAP_FAILED, MAP_SHARED, O_CLOEXEC, O_RDWR, PROT_READ, PROT_WRITE, addressOf, errnoName, errnoText, lastErrno,
   sysClose, sysGetpid, sysGettid, sysMmap, sysMunmap, sysOpen, sysPthreadSigmask, sysSigtimedwait, sysTgkill, viewOf,

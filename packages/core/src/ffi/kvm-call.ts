@@ -7,18 +7,29 @@ export function errorFor(operation: string, errno: number, hint?: string): KvmEr
   return new KvmError(operation, errno, errnoName(errno), errnoText(errno), hint);
 }
 
-/** ioctl(fd, name, &struct); returns the non-negative result or throws KvmError. */
+const EINTR = 4;
+
+/**
+ * ioctl(fd, name, &struct); returns the non-negative result or throws KvmError. A call cut
+ * short by a signal (EINTR, e.g. a profiler's SIGPROF during KVM_CREATE_VM) is retried.
+ */
 export function ioctlPtr(fd: number, name: IoctlName, arg: Uint8Array | null): number {
-  const ret = sysIoctlPtr(fd, KVM_IOCTLS[name], arg);
-  if (ret < 0) throw errorFor(name, lastErrno());
-  return ret;
+  for (;;) {
+    const ret = sysIoctlPtr(fd, KVM_IOCTLS[name], arg);
+    if (ret >= 0) return ret;
+    const errno = lastErrno();
+    if (errno !== EINTR) throw errorFor(name, errno);
+  }
 }
 
-/** ioctl(fd, name, integer); returns the non-negative result or throws KvmError. */
+/** ioctl(fd, name, integer); returns the non-negative result or throws KvmError (EINTR is retried). */
 export function ioctlInt(fd: number, name: IoctlName, arg: number | bigint = 0): number {
-  const ret = sysIoctlInt(fd, KVM_IOCTLS[name], arg);
-  if (ret < 0) throw errorFor(name, lastErrno());
-  return ret;
+  for (;;) {
+    const ret = sysIoctlInt(fd, KVM_IOCTLS[name], arg);
+    if (ret >= 0) return ret;
+    const errno = lastErrno();
+    if (errno !== EINTR) throw errorFor(name, errno);
+  }
 }
 
 const KVM_RUN_NR = KVM_IOCTLS.KVM_RUN;

@@ -48,6 +48,8 @@ export type StructValue<M extends FieldMap> = { -readonly [K in keyof M]: FieldV
 
 export interface StructLayout<M extends FieldMap> {
   readonly kind: 'struct';
+  /** [key, offset, field] for each member, computed once (codecs walk this, not the object). */
+  readonly plan: readonly (readonly [string, number, Field])[];
   readonly name: string;
   readonly fields: M;
   /** koffi's type object, for `koffi.sizeof` / `offsetof` and use in other layouts. */
@@ -94,8 +96,12 @@ export function defineStruct<M extends FieldMap>(name: string, fields: M, kernel
     throw new Error(`ABI check failed: sizeof(struct ${name}) is ${size} in koffi, ${kernelSize} in the kernel headers`);
   }
   const offsets: Record<string, number> = {};
-  for (const key of Object.keys(fields)) offsets[key] = koffi.offsetof(type, key);
-  return { kind: 'struct', name, fields, type, size, offsets: offsets as StructLayout<M>['offsets'] };
+  const plan: (readonly [string, number, Field])[] = [];
+  for (const [key, field] of Object.entries(fields)) {
+    offsets[key] = koffi.offsetof(type, key);
+    plan.push([key, offsets[key], field]);
+  }
+  return { kind: 'struct', name, plan, fields, type, size, offsets: offsets as StructLayout<M>['offsets'] };
 }
 
 /** Throws unless `offsetof(layout, field)` equals the kernel's offset. */
@@ -169,18 +175,14 @@ function writeField(view: DataView, at: number, field: Field, value: unknown): v
 /** Decodes a struct at `offset` of `view`. */
 export function readAt<M extends FieldMap>(view: DataView, offset: number, layout: StructLayout<M>): StructValue<M> {
   const out: Record<string, unknown> = {};
-  for (const [key, field] of Object.entries(layout.fields)) {
-    out[key] = readField(view, offset + (layout.offsets[key] ?? 0), field);
-  }
+  for (const [key, at, field] of layout.plan) out[key] = readField(view, offset + at, field);
   return out as StructValue<M>;
 }
 
 /** Encodes `value` at `offset` of `view`; missing fields are written as zero. */
 export function writeAt<M extends FieldMap>(view: DataView, offset: number, layout: StructLayout<M>, value: Partial<StructValue<M>> | Record<string, unknown>): void {
   const v = value as Record<string, unknown>;
-  for (const [key, field] of Object.entries(layout.fields)) {
-    writeField(view, offset + (layout.offsets[key] ?? 0), field, v[key]);
-  }
+  for (const [key, at, field] of layout.plan) writeField(view, offset + at, field, v[key]);
 }
 
 /** A zeroed byte buffer of the struct's size, with a DataView over it. */
@@ -193,6 +195,11 @@ export function encode<M extends FieldMap>(layout: StructLayout<M>, value: Parti
   const { bytes, view } = allocate(layout);
   writeAt(view, 0, layout, value);
   return bytes;
+}
+
+/** A zeroed buffer for a struct the kernel fills in (KVM_GET_*). */
+export function zeroed(layout: StructLayout<FieldMap>): Uint8Array {
+  return new Uint8Array(layout.size);
 }
 
 export function decode<M extends FieldMap>(layout: StructLayout<M>, bytes: Uint8Array): StructValue<M> {

@@ -14,6 +14,9 @@ import type { Vm } from '../vm.js';
 import { parseSize, type Size } from '../util/size.js';
 import { KICK_SIGNAL, type FastPathEntry, type RunEnd, type VcpuState } from './protocol.js';
 import { VcpuHandle } from './vcpu-handle.js';
+import { standardDevices, type StandardDeviceOptions } from './standard-devices.js';
+import type { Duplex } from 'node:stream';
+import type { Uart16550 } from '@kvmpool/devices';
 
 /** A device and where it sits. */
 export interface DeviceSpec {
@@ -26,7 +29,7 @@ export interface DeviceSpec {
   stopsVcpu?: boolean;
 }
 
-export interface MachineOptions {
+export interface MachineOptions extends StandardDeviceOptions {
   memory: Size;
   vcpus?: number;
   devices?: DeviceSpec[];
@@ -53,6 +56,8 @@ export type MachineExit =
   /** `stop()` or `close()` was called. */
   | { reason: 'stopped' }
   | { reason: 'debug-exit'; code: number }
+  /** The guest asked for a reset (i8042 command 0xFE); kvmpool stops the VM. */
+  | { reason: 'reset' }
   | { reason: 'crashed'; error: GuestCrashError }
   | { reason: 'error'; error: Error };
 
@@ -72,6 +77,7 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
   readonly dispatcher: Dispatcher;
   readonly #doorbell = createDoorbell();
   readonly #devices: DeviceSpec[];
+  readonly #uarts: Uart16550[];
   #vcpus: VcpuHandle[] = [];
   #runs: Promise<void>[] = [];
   #exit: MachineExit | undefined;
@@ -86,7 +92,13 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     this.kvm = kvm;
     this.vm = vm;
     this.options = options;
-    this.#devices = options.devices ?? [];
+    const std = standardDevices(options, {
+      irqLine: (irq) => (vm.hasIrqchip ? this.irqLine(irq) : undefined),
+      onExitCode: (code) => this.requestExit(code),
+      onReset: () => void this.#finish({ reason: 'reset' }),
+    });
+    this.#uarts = std.uarts;
+    this.#devices = [...std.specs, ...(options.devices ?? [])];
     this.dispatcher = new Dispatcher(this.pio, this.mmio, this.#doorbell);
     this.dispatcher.onDeviceError = (e) => this.#fail(e);
   }
@@ -163,6 +175,16 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     }
   }
 
+  /**
+   * UART `index` (COM1 = 0) as a Node Duplex stream: what the guest transmits comes out of it,
+   * what you write into it the guest receives. `vm.serial(0).pipe(process.stdout)`.
+   */
+  serial(index = 0): Duplex {
+    const uart = this.#uarts[index];
+    if (!uart) throw new RangeError(`serial(${index}): this VM has ${this.#uarts.length} UART(s) (option serial)`);
+    return uart.stream();
+  }
+
   /** The IrqLine a device gets for input `irq`. */
   irqLine(irq: number): IrqLine {
     return { set: (level: boolean) => this.vm.irqLine(irq, level) };
@@ -202,7 +224,7 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     this.memory.write(gpa, bytes);
   }
 
-  /** Sets up every vCPU (mode, entry, stack) and runs them. */
+  /** Sets up every vCPU (mode, entry, stack) and runs them; resolves once all are running. */
   async start(options: StartOptions): Promise<void> {
     if (this.#started) throw new Error('machine: start() was already called');
     if (this.#closed) throw new Error('machine: closed');
@@ -227,6 +249,7 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
       this.#flushTimer.unref();
     }
     this.#runs = this.#vcpus.map((v) => v.run().then((end) => this.#onRunEnd(v, end), (e: unknown) => this.#fail(e)));
+    await Promise.all(this.#vcpus.map((v) => v.started()));
   }
 
   #onRunEnd(v: VcpuHandle, end: RunEnd): void {

@@ -120,6 +120,11 @@ export class VcpuHandle {
     return this.#call(this.#api.configure(config));
   }
 
+  /** Resolves once the thread has left the created state (it runs, or already ended). */
+  started(): Promise<void> {
+    return this.#waitState((s) => s !== 'created');
+  }
+
   /** Runs the vCPU; resolves when its run loop ends for good (hlt, stop, crash…). */
   run(): Promise<RunEnd> {
     return this.#call<RunEnd>(this.#api.run());

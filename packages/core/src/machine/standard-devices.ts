@@ -1,0 +1,66 @@
+/** The PC devices a machine can add by option: COM UARTs, debug-exit, a halt port, i8042, CMOS RTC. */
+import { CmosRtc, DebugExit, I8042, Uart16550, type Device, type IrqLine } from '@kvmpool/devices';
+import type { DeviceSpec } from './machine.js';
+
+export const COM_PORTS = [
+  { base: 0x3f8, irq: 4 },
+  { base: 0x2f8, irq: 3 },
+  { base: 0x3e8, irq: 4 },
+  { base: 0x2e8, irq: 3 },
+] as const;
+
+export const DEFAULT_DEBUG_EXIT_PORT = 0x501;
+export const DEFAULT_HALT_PORT = 0x500;
+
+export interface StandardDeviceOptions {
+  /** How many 16550 UARTs (COM1…COM4). Default 1. */
+  serial?: number;
+  /** Port of the debug-exit device (a guest write ends the VM with that code), or false. Default 0x501. */
+  debugExit?: number | false;
+  /** Port whose OUT stops the vCPU that made it (what HLT is for a kernel), or false. Default 0x500. */
+  haltPort?: number | false;
+  /** i8042 at 0x60/0x64, for the reset command. Default false. */
+  i8042?: boolean;
+  /** CMOS RTC at 0x70/0x71. Default false. */
+  rtc?: boolean;
+}
+
+export interface StandardDeviceHooks {
+  irqLine: (irq: number) => IrqLine | undefined;
+  onExitCode: (code: number) => void;
+  onReset: () => void;
+}
+
+/** Builds the device specs; returns the UARTs separately (for `machine.serial(i)`). */
+export function standardDevices(o: StandardDeviceOptions, hooks: StandardDeviceHooks): { specs: DeviceSpec[]; uarts: Uart16550[] } {
+  const specs: DeviceSpec[] = [];
+  const uarts: Uart16550[] = [];
+  const count = o.serial ?? 1;
+  if (!Number.isInteger(count) || count < 0 || count > COM_PORTS.length) {
+    throw new RangeError(`serial: ${count} UARTs requested; 0 to ${COM_PORTS.length} are possible`);
+  }
+  for (let i = 0; i < count; i++) {
+    const com = COM_PORTS[i]!;
+    const irq = hooks.irqLine(com.irq);
+    const uart = new Uart16550({ name: `uart${i}`, ...(irq ? { irq } : {}) });
+    uarts.push(uart);
+    specs.push({ device: uart, pio: { base: com.base, length: 8 }, ...(irq ? { irq: com.irq } : {}) });
+  }
+  if (o.debugExit !== false) {
+    const device = new DebugExit({ onExit: hooks.onExitCode });
+    specs.push({ device, pio: { base: o.debugExit ?? DEFAULT_DEBUG_EXIT_PORT, length: 2 }, stopsVcpu: true });
+  }
+  if (o.haltPort !== false) {
+    specs.push({ device: haltDevice, pio: { base: o.haltPort ?? DEFAULT_HALT_PORT, length: 1 }, stopsVcpu: true });
+  }
+  if (o.i8042) specs.push({ device: new I8042({ onReset: hooks.onReset }), pio: { base: 0x60, length: 5 } });
+  if (o.rtc) specs.push({ device: new CmosRtc(), pio: { base: 0x70, length: 2 } });
+  return { specs, uarts };
+}
+
+/** Takes the write; the vCPU worker stops the vCPU that made it (`stopsVcpu`). */
+const haltDevice: Device = {
+  name: 'halt-port',
+  read: (_offset, data) => data.fill(0),
+  write: () => {},
+};

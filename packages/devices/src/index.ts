@@ -1,0 +1,18 @@
+export { Bus, type BusRange } from './bus.js';
+export { bytesToValue, valueToBytes, type Device, type FastRegister, type IrqLine } from './device.js';
+export {
+  DOORBELL, RECORD_KIND, RING, RING_BYTES, RingConsumer, RingProducer, createDoorbell, createRingBuffer,
+  type RecordKind, type RingRecord, type WaitCheck,
+} from './exit-ring.js';
+export { DeviceAccessError, Dispatcher, type DispatcherStats } from './dispatcher.js';
+export {
+  UART_FAST_LSR, UART_FCR, UART_FIFO_SIZE, UART_IER, UART_IIR, UART_LCR, UART_LSR, UART_MCR, UART_MSR, UART_REG, Uart16550,
+  type Uart16550Options, type Uart16550State,
+} from './uart-16550.js';
+export { DebugExit, type DebugExitOptions } from './debug-exit.js';
+export {
+  I8042, I8042_CMD, I8042_CTR, I8042_OFFSET, I8042_OUTPUT, I8042_PORT, I8042_STATUS, type I8042Options, type I8042State,
+} from './i8042.js';
+export {
+  CMOS_NMI_DISABLE, CMOS_REG, CmosRtc, RTC_STATUS_A, RTC_STATUS_B, RTC_STATUS_D, type CmosRtcOptions, type CmosRtcState,
+} from './cmos-rtc.js';

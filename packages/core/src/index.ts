@@ -35,4 +35,5 @@ export { blockSignal, consumePending, currentTid, runMaskWithout, signalThread }
 export { Machine, createVm, type MachineOptions, type StartOptions, type MachineExit, type DeviceSpec } from './machine/machine.js';
 export { COM_PORTS, DEFAULT_DEBUG_EXIT_PORT, DEFAULT_HALT_PORT, type StandardDeviceOptions } from './machine/standard-devices.js';
 export { VcpuHandle } from './machine/vcpu-handle.js';
+export { configureVcpuThreads, drainVcpuThreads, vcpuThreads, type VcpuThreadPoolOptions } from './machine/thread-pool.js';
 export { GuestCrashError, VcpuThreadError } from './errors.js';

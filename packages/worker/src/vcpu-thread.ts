@@ -9,7 +9,7 @@ import { parentPort } from 'node:worker_threads';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { expose } from 'comlink';
 import {
-  CONTROL, KICK_SIGNAL, Kvm, REQUEST, VCPU_STATE, blockSignal, currentTid, guestCpuid, nodeEndpoint, runMaskWithout,
+  CONTROL, KICK_SIGNAL, Kvm, REQUEST, VCPU_STATE, blockSignal, consumePending, currentTid, guestCpuid, nodeEndpoint, runMaskWithout,
   setEntryPoint, setVcpuMode, type KvmRegs, type KvmSregs, type RunEnd, type Vcpu, type VcpuConfig, type VcpuState,
   type VcpuThreadApi, type VcpuThreadInit, type Vm, VCPU_STATE_NAME,
 } from '@kvmpool/core';
@@ -56,8 +56,11 @@ function requireStill(what: string): Live {
 
 const api: VcpuThreadApi = {
   init(init: VcpuThreadInit) {
-    // Block the kick signal first: from here on it can only interrupt KVM_RUN.
+    // Block the kick signal first: from here on it can only interrupt KVM_RUN. A pooled thread
+    // may hold kicks meant for its previous VM: drop them.
+    if (live) throw new Error(`vCPU thread: still serving vCPU ${live.vcpu.id}; close() it first`);
     blockSignal(KICK_SIGNAL);
+    consumePending(KICK_SIGNAL);
     const kvm = Kvm.open();
     const vm = kvm.attachVm(init.vmFd);
     const vcpu = vm.createVcpu(init.vcpuId);

@@ -3,26 +3,16 @@
  * drives its state machine — kick (immediate_exit + a signal to the thread, retried until the
  * thread acknowledges), pause, resume, stop.
  */
-import { Worker } from 'node:worker_threads';
-import { wrap, type Remote } from 'comlink';
+import type { Remote } from 'comlink';
 import { RingProducer, createRingBuffer } from '@kvmpool/devices';
 import { VcpuThreadError } from '../errors.js';
 import { signalThread } from '../signals.js';
-import { nodeEndpoint } from './endpoint.js';
+import { vcpuThreads, type VcpuThread } from './thread-pool.js';
 import {
   CONTROL, KICK_SIGNAL, REQUEST, VCPU_STATE_NAME, type FastPathEntry, type RunEnd, type VcpuConfig, type VcpuState,
   type VcpuThreadApi,
 } from './protocol.js';
 import { VcpuMapping } from './vcpu-mapping.js';
-
-/** Where the vCPU thread entry lives; resolved at run time (the worker package imports core). */
-function threadEntry(): URL {
-  try {
-    return new URL(import.meta.resolve('@kvmpool/worker/vcpu-thread'));
-  } catch (e) {
-    throw new Error('createVm needs the @kvmpool/worker package (the vCPU thread); install it next to @kvmpool/core', { cause: e });
-  }
-}
 
 const KICK_RETRY_MS = 1;
 
@@ -41,7 +31,7 @@ export class VcpuHandle {
   readonly id: number;
   readonly ring: SharedArrayBuffer;
   readonly control: Int32Array;
-  readonly #worker: Worker;
+  readonly #thread: VcpuThread;
   readonly #api: Remote<VcpuThreadApi>;
   #tid = 0;
   #mapping: VcpuMapping | undefined;
@@ -52,12 +42,12 @@ export class VcpuHandle {
   /** Kicks sent (signals), for stats. */
   kicksSent = 0;
 
-  private constructor(id: number, worker: Worker, control: Int32Array, ring: SharedArrayBuffer) {
+  private constructor(id: number, thread: VcpuThread, control: Int32Array, ring: SharedArrayBuffer) {
     this.id = id;
-    this.#worker = worker;
+    this.#thread = thread;
     this.control = control;
     this.ring = ring;
-    this.#api = wrap<VcpuThreadApi>(nodeEndpoint(worker));
+    this.#api = thread.api;
     this.#died = new Promise<never>((_, reject) => {
       this.#markDead = (e) => {
         this.#dead = true;
@@ -72,18 +62,16 @@ export class VcpuHandle {
     return Promise.race([p, this.#died]);
   }
 
-  /** Starts the thread and creates the vCPU inside it. */
+  /** Takes a vCPU thread (from the pool, or a new one) and creates the vCPU inside it. */
   static async start(init: VcpuHandleInit): Promise<VcpuHandle> {
-    const worker = new Worker(threadEntry(), { name: `kvmpool-vcpu-${init.id}` });
+    const thread = vcpuThreads.acquire();
     const control = new Int32Array(new SharedArrayBuffer(CONTROL.WORDS * 4));
-    const h = new VcpuHandle(init.id, worker, control, createRingBuffer());
-    const died = (e: VcpuThreadError): void => {
+    const h = new VcpuHandle(init.id, thread, control, createRingBuffer());
+    thread.own(init.id, (e) => {
       if (h.#dead) return;
       h.#markDead(e);
       if (!h.#closed) init.onThreadError(e);
-    };
-    worker.on('error', (e) => died(new VcpuThreadError(init.id, e instanceof Error ? e.message : String(e), e)));
-    worker.on('exit', (code) => died(new VcpuThreadError(init.id, `exited with code ${code}`)));
+    });
     try {
       const { tid, vcpuFd } = await h.#call(h.#api.init({
         vmFd: init.vmFd,
@@ -210,17 +198,30 @@ export class VcpuHandle {
     return this.#call(this.#api.injectFault(message));
   }
 
-  /** Closes the vCPU in its thread, ends the thread and unmaps the main-thread mapping. Idempotent. */
+  /**
+   * Closes the vCPU in its thread and unmaps the main-thread mapping; the thread goes back to
+   * the pool (or is ended, if it does not answer). Idempotent.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     this.#mapping?.close();
     this.#mapping = undefined;
-    try {
-      if (!this.#dead) await Promise.race([this.#call(this.#api.close()), new Promise((r) => setTimeout(r, 1000).unref())]);
-    } catch {
-      // the thread is gone already: terminating it below is all that is left
+    let clean = false;
+    if (!this.#dead) {
+      try {
+        clean = await Promise.race([
+          this.#call(this.#api.close()).then(() => true),
+          new Promise<boolean>((r) => setTimeout(() => r(false), 1000).unref()),
+        ]);
+      } catch {
+        clean = false; // the thread died meanwhile
+      }
     }
-    await this.#worker.terminate();
+    if (clean) vcpuThreads.release(this.#thread);
+    else {
+      this.#thread.disown();
+      await this.#thread.worker.terminate();
+    }
   }
 }

@@ -31,8 +31,14 @@ export interface Benchmark {
 export interface BenchCase {
   id: string;
   label: string;
-  /** Runs `n` iterations; returns the duration of each in ns. */
+  /** Runs `n` iterations; returns the duration of each in ns (`samplesPerIteration` per iteration). */
   runBatch(n: number): number[] | Promise<number[]>;
+  /** The id of the case this one's ratio is taken against. Default: the first case. */
+  ratioVs?: string;
+  /** Samples one iteration yields (e.g. a batch of kicks, each timed). Default 1. */
+  samplesPerIteration?: number;
+  /** Extra numeric fields for this case's results, asked for once every round has run. */
+  extras?: () => Record<string, number>;
 }
 
 /** A case whose iteration runs in this process: the harness times each call of `iteration`. */
@@ -77,14 +83,23 @@ export interface CaseResult {
 export interface Target {
   /** The case held to the target. */
   id: string;
-  /** Its ratio against the baseline must be at most this. */
-  maxRatio: number;
+  /** Its ratio against its baseline (`ratio_vs`) must be at most this. */
+  maxRatio?: number;
+  /** Its p99 must be at most this many ns. */
+  maxP99Ns?: number;
+}
+
+export interface CheckedTarget {
+  target: Target;
+  ratio: number;
+  p99_ns: number;
+  pass: boolean;
 }
 
 export interface BenchReport {
   name: string;
   cases: CaseResult[];
-  targets: { target: Target; ratio: number; pass: boolean }[];
+  targets: CheckedTarget[];
 }
 
 /** The `q` quantile (0–1) of sorted samples, nearest rank. */
@@ -122,7 +137,8 @@ export async function collect(cases: readonly BenchCase[], plan: RunPlan): Promi
     const n = Math.min(batch, plan.iterations - r * batch);
     for (const [i, c] of cases.entries()) {
       const got = await c.runBatch(n);
-      if (got.length !== n) throw new Error(`${c.id}: batch of ${n} returned ${got.length} samples`);
+      const want = n * (c.samplesPerIteration ?? 1);
+      if (got.length !== want) throw new Error(`${c.id}: batch of ${n} returned ${got.length} samples, expected ${want}`);
       samples[i]!.push(...got);
     }
   }
@@ -130,36 +146,64 @@ export async function collect(cases: readonly BenchCase[], plan: RunPlan): Promi
 }
 
 /**
- * Runs a benchmark: `cases[0]` is the baseline. Prints the table and the targets, writes
- * `bench/results/<name>.json`, and returns the report.
+ * Runs a benchmark: `cases[0]` is the baseline, unless a case names its own (`ratioVs`).
+ * Prints the table and the targets, writes `bench/results/<name>.json`, and returns the report.
  */
 export async function runBenchmark(name: string, cases: readonly BenchCase[], plan: RunPlan, targets: readonly Target[] = []): Promise<BenchReport> {
   const baseline = cases[0];
   if (!baseline) throw new Error(`${name}: no cases`);
+  for (const c of cases) {
+    if (c.ratioVs !== undefined && !cases.some((b) => b.id === c.ratioVs)) throw new Error(`${name}: ${c.id} is compared with unknown case ${c.ratioVs}`);
+  }
   console.log(`${name}: ${cases.length} cases × ${plan.iterations} iterations, alternating in batches of ${plan.batch}`);
   const samples = await collect(cases, plan);
   const stats = samples.map(summarize);
-  const base = stats[0]!.median;
-  const results: CaseResult[] = cases.map((c, i) => ({
-    id: c.id,
-    label: c.label,
-    median_ns: Math.round(stats[i]!.median),
-    p99_ns: Math.round(stats[i]!.p99),
-    ratio_vs: baseline.id,
-    ratio: round3(stats[i]!.median / base),
-  }));
-  const checked = targets.map((target) => {
-    const r = results.find((c) => c.id === target.id);
-    if (!r) throw new Error(`${name}: target names unknown case ${target.id}`);
-    return { target, ratio: r.ratio, pass: r.ratio <= target.maxRatio };
+  const results: CaseResult[] = cases.map((c, i) => {
+    const vs = c.ratioVs ?? baseline.id;
+    const base = stats[cases.findIndex((b) => b.id === vs)]!.median;
+    return {
+      id: c.id,
+      label: c.label,
+      median_ns: Math.round(stats[i]!.median),
+      p99_ns: Math.round(stats[i]!.p99),
+      ratio_vs: vs,
+      ratio: round3(stats[i]!.median / base),
+      ...c.extras?.(),
+    };
   });
+  const checked = checkTargets(name, results, targets);
   console.log(formatTable(results));
-  for (const t of checked) {
-    console.log(`target: ${t.target.id} ≤ ${t.target.maxRatio}× ${baseline.id}: ${t.pass ? 'PASS' : 'MISS'} (${t.ratio.toFixed(3)}×)`);
-  }
+  for (const t of checked) console.log(formatTarget(t, results));
   const file = writeResults(name, results);
   console.log(`results: ${relative(process.cwd(), file) || file}`);
   return { name, cases: results, targets: checked };
+}
+
+function checkTargets(name: string, results: readonly CaseResult[], targets: readonly Target[]): CheckedTarget[] {
+  return targets.map((target) => {
+    const r = results.find((c) => c.id === target.id);
+    if (!r) throw new Error(`${name}: target names unknown case ${target.id}`);
+    const pass = (target.maxRatio === undefined || r.ratio <= target.maxRatio) && (target.maxP99Ns === undefined || r.p99_ns <= target.maxP99Ns);
+    return { target, ratio: r.ratio, p99_ns: r.p99_ns, pass };
+  });
+}
+
+/** "target: <id> ≤ 1.1× <baseline>: PASS (1.042×)", or the p99 form. */
+function formatTarget(t: CheckedTarget, results: readonly CaseResult[]): string {
+  const { target } = t;
+  const parts: string[] = [];
+  const got: string[] = [];
+  if (target.maxRatio !== undefined) {
+    const vs = results.find((r) => r.id === target.id)?.ratio_vs ?? '?';
+    const faster = target.maxRatio < 1 ? ` (≥ ${round3(1 / target.maxRatio)}× faster)` : '';
+    parts.push(`≤ ${target.maxRatio}× ${vs}${faster}`);
+    got.push(`${t.ratio.toFixed(3)}×`);
+  }
+  if (target.maxP99Ns !== undefined) {
+    parts.push(`p99 ≤ ${formatNs(target.maxP99Ns)}`);
+    got.push(`p99 ${formatNs(t.p99_ns)}`);
+  }
+  return `target: ${target.id} ${parts.join(', ')}: ${t.pass ? 'PASS' : 'MISS'} (${got.join(', ')})`;
 }
 
 function round3(x: number): number {

@@ -29,7 +29,13 @@ class Counter implements Device {
   write(): void {}
 }
 
-const doneDevice: Device = { name: 'done', read: (_o, d) => d.fill(0), write: () => {} };
+const doneDevice: Device = {
+  name: 'done',
+  read: (_o, d) => {
+    d.fill(0);
+  },
+  write: () => {},
+};
 
 async function machine(vcpus: number, code: Uint8Array, extra: Device[] = []): Promise<Machine> {
   const m = await createVm({

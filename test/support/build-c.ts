@@ -3,6 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { compileGuest } from '@kvmpool/core';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -41,4 +42,20 @@ export function buildFlatGuest(source: string): Uint8Array {
 /** Path of a file in the repository's examples/guests folder. */
 export function exampleGuest(name: string): string {
   return join(root, '..', 'examples', 'guests', name);
+}
+
+/** Builds a sandbox guest ELF from a C fixture with the SDK (cached by mtime). */
+export function buildSandboxGuest(fixture: string): string {
+  const src = join(root, 'fixtures', fixture);
+  const outDir = join(root, '.build');
+  mkdirSync(outDir, { recursive: true });
+  const out = join(outDir, basename(fixture).replace(/\.c$/, '.elf'));
+  let fresh = false;
+  try {
+    fresh = statSync(out).mtimeMs >= statSync(src).mtimeMs;
+  } catch {
+    fresh = false;
+  }
+  if (!fresh) compileGuest({ sources: [src], output: out });
+  return out;
 }

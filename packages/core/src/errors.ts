@@ -72,3 +72,33 @@ export class VcpuThreadError extends Error {
     this.vcpu = vcpu;
   }
 }
+
+/** A sandbox call ran past its time limit; the VM was stopped, reset and kept. */
+export class SandboxTimeoutError extends Error {
+  override readonly name = 'SandboxTimeoutError';
+  readonly timeoutMs: number;
+  constructor(fn: string, timeoutMs: number) {
+    super(`sandbox call ${fn} exceeded its ${timeoutMs} ms time limit`);
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** The guest function reported a failure: a negative return value, or kvmpool_abort(). */
+export class GuestError extends Error {
+  override readonly name = 'GuestError';
+  readonly code: number;
+  constructor(message: string, code: number) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** A host function called by the guest failed (it threw, or the guest passed bad pointers). */
+export class HostFunctionError extends Error {
+  override readonly name = 'HostFunctionError';
+  readonly function: string;
+  constructor(fn: string, message: string, cause?: unknown) {
+    super(`host function ${fn}: ${message}`, cause === undefined ? undefined : { cause });
+    this.function = fn;
+  }
+}

@@ -31,9 +31,18 @@ export {
   type VcpuConfig, type RunEnd, type FastPathEntry,
 } from './machine/protocol.js';
 export { nodeEndpoint } from './machine/endpoint.js';
-export { blockSignal, consumePending, currentTid, runMaskWithout, signalThread } from './signals.js';
+export { ThreadTimer, blockSignal, consumePending, currentTid, runMaskWithout, signalThread } from './signals.js';
 export { Machine, createVm, type MachineOptions, type StartOptions, type MachineExit, type DeviceSpec } from './machine/machine.js';
 export { COM_PORTS, DEFAULT_DEBUG_EXIT_PORT, DEFAULT_HALT_PORT, type StandardDeviceOptions } from './machine/standard-devices.js';
 export { VcpuHandle } from './machine/vcpu-handle.js';
 export { configureVcpuThreads, drainVcpuThreads, vcpuThreads, type VcpuThreadPoolOptions } from './machine/thread-pool.js';
 export { GuestCrashError, VcpuThreadError } from './errors.js';
+export { ElfError, loadElf, parseElf, type ElfImage, type ElfSegment } from './loader/elf.js';
+export {
+  SandboxVm, SandboxCancelledError, CALL_CONTROL, type SandboxVmOptions, type CallOptions, type CallResult,
+  type SyncHostFunction, type RemoteHostCall,
+} from './sandbox/sandbox-vm.js';
+export { SDK_DIR, GUEST_CFLAGS, compileGuest, type CompileGuestOptions } from './sandbox/sdk.js';
+export { SandboxTimeoutError, GuestError, HostFunctionError } from './errors.js';
+export { SandboxPool, type SandboxPoolOptions, type SandboxPoolStats, type AsyncHostFunction, type CallOptionsPublic } from './sandbox/pool.js';
+export { LatencyHistogram, type LatencySummary } from './sandbox/histogram.js';

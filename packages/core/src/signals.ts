@@ -7,7 +7,7 @@
  * default action (which for a realtime signal would end the process).
  */
 import {
-  SIG_BLOCK, errorFor, lastErrno, sysGetpid, sysGettid, sysPthreadSigmask, sysSigtimedwait, sysTgkill,
+  CLOCK_MONOTONIC, SIGEV_THREAD_ID, sysTimerCreate, sysTimerDelete, sysTimerSettime, SIG_BLOCK, errorFor, lastErrno, sysGetpid, sysGettid, sysPthreadSigmask, sysSigtimedwait, sysTgkill,
 } from './ffi/index.js';
 
 /** glibc's sigset_t is 128 bytes; the kernel's (for KVM_SET_SIGNAL_MASK) is its first 8. */
@@ -72,4 +72,44 @@ export function signalThread(tid: number, signal: number): boolean {
   const errno = lastErrno();
   if (errno === ESRCH) return false;
   throw errorFor(`tgkill(${tid}, ${signal})`, errno);
+}
+
+/**
+ * A one-shot POSIX timer that sends `signal` to the thread that created it — e.g. to end a
+ * KVM_RUN that overruns a deadline without any other thread's help. Arm and disarm cost a
+ * syscall each.
+ */
+export class ThreadTimer {
+  #id: bigint;
+  readonly #spec = new Uint8Array(32); // struct itimerspec { it_interval, it_value }
+  readonly #view = new DataView(this.#spec.buffer);
+
+  constructor(signal: number) {
+    const sev = new Uint8Array(64); // struct sigevent
+    const v = new DataView(sev.buffer);
+    v.setInt32(8, signal, true); // sigev_signo
+    v.setInt32(12, SIGEV_THREAD_ID, true); // sigev_notify
+    v.setInt32(16, sysGettid(), true); // sigev_notify_thread_id
+    const id = new Uint8Array(8);
+    if (sysTimerCreate(CLOCK_MONOTONIC, sev, id) !== 0) throw errorFor('timer_create', lastErrno());
+    this.#id = new DataView(id.buffer).getBigUint64(0, true);
+  }
+
+  /** Fires once after `ms` milliseconds (0 disarms). */
+  arm(ms: number): void {
+    const ns = BigInt(Math.round(ms * 1e6));
+    this.#view.setBigInt64(16, ns / 1_000_000_000n, true); // it_value.tv_sec
+    this.#view.setBigInt64(24, ns % 1_000_000_000n, true); // it_value.tv_nsec
+    if (sysTimerSettime(this.#id, 0, this.#spec, null) !== 0) throw errorFor('timer_settime', lastErrno());
+  }
+
+  disarm(): void {
+    this.arm(0);
+  }
+
+  close(): void {
+    if (this.#id < 0n) return;
+    sysTimerDelete(this.#id);
+    this.#id = -1n;
+  }
 }

@@ -60,22 +60,24 @@ export class Bus {
     return undefined;
   }
 
-  /** Reads `data.length` bytes at `address`; unmapped addresses read as all-ones. Returns the device, if any. */
-  read(address: bigint, data: Uint8Array): Device | undefined {
+  /**
+   * Reads `data.length` bytes at `address`; unmapped addresses read as all-ones. Returns a
+   * promise when the device answers later, `true` when it answered, `false` when unmapped.
+   */
+  read(address: bigint, data: Uint8Array, source?: number): boolean | Promise<void> {
     const r = this.find(address);
     if (!r) {
       data.fill(0xff);
-      return undefined;
+      return false;
     }
-    r.device.read(Number(address - r.base), data);
-    return r.device;
+    return r.device.read(Number(address - r.base), data, source) ?? true;
   }
 
-  /** Writes at `address`; writes to unmapped addresses are dropped. Returns the device, if any. */
-  write(address: bigint, data: Uint8Array): Device | undefined {
+  /** Writes at `address`; writes to unmapped addresses are dropped (returns false). */
+  write(address: bigint, data: Uint8Array, source?: number): boolean {
     const r = this.find(address);
-    if (!r) return undefined;
-    r.device.write(Number(address - r.base), data);
-    return r.device;
+    if (!r) return false;
+    r.device.write(Number(address - r.base), data, source);
+    return true;
   }
 }

@@ -18,10 +18,15 @@ export interface FastRegister {
 export interface Device {
   /** A short name for messages ("uart0", "debug-exit"). */
   readonly name: string;
-  /** Fill `data` (length = access size) with the value read at `offset`. */
-  read(offset: number, data: Uint8Array): void;
+  /**
+   * Fill `data` (length = access size) with the value read at `offset`. `source` is the vCPU
+   * (or sandbox slot) that made the access. A device may answer later by returning a promise:
+   * the vCPU waits, the dispatcher goes on with other rings, and the reply is sent when the
+   * promise settles (a rejection answers all-ones and is reported as a device error).
+   */
+  read(offset: number, data: Uint8Array, source?: number): void | Promise<void>;
   /** Take the `data.length`-byte value written at `offset`. */
-  write(offset: number, data: Uint8Array): void;
+  write(offset: number, data: Uint8Array, source?: number): void;
   /** Back to power-on state. */
   reset?(): void;
   /** A JSON-serialisable snapshot of the device's state. */

@@ -75,37 +75,49 @@ export class Dispatcher {
   #handle(vcpu: number, ring: RingConsumer, r: RingRecord): void {
     const isRead = r.kind === RECORD_KIND.IO_IN || r.kind === RECORD_KIND.MMIO_READ;
     const bus = r.kind === RECORD_KIND.IO_IN || r.kind === RECORD_KIND.IO_OUT ? this.pio : this.mmio;
-    let device: Device | undefined;
-    try {
-      if (bus === this.pio) {
-        // String I/O: `len / size` items to the same port, in order.
-        for (let at = 0; at < r.data.length; at += r.size) {
-          const item = r.data.subarray(at, at + r.size);
-          device = isRead ? bus.read(r.address, item) : bus.write(r.address, item);
-        }
-      } else {
-        device = isRead ? bus.read(r.address, r.data) : bus.write(r.address, r.data);
-      }
-      if (!device) this.stats.unmapped++;
-    } catch (e) {
+    const access = (): string => `${isRead ? 'read' : 'write'} of ${r.size} at ${bus.kind} 0x${r.address.toString(16)}`;
+    const failed = (e: unknown): void => {
       r.data.fill(0xff);
-      const name = bus.find(r.address)?.device.name ?? '?';
-      const access = `${isRead ? 'read' : 'write'} of ${r.size} at ${bus.kind} 0x${r.address.toString(16)}`;
-      this.onDeviceError(new DeviceAccessError(name, vcpu, access, e));
+      this.onDeviceError(new DeviceAccessError(bus.find(r.address)?.device.name ?? '?', vcpu, access(), e));
+    };
+    let later: Promise<void> | undefined;
+    try {
+      // String I/O: `len / size` items to the same port, in order.
+      const step = bus === this.pio ? r.size : r.data.length;
+      for (let at = 0; at < r.data.length; at += step) {
+        const item = r.data.subarray(at, at + step);
+        const done = isRead ? bus.read(r.address, item, vcpu) : bus.write(r.address, item, vcpu);
+        if (done === false) this.stats.unmapped++;
+        else if (done !== true) later = done;
+      }
+    } catch (e) {
+      failed(e);
     }
-    if (isRead) {
-      this.stats.reads++;
-      ring.reply(r.seq);
-    } else {
+    if (!isRead) {
       this.stats.writes++;
+      return;
+    }
+    this.stats.reads++;
+    if (later) {
+      // The vCPU waits for this one reply; its ring holds nothing behind the read.
+      this.pendingReplies++;
+      later.catch(failed).finally(() => {
+        this.pendingReplies--;
+        ring.reply(r.seq);
+      });
+    } else {
+      ring.reply(r.seq);
     }
   }
+
+  /** Reads answered by a promise that has not settled yet. */
+  pendingReplies = 0;
 
   /** Hands a write that did not come through a ring (a coalesced one) to its bus. */
   write(bus: 'pio' | 'mmio', address: bigint, data: Uint8Array): void {
     const b = bus === 'pio' ? this.pio : this.mmio;
     try {
-      if (!b.write(address, data)) this.stats.unmapped++;
+      if (!b.write(address, data, -1)) this.stats.unmapped++;
       this.stats.writes++;
     } catch (e) {
       const name = b.find(address)?.device.name ?? '?';

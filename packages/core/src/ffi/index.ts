@@ -7,5 +7,5 @@ export { allocate, decode, encode, readAt, writeAt, zeroed, type Infer } from '.
 export {
   MAP_FAILED, MAP_SHARED, O_CLOEXEC, O_RDWR, PROT_READ, PROT_WRITE, addressOf, errnoName, errnoText, lastErrno,
   sysClose, sysGetpid, sysGettid, sysMmap, sysMunmap, sysOpen, sysPthreadSigmask, sysSigtimedwait, sysTgkill, viewOf,
-  SIG_BLOCK, SIG_SETMASK, SIG_UNBLOCK,
+  SIG_BLOCK, SIG_SETMASK, SIG_UNBLOCK, CLOCK_MONOTONIC, SIGEV_THREAD_ID, sysTimerCreate, sysTimerDelete, sysTimerSettime,
 } from './libc.js';

@@ -25,6 +25,9 @@ const fn = {
   tgkill: lib.func('int tgkill(int tgid, int tid, int sig)'),
   pthreadSigmask: lib.func('int pthread_sigmask(int how, const void *set, void *oldset)'),
   sigtimedwait: lib.func('int sigtimedwait(const void *set, void *info, const void *timeout)'),
+  timerCreate: lib.func('int timer_create(int clock, void *sevp, void *timerid)'),
+  timerSettime: lib.func('timer_settime', 'int', ['uint64_t', 'int', 'void *', 'void *']),
+  timerDelete: lib.func('timer_delete', 'int', ['uint64_t']),
 } as const;
 
 export const O_RDWR = 0o2;
@@ -118,4 +121,21 @@ export function sysPthreadSigmask(how: number, set: Uint8Array | null, oldSet: U
 
 export function sysSigtimedwait(set: Uint8Array, info: Uint8Array | null, timeout: Uint8Array | null): number {
   return fn.sigtimedwait(set, info, timeout);
+}
+
+export const CLOCK_MONOTONIC = 1;
+/** sigevent.sigev_notify: deliver the signal to one thread (`sigev_notify_thread_id`). */
+export const SIGEV_THREAD_ID = 4;
+
+/** timer_create with a 64-byte struct sigevent; returns the timer id (glibc's timer_t, as a number) or -1. */
+export function sysTimerCreate(clock: number, sigevent: Uint8Array, timerId: Uint8Array): number {
+  return fn.timerCreate(clock, sigevent, timerId);
+}
+
+export function sysTimerSettime(timer: bigint, flags: number, spec: Uint8Array, old: Uint8Array | null): number {
+  return fn.timerSettime(timer, flags, spec, old);
+}
+
+export function sysTimerDelete(timer: bigint): number {
+  return fn.timerDelete(timer);
 }

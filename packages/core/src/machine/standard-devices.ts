@@ -61,6 +61,8 @@ export function standardDevices(o: StandardDeviceOptions, hooks: StandardDeviceH
 /** Takes the write; the vCPU worker stops the vCPU that made it (`stopsVcpu`). */
 const haltDevice: Device = {
   name: 'halt-port',
-  read: (_offset, data) => data.fill(0),
+  read: (_offset, data) => {
+    data.fill(0);
+  },
   write: () => {},
 };

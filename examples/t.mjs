@@ -1,0 +1,10 @@
+import { SandboxPool } from '@kvmpool/core';
+const pool = new SandboxPool({ guest: '/tmp/g/add.elf', threads: 2, onPrint: (t) => {} });
+console.log(pool.exports);
+const r = await pool.call('add', Uint8Array.from([1,2,3]));
+console.log(r);
+const N = 4000; const t0 = performance.now();
+await Promise.all(Array.from({length: N}, (_, i) => pool.call('add', Uint8Array.from([i & 255]))));
+console.log('calls/s', N / ((performance.now()-t0)/1000));
+console.log(pool.stats());
+await pool.close();

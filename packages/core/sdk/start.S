@@ -1,0 +1,19 @@
+/*
+ * Entry code for kvmpool sandbox guests. The host enters at _kvmpool_entry (the ELF entry)
+ * with the exported function's address in %r15 and its arguments in %rdi, %rsi, %rdx, %rcx
+ * (System V order), and %rsp 16-byte aligned. The function's return value goes to the call
+ * area, then an OUT to the return port hands control back to the host.
+ */
+        .set CALL_AREA_VALUE, 0xc000 + 64
+        .set PORT_RETURN, 0x701
+
+        .section .text.entry, "ax"
+        .globl _kvmpool_entry
+        .type _kvmpool_entry, @function
+_kvmpool_entry:
+        call    *%r15
+        mov     %rax, CALL_AREA_VALUE
+        mov     $PORT_RETURN, %dx
+        out     %al, (%dx)
+        ud2                     /* the host never resumes past the return */
+        .size _kvmpool_entry, . - _kvmpool_entry

@@ -1,0 +1,159 @@
+/**
+ * A validated ELF64 loader for static x86-64 executables (what the guest SDK links). Every
+ * field that points into the file or into guest memory is checked, and each problem is named:
+ * not an ELF file, not x86-64, segments outside guest memory or overlapping each other.
+ */
+import type { GuestMemory } from '../memory.js';
+
+export class ElfError extends Error {
+  override readonly name = 'ElfError';
+  constructor(source: string, message: string) {
+    super(`${source}: ${message}`);
+  }
+}
+
+export interface ElfSegment {
+  vaddr: bigint;
+  memsz: number;
+  filesz: number;
+  offset: number;
+  readable: boolean;
+  writable: boolean;
+  executable: boolean;
+}
+
+export interface ElfImage {
+  source: string;
+  entry: bigint;
+  segments: ElfSegment[];
+  /** Global function symbols (name → address): what a guest exports. */
+  functions: Map<string, bigint>;
+  /** Global object symbols (name → address). */
+  objects: Map<string, bigint>;
+  bytes: Uint8Array;
+}
+
+const PT_LOAD = 1;
+const ET_EXEC = 2;
+const EM_X86_64 = 62;
+const SHT_SYMTAB = 2;
+const STB_GLOBAL = 1;
+const STT_OBJECT = 1;
+const STT_FUNC = 2;
+const EHDR_SIZE = 64;
+const PHDR_SIZE = 56;
+const SHDR_SIZE = 64;
+const SYM_SIZE = 24;
+/** Sanity bound on a segment's size in memory. */
+const MAX_SEGMENT = 2 ** 32;
+
+export function parseElf(bytes: Uint8Array, source = 'guest'): ElfImage {
+  const fail = (msg: string): never => {
+    throw new ElfError(source, msg);
+  };
+  if (bytes.length < EHDR_SIZE) fail(`not an ELF file (${bytes.length} bytes, shorter than an ELF header)`);
+  if (bytes[0] !== 0x7f || bytes[1] !== 0x45 || bytes[2] !== 0x4c || bytes[3] !== 0x46) fail('not an ELF file (bad magic)');
+  if (bytes[4] !== 2) fail(`not a 64-bit ELF file (class ${bytes[4]})`);
+  if (bytes[5] !== 1) fail('not a little-endian ELF file');
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const type = v.getUint16(16, true);
+  const machine = v.getUint16(18, true);
+  if (machine !== EM_X86_64) fail(`not an x86-64 executable (e_machine ${machine})`);
+  if (type !== ET_EXEC) fail(`not a static executable (e_type ${type}; link with -static -no-pie)`);
+  const entry = v.getBigUint64(24, true);
+  const phoff = Number(v.getBigUint64(32, true));
+  const shoff = Number(v.getBigUint64(40, true));
+  const phentsize = v.getUint16(54, true);
+  const phnum = v.getUint16(56, true);
+  const shentsize = v.getUint16(58, true);
+  const shnum = v.getUint16(60, true);
+  if (phnum === 0) fail('no program headers');
+  if (phentsize !== PHDR_SIZE) fail(`program header size ${phentsize}, expected ${PHDR_SIZE}`);
+  if (phoff + phnum * PHDR_SIZE > bytes.length) fail('program headers run past the end of the file');
+
+  const segments: ElfSegment[] = [];
+  for (let i = 0; i < phnum; i++) {
+    const at = phoff + i * PHDR_SIZE;
+    if (v.getUint32(at, true) !== PT_LOAD) continue;
+    const flags = v.getUint32(at + 4, true);
+    const offset = Number(v.getBigUint64(at + 8, true));
+    const vaddr = v.getBigUint64(at + 16, true);
+    const filesz = Number(v.getBigUint64(at + 32, true));
+    const memsz = Number(v.getBigUint64(at + 40, true));
+    const name = `segment ${i} at 0x${vaddr.toString(16)}`;
+    if (filesz > memsz) fail(`${name}: file size ${filesz} exceeds memory size ${memsz}`);
+    if (memsz > MAX_SEGMENT) fail(`${name}: memory size ${memsz} is implausible`);
+    if (offset + filesz > bytes.length) fail(`${name}: file range [${offset}, ${offset + filesz}) runs past the end of the file (${bytes.length} bytes)`);
+    segments.push({ vaddr, memsz, filesz, offset, readable: (flags & 4) !== 0, writable: (flags & 2) !== 0, executable: (flags & 1) !== 0 });
+  }
+  if (segments.length === 0) fail('no loadable (PT_LOAD) segments');
+  const sorted = [...segments].sort((a, b) => (a.vaddr < b.vaddr ? -1 : 1));
+  for (let i = 1; i < sorted.length; i++) {
+    const prev = sorted[i - 1]!;
+    const cur = sorted[i]!;
+    if (prev.vaddr + BigInt(prev.memsz) > cur.vaddr) {
+      fail(`segments overlap: [0x${prev.vaddr.toString(16)}, 0x${(prev.vaddr + BigInt(prev.memsz)).toString(16)}) and 0x${cur.vaddr.toString(16)}`);
+    }
+  }
+  if (!segments.some((s) => s.executable && entry >= s.vaddr && entry < s.vaddr + BigInt(s.memsz))) {
+    fail(`entry point 0x${entry.toString(16)} is not inside an executable segment`);
+  }
+
+  const functions = new Map<string, bigint>();
+  const objects = new Map<string, bigint>();
+  if (shoff !== 0 && shnum > 0) {
+    if (shentsize !== SHDR_SIZE) fail(`section header size ${shentsize}, expected ${SHDR_SIZE}`);
+    if (shoff + shnum * SHDR_SIZE > bytes.length) fail('section headers run past the end of the file');
+    const sh = (i: number) => {
+      const at = shoff + i * SHDR_SIZE;
+      return {
+        type: v.getUint32(at + 4, true),
+        offset: Number(v.getBigUint64(at + 24, true)),
+        size: Number(v.getBigUint64(at + 32, true)),
+        link: v.getUint32(at + 40, true),
+      };
+    };
+    for (let i = 0; i < shnum; i++) {
+      const s = sh(i);
+      if (s.type !== SHT_SYMTAB) continue;
+      if (s.link >= shnum) fail(`symbol table ${i} links to string table ${s.link}, which does not exist`);
+      const str = sh(s.link);
+      if (s.offset + s.size > bytes.length || str.offset + str.size > bytes.length) fail('symbol table runs past the end of the file');
+      for (let at = s.offset; at + SYM_SIZE <= s.offset + s.size; at += SYM_SIZE) {
+        const info = v.getUint8(at + 4);
+        const bind = info >> 4;
+        const kind = info & 0xf;
+        if (bind !== STB_GLOBAL || (kind !== STT_FUNC && kind !== STT_OBJECT)) continue;
+        const nameOff = str.offset + v.getUint32(at, true);
+        let end = nameOff;
+        while (end < str.offset + str.size && bytes[end] !== 0) end++;
+        const name = new TextDecoder().decode(bytes.subarray(nameOff, end));
+        const value = v.getBigUint64(at + 8, true);
+        (kind === STT_FUNC ? functions : objects).set(name, value);
+      }
+    }
+  }
+  return { source, entry, segments, functions, objects, bytes };
+}
+
+/**
+ * Copies the image's segments into guest memory (zero-filling .bss). Throws if a segment
+ * falls outside guest memory or into a `reserved` range (e.g. the CPU-mode system area).
+ */
+export function loadElf(image: ElfImage, memory: GuestMemory, reserved: readonly { start: bigint; end: bigint; what: string }[] = []): void {
+  for (const s of image.segments) {
+    const end = s.vaddr + BigInt(s.memsz);
+    const range = `[0x${s.vaddr.toString(16)}, 0x${end.toString(16)})`;
+    for (const r of reserved) {
+      if (s.vaddr < r.end && r.start < end) throw new ElfError(image.source, `segment ${range} overlaps the ${r.what} [0x${r.start.toString(16)}, 0x${r.end.toString(16)})`);
+    }
+    let view: Uint8Array;
+    try {
+      view = memory.view(s.vaddr, s.memsz);
+    } catch (e) {
+      throw new ElfError(image.source, `segment ${range} is outside guest memory (${e instanceof Error ? e.message : String(e)})`);
+    }
+    view.set(image.bytes.subarray(s.offset, s.offset + s.filesz));
+    view.fill(0, s.filesz);
+  }
+}

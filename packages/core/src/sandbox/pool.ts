@@ -1,0 +1,271 @@
+/**
+ * SandboxPool: many short-lived, hardware-isolated calls in parallel. Each piscina worker keeps
+ * one warm sandbox VM; every call runs on a pristine copy of the guest's initialised state.
+ *
+ *   const pool = new SandboxPool({ guest: 'sha.elf', memory: '8 MiB', timeoutMs: 100 });
+ *   const out = await pool.call('sha256', input, { signal });
+ *   await pool.close();
+ */
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { Piscina } from 'piscina';
+import { Bus, Dispatcher, createDoorbell, createRingBuffer, type Device } from '@kvmpool/devices';
+import { parseElf, type ElfImage } from '../loader/elf.js';
+import { KICK_SIGNAL } from '../machine/protocol.js';
+import { signalThread } from '../signals.js';
+import { parseSize, type Size } from '../util/size.js';
+import { CALL_CONTROL, sandboxLayout } from './sandbox-vm.js';
+import type { PoolTask, PoolTaskResult, PoolWorkerData } from './pool-worker.js';
+import { CALL_BUFFER_BYTES, CB, REMOTE_CALL_PORT, REMOTE_STATUS, type RemoteSlot } from './remote-call.js';
+import { decodeError } from './wire-errors.js';
+import { LatencyHistogram, type LatencySummary } from './histogram.js';
+
+export type AsyncHostFunction = (arg: Uint8Array) => Promise<Uint8Array | ArrayBufferView | string | void> | Uint8Array | ArrayBufferView | string | void;
+
+export interface SandboxPoolOptions {
+  /** The guest: a path to a static x86-64 ELF built with the SDK, or its bytes. */
+  guest: string | Uint8Array;
+  /** Guest memory per VM. Default '8 MiB'. */
+  memory?: Size;
+  /** Input region size. Default '1 MiB'. */
+  inputSize?: Size;
+  /** Output region size. Default '1 MiB'. */
+  outputSize?: Size;
+  /** Worker threads (one warm VM each). Default os.availableParallelism(). */
+  threads?: number;
+  /** Per-call time limit in ms (0: none). Default 0. */
+  timeoutMs?: number;
+  /** A module whose exported functions are host functions run in the worker, synchronously. */
+  hostFunctions?: string | URL;
+  /** Host functions run on the main thread (they may be async); the vCPU waits for them. */
+  asyncHostFunctions?: Record<string, AsyncHostFunction>;
+  /** Text the guest prints (kvmpool_print). */
+  onPrint?: (text: string, fn: string) => void;
+  kvmPath?: string;
+}
+
+export interface CallOptionsPublic {
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+export interface SandboxPoolStats {
+  calls: number;
+  completed: number;
+  failed: number;
+  resets: number;
+  /** Pages copied back by resets. */
+  resetPages: number;
+  crashes: number;
+  timeouts: number;
+  aborted: number;
+  hostFunctionErrors: number;
+  /** Per-call latency on the main thread, from call() to result. */
+  latency: LatencySummary;
+}
+
+function asBytes(v: Uint8Array | ArrayBufferView | string | void): Uint8Array {
+  if (v === undefined) return new Uint8Array(0);
+  if (typeof v === 'string') return new TextEncoder().encode(v);
+  if (v instanceof Uint8Array) return v;
+  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+}
+
+function abortError(fn: string, reason: unknown): Error {
+  const e = new Error(`sandbox call ${fn} was aborted${reason instanceof Error ? `: ${reason.message}` : ''}`);
+  Object.defineProperty(e, 'name', { value: 'AbortError' });
+  return e;
+}
+
+export class SandboxPool implements AsyncDisposable {
+  readonly image: ElfImage;
+  readonly threads: number;
+  readonly #piscina: Piscina<PoolTask, PoolTaskResult>;
+  readonly #timeoutMs: number;
+  readonly #onPrint: SandboxPoolOptions['onPrint'];
+  readonly #dispatcher: Dispatcher | undefined;
+  readonly #running = new Set<Promise<unknown>>();
+  readonly #latency = new LatencyHistogram();
+  #closed = false;
+  readonly #stats = { calls: 0, completed: 0, failed: 0, resets: 0, resetPages: 0, crashes: 0, timeouts: 0, aborted: 0, hostFunctionErrors: 0 };
+
+  /** Validates the guest (throws ElfError / RangeError at once) and starts the workers. */
+  constructor(options: SandboxPoolOptions) {
+    const source = typeof options.guest === 'string' ? options.guest : 'guest image';
+    let elf: Uint8Array;
+    try {
+      elf = typeof options.guest === 'string' ? new Uint8Array(readFileSync(options.guest)) : options.guest;
+    } catch (e) {
+      throw new Error(`SandboxPool: cannot read guest ${source}: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    this.image = parseElf(elf, source);
+    const memory = parseSize(options.memory ?? '8 MiB', 'memory');
+    const inputSize = parseSize(options.inputSize ?? '1 MiB', 'inputSize');
+    const outputSize = parseSize(options.outputSize ?? '1 MiB', 'outputSize');
+    sandboxLayout({ image: this.image, memory, inputSize, outputSize });
+    this.threads = options.threads ?? availableParallelism();
+    if (!Number.isInteger(this.threads) || this.threads < 1) throw new RangeError(`threads: ${this.threads} is not a positive whole number`);
+    this.#timeoutMs = options.timeoutMs ?? 0;
+    this.#onPrint = options.onPrint;
+
+    const remote = options.asyncHostFunctions ?? {};
+    const slots: RemoteSlot[] = [];
+    const doorbell = createDoorbell();
+    const remoteNames = Object.keys(remote);
+    if (remoteNames.length > 0) {
+      // Two slots per thread: a worker that piscina replaces takes a fresh one.
+      for (let i = 0; i < this.threads * 2; i++) slots.push({ ring: createRingBuffer(), callBuffer: new SharedArrayBuffer(CALL_BUFFER_BYTES) });
+      const pio = new Bus('pio');
+      pio.register(REMOTE_CALL_PORT, 1, hostCallDevice(slots, remote, () => this.#stats.hostFunctionErrors++));
+      this.#dispatcher = new Dispatcher(pio, new Bus('mmio'), doorbell);
+      slots.forEach((s, i) => this.#dispatcher?.addRing(i, s.ring, doorbell));
+      this.#dispatcher.start();
+    }
+    const workerData: PoolWorkerData = {
+      elf,
+      source,
+      memory,
+      inputSize,
+      outputSize,
+      remoteNames,
+      slots,
+      claims: new SharedArrayBuffer(4 * Math.max(slots.length, 1)),
+      doorbell,
+      ...(options.hostFunctions ? { hostModule: String(options.hostFunctions instanceof URL ? options.hostFunctions : new URL(options.hostFunctions, `file://${process.cwd()}/`)) } : {}),
+      ...(options.kvmPath ? { kvmPath: options.kvmPath } : {}),
+    };
+    this.#piscina = new Piscina<PoolTask, PoolTaskResult>({
+      filename: new URL('./pool-worker.js', import.meta.url).href,
+      minThreads: this.threads,
+      maxThreads: this.threads,
+      idleTimeout: Infinity,
+      workerData,
+    });
+  }
+
+  /** Exported guest functions. */
+  get exports(): string[] {
+    return [...this.image.functions.keys()].filter((n) => !n.startsWith('_') && !n.startsWith('kvmpool_') && !['memcpy', 'memmove', 'memset', 'memcmp', 'strlen'].includes(n));
+  }
+
+  /**
+   * Runs exported function `fn` on a fresh sandbox with `input`; resolves with its output.
+   * Rejects with SandboxTimeoutError, GuestCrashError, GuestError, HostFunctionError or an
+   * AbortError; the pool stays usable after each.
+   */
+  call(fn: string, input: Uint8Array, options: CallOptionsPublic = {}): Promise<Uint8Array> {
+    if (this.#closed) return Promise.reject(new Error('SandboxPool is closed'));
+    if (!this.image.functions.has(fn)) return Promise.reject(new RangeError(`the guest exports no function ${JSON.stringify(fn)} (exports: ${this.exports.join(', ')})`));
+    const signal = options.signal;
+    if (signal?.aborted) return Promise.reject(abortError(fn, signal.reason));
+    this.#stats.calls++;
+    const t0 = performance.now();
+    const control = new SharedArrayBuffer(CALL_CONTROL.WORDS * 4);
+    const ctl = new Int32Array(control);
+    const task = this.#piscina.run({ name: fn, input, timeoutMs: options.timeoutMs ?? this.#timeoutMs, control });
+    this.#running.add(task);
+    void task.finally(() => this.#running.delete(task)).catch(() => {});
+
+    const result = task.then((r) => {
+      this.#latency.add((performance.now() - t0) * 1000);
+      for (const text of r.prints) this.#onPrint?.(text, fn);
+      if (r.ok) {
+        this.#stats.completed++;
+        this.#stats.resets++;
+        this.#stats.resetPages += r.resetPages;
+        return r.output;
+      }
+      this.#stats.failed++;
+      this.#stats.resets++;
+      const error = decodeError(r.error);
+      if (error.name === 'SandboxTimeoutError') this.#stats.timeouts++;
+      else if (error.name === 'GuestCrashError') this.#stats.crashes++;
+      else if (error.name === 'HostFunctionError') this.#stats.hostFunctionErrors++;
+      else if (error.name === 'AbortError') throw abortError(fn, signal?.reason);
+      throw error;
+    });
+    if (!signal) return result;
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.#stats.aborted++;
+        // Queued: the worker sees CANCEL before it runs anything. Running: kick its thread out
+        // of KVM_RUN until the call ends (it checks CANCEL at every exit).
+        Atomics.store(ctl, CALL_CONTROL.CANCEL, 1);
+        void this.#kickUntilDone(ctl, task);
+        reject(abortError(fn, signal.reason));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      result.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
+  }
+
+  async #kickUntilDone(ctl: Int32Array, task: Promise<unknown>): Promise<void> {
+    let done = false;
+    void task.finally(() => (done = true)).catch(() => {});
+    while (!done) {
+      const tid = Atomics.load(ctl, CALL_CONTROL.TID);
+      if (tid !== 0) signalThread(tid, KICK_SIGNAL);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  }
+
+  stats(): SandboxPoolStats {
+    return { ...this.#stats, latency: this.#latency.summary() };
+  }
+
+  /** Waits for running and queued calls, then ends every worker and VM. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    await Promise.allSettled([...this.#running]);
+    await this.#piscina.close();
+    await this.#dispatcher?.stop();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/** The main-thread end of remote host calls: a device whose reads run the async function. */
+function hostCallDevice(slots: RemoteSlot[], fns: Record<string, AsyncHostFunction>, onError: () => void): Device {
+  const dec = new TextDecoder();
+  const enc = new TextEncoder();
+  return {
+    name: 'sandbox-host-call',
+    write: () => {},
+    read: async (_offset, status, source) => {
+      const slot = slots[source ?? -1];
+      const st = new DataView(status.buffer, status.byteOffset, 4);
+      if (!slot) {
+        st.setInt32(0, REMOTE_STATUS.UNKNOWN, true);
+        return;
+      }
+      const buf = new Uint8Array(slot.callBuffer);
+      const view = new DataView(slot.callBuffer);
+      const nameLen = view.getUint32(CB.NAME_LEN, true);
+      const argLen = view.getUint32(CB.ARG_LEN, true);
+      const cap = view.getUint32(CB.RESULT_CAP, true);
+      const name = dec.decode(buf.subarray(CB.DATA, CB.DATA + nameLen));
+      const arg = buf.slice(CB.DATA + nameLen, CB.DATA + nameLen + argLen);
+      const fn = fns[name];
+      const fail = (code: number, text: string): void => {
+        const t = enc.encode(text).subarray(0, CALL_BUFFER_BYTES - CB.DATA);
+        buf.set(t, CB.DATA);
+        view.setUint32(CB.OUT_LEN, t.length, true);
+        st.setInt32(0, code, true);
+      };
+      if (!fn) return fail(REMOTE_STATUS.UNKNOWN, 'no such host function');
+      try {
+        const out = asBytes(await fn(arg));
+        if (out.length > cap) return fail(REMOTE_STATUS.TOO_LARGE, `returned ${out.length} bytes`);
+        buf.set(out, CB.DATA);
+        view.setUint32(CB.OUT_LEN, out.length, true);
+        st.setInt32(0, out.length, true);
+      } catch (e) {
+        onError();
+        fail(REMOTE_STATUS.THREW, e instanceof Error ? e.message : String(e));
+      }
+    },
+  };
+}

@@ -26,8 +26,8 @@ export class CountingDevice implements Device {
   readonly name: string;
   reads = 0;
   writes = 0;
-  readonly fastRegisters: readonly FastRegister[] | undefined;
-  readonly fastState: Int32Array | undefined;
+  readonly fastRegisters?: readonly FastRegister[];
+  readonly fastState?: Int32Array;
   #waiter: { kind: Access; at: number; resolve: (t: bigint) => void } | undefined;
 
   constructor(name: string, options: { fast?: boolean } = {}) {
@@ -36,9 +36,6 @@ export class CountingDevice implements Device {
       this.fastRegisters = [{ offset: 0, size: 1, index: 0 }];
       this.fastState = new Int32Array(new SharedArrayBuffer(4));
       this.fastState[0] = 0x5a;
-    } else {
-      this.fastRegisters = undefined;
-      this.fastState = undefined;
     }
   }
 

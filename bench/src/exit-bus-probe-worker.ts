@@ -1,35 +1,19 @@
 /**
  * Worker thread for the `exit-bus` probes (--profile): a vCPU of a VM the main thread made
  * (its memory already holds OUT_LOOP and the user-mode tables), run from this thread the way
- * kvmpool's vCPU worker runs it, with and without waking a main-thread waiter per exit.
+ * kvmpool's vCPU worker runs it (as vCPU 1), with and without waking a main-thread waiter per exit.
  *
- * Messages in: { op: 'init', vmFd } | { op: 'direct', k } | { op: 'notify', k, bell }
- *   | { op: 'wake', n, bell } | { op: 'close' }. Each is answered with one message.
+ * Messages in: ProbeRequest (exit-bus-probe-protocol.ts); each is answered with one message,
+ * { ok: true, answer: ProbeAnswer } or { ok: false, error }.
  */
 import { parentPort } from 'node:worker_threads';
 import { Kvm, guestCpuid, setEntryPoint, setVcpuMode, type Vcpu, type Vm } from '@kvmpool/core';
+import { SINK_PORT } from './exit-bus-guests.js';
+import { CODE, STACK } from './exit-bus-machines.js';
+import { RT, type ProbeAnswer, type ProbeRequest } from './exit-bus-probe-protocol.js';
 
 if (!parentPort) throw new Error('exit-bus-probe-worker must run as a worker thread');
 const port = parentPort;
-
-export const PROBE_CODE = 0x10000n;
-export const PROBE_PORT = 0x3f0;
-
-export type ProbeRequest =
-  | { op: 'init'; vmFd: number }
-  | { op: 'direct'; k: number }
-  /** Runs k exits; after each, bumps word 0 of `bell` and notifies it (a doorbell). */
-  | { op: 'notify'; k: number; bell: SharedArrayBuffer }
-  /** n times, 1 ms apart: stamps hrtime into `bell` (BigInt64 at byte 8), bumps word 0, notifies. */
-  | { op: 'wake'; n: number; bell: SharedArrayBuffer }
-  | { op: 'close' };
-
-export interface ProbeAnswer {
-  /** Total ns of the timed part. */
-  ns: number;
-  /** ns spent inside Atomics.notify (notify op). */
-  notifyNs?: number;
-}
 
 let live: { kvm: Kvm; vm: Vm; vcpu: Vcpu } | undefined;
 
@@ -42,7 +26,7 @@ function vcpu(): Vcpu {
 
 function runOut(v: Vcpu): void {
   const exit = v.run();
-  if (exit.kind !== 'io' || exit.port !== PROBE_PORT) throw new Error(`probe worker: unexpected exit ${exit.kind}`);
+  if (exit.kind !== 'io' || exit.port !== SINK_PORT) throw new Error(`probe worker: unexpected exit ${exit.kind}`);
 }
 
 function handle(req: ProbeRequest): ProbeAnswer {
@@ -50,10 +34,10 @@ function handle(req: ProbeRequest): ProbeAnswer {
     case 'init': {
       const kvm = Kvm.open();
       const vm = kvm.attachVm(req.vmFd);
-      const v = vm.createVcpu(0);
+      const v = vm.createVcpu(1); // vCPU 0 is the main thread's
       v.setCpuid(guestCpuid(kvm));
       setVcpuMode(v, 'user');
-      setEntryPoint(v, 'user', PROBE_CODE, 0x80000n);
+      setEntryPoint(v, 'user', CODE, STACK);
       live = { kvm, vm, vcpu: v };
       return { ns: 0 };
     }
@@ -88,6 +72,37 @@ function handle(req: ProbeRequest): ProbeAnswer {
         Atomics.notify(bell, 0);
       }
       return { ns: 0 };
+    }
+    case 'roundtrip': {
+      const v = vcpu();
+      const w = new Int32Array(req.words);
+      const t0 = now();
+      for (let seq = 1; seq <= req.k; seq++) {
+        runOut(v);
+        Atomics.store(w, RT.REQ, seq);
+        if (Atomics.load(w, RT.MAIN_SLEEPING) !== 0) Atomics.notify(w, RT.REQ);
+        if (req.spin) {
+          Atomics.store(w, RT.WORKER_SPINNING, 1);
+          let spins = 0;
+          while (Atomics.load(w, RT.REP) !== seq) {
+            if (++spins === 1 << 22) {
+              if (now() - t0 > 10_000_000_000n) throw new Error('probe worker: no reply for 10 s');
+              spins = 0;
+            }
+          }
+          Atomics.store(w, RT.WORKER_SPINNING, 0);
+        } else {
+          for (;;) {
+            const got = Atomics.load(w, RT.REP);
+            if (got === seq) break;
+            Atomics.wait(w, RT.REP, got, 50);
+          }
+        }
+      }
+      const ns = Number(now() - t0);
+      Atomics.store(w, RT.DONE, 1);
+      Atomics.notify(w, RT.REQ);
+      return { ns };
     }
     case 'close':
       live?.vm.close();

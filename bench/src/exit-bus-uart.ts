@@ -11,7 +11,13 @@ import { DONE_PORT, REP_CHUNK, REP_SOURCE, UART_BULK, UART_BULK_REP, UART_PORT, 
 
 const now = (): bigint => process.hrtime.bigint();
 
-const doneDevice: Device = { name: 'done', read: (_o, d) => d.fill(0), write: () => {} };
+const doneDevice: Device = {
+  name: 'done',
+  read: (_o, d) => {
+    d.fill(0);
+  },
+  write: () => {},
+};
 
 export interface UartRun {
   /** From the start() call to the last byte out of the stream. */

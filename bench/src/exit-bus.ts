@@ -229,7 +229,7 @@ export const exitBus: Benchmark = {
       ]);
       const bad = [...uartRuns, ...repRuns].filter((r) => r.misordered > 0).length;
       if (bad > 0) console.log(`warning: ${bad} UART run(s) delivered bytes out of order (see misordered_bytes in the results)`);
-      if (options.profile) await runProbes(kvm, plan.k);
+      if (options.profile) await runProbes(kvm, c, plan.k);
       return report;
     } finally {
       for (const m of machines) await m.close();

@@ -1,8 +1,9 @@
 /** Every benchmark `npm run bench -- <name>` can run, by name. Add new ones here. */
 import type { Benchmark } from './harness.js';
+import { exitBus } from './exit-bus.js';
 import { lifecycle } from './lifecycle.js';
 
-export const BENCHMARKS: readonly Benchmark[] = [lifecycle];
+export const BENCHMARKS: readonly Benchmark[] = [lifecycle, exitBus];
 
 export function findBenchmark(name: string): Benchmark | undefined {
   return BENCHMARKS.find((b) => b.name === name);

@@ -1,29 +1,48 @@
 /**
- * Builds a flat guest binary from `examples/guests/<name>.S` with the machine's gcc (linked at
- * 0x10000, no libc), into `examples/build/`, when the source is newer than the binary.
+ * Builds the example guests with the machine's gcc into `examples/build/`, each only when one
+ * of its sources is newer than the output:
+ *   buildGuest(name)         examples/guests/<name>.S → <name>.bin, a flat binary linked at 0x10000, no libc
+ *   buildSandboxGuest(name)  examples/guests/<name>.c → <name>.elf, a sandbox guest built with the core SDK
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { SDK_DIR, compileGuest } from '@kvmpool/core';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 export const GUEST_BASE = 0x10000n;
+
+/** True when `output` exists and is at least as new as every input. */
+function upToDate(output: string, inputs: readonly string[]): boolean {
+  try {
+    const built = statSync(output).mtimeMs;
+    return inputs.every((input) => statSync(input).mtimeMs <= built);
+  } catch {
+    return false;
+  }
+}
 
 export function buildGuest(name: string): Uint8Array {
   const src = `${root}guests/${name}.S`;
   const out = `${root}build/${name}.bin`;
   mkdirSync(`${root}build`, { recursive: true });
-  let fresh = false;
-  try {
-    fresh = statSync(out).mtimeMs >= statSync(src).mtimeMs;
-  } catch {
-    fresh = false;
-  }
-  if (!fresh) {
+  if (!upToDate(out, [src])) {
     execFileSync('gcc', [
       '-nostdlib', '-static', '-Wl,--oformat=binary', `-Wl,-Ttext=0x${GUEST_BASE.toString(16)}`, '-Wl,--build-id=none',
       '-Wl,-e,_start', '-o', out, src,
     ], { stdio: ['ignore', 'inherit', 'inherit'] });
   }
   return new Uint8Array(readFileSync(out));
+}
+
+/** The SDK files a sandbox guest is built from: a change to any of them rebuilds the guest too. */
+const SDK_FILES = ['kvmpool.h', 'kvmpool.ld', 'start.S', 'runtime.c'].map((f) => `${SDK_DIR}${f}`);
+
+/** Builds a sandbox guest ELF with compileGuest() (-O2, SSE2 at most) and returns its path. */
+export function buildSandboxGuest(name: string, cflags: string[] = []): string {
+  const src = `${root}guests/${name}.c`;
+  const out = `${root}build/${name}.elf`;
+  mkdirSync(`${root}build`, { recursive: true });
+  if (!upToDate(out, [src, ...SDK_FILES])) compileGuest({ sources: [src], output: out, cflags });
+  return out;
 }

@@ -46,3 +46,6 @@ export { SDK_DIR, GUEST_CFLAGS, compileGuest, type CompileGuestOptions } from '.
 export { SandboxTimeoutError, GuestError, HostFunctionError } from './errors.js';
 export { SandboxPool, type SandboxPoolOptions, type SandboxPoolStats, type AsyncHostFunction, type CallOptionsPublic } from './sandbox/pool.js';
 export { LatencyHistogram, type LatencySummary } from './sandbox/histogram.js';
+export { captureVcpuState, completePendingExit, restoreVcpuState, type VcpuSnapshot } from './vcpu-state.js';
+export { SnapshotError, SNAPSHOT_VERSION } from './snapshot/format.js';
+export { snapshotMachine, restoreMachine, type RestoreOptions, type SnapshotInfo } from './machine/snapshot.js';

@@ -193,6 +193,9 @@ export class Vcpu implements Disposable {
     ioctlPtr(this.fd, 'KVM_GET_XCRS', b);
     return decode(KVM_XCRS, b);
   }
+  setXcrs(xcrs: KvmXcrs): void {
+    ioctlPtr(this.fd, 'KVM_SET_XCRS', encode(KVM_XCRS, xcrs));
+  }
 
   /** KVM_SET_GUEST_DEBUG: `control` is a mask of GUEST_DEBUG flags; `debugreg` DR0–DR7. */
   setGuestDebug(debug: Partial<KvmGuestDebug>): void {

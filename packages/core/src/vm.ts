@@ -6,7 +6,7 @@ import type { Kvm } from './kvm.js';
 import { KVM_CAPS, type KvmCapName } from './caps/capability-table.js';
 import { ClosedError, KvmUnsupportedError } from './errors.js';
 import {
-  KVM_CLOCK_DATA, KVM_COALESCED_MMIO_ZONE, KVM_DIRTY_LOG, KVM_ENABLE_CAP, KVM_IRQ_LEVEL, KVM_PIT_CONFIG,
+  KVM_CLOCK_DATA, KVM_COALESCED_MMIO_ZONE, KVM_IRQCHIP, KVM_PIT_STATE2, type KvmPitState2, KVM_DIRTY_LOG, KVM_ENABLE_CAP, KVM_IRQ_LEVEL, KVM_PIT_CONFIG,
   KVM_USERSPACE_MEMORY_REGION, addressOf, decode, encode, ioctlInt, ioctlPtr, sysClose, type KvmClockData,
 } from './ffi/index.js';
 import { GuestMemory, MemorySlot } from './memory.js';
@@ -172,7 +172,13 @@ export class Vm implements Disposable {
 
   createPit(flags = PIT_SPEAKER_DUMMY): void {
     ioctlPtr(this.fd, 'KVM_CREATE_PIT2', encode(KVM_PIT_CONFIG, { flags }));
+    this.#pit = true;
   }
+
+  get hasPit(): boolean {
+    return this.#pit;
+  }
+  #pit = false;
 
   setTssAddress(gpa: bigint): void {
     ioctlInt(this.fd, 'KVM_SET_TSS_ADDR', gpa);
@@ -206,6 +212,29 @@ export class Vm implements Disposable {
     const b = new Uint8Array(KVM_CLOCK_DATA.size);
     ioctlPtr(this.fd, 'KVM_GET_CLOCK', b);
     return decode(KVM_CLOCK_DATA, b);
+  }
+  /** KVM_SET_CLOCK: only `clock` (and the flags that say which other fields count) are taken. */
+  setClock(clock: KvmClockData): void {
+    ioctlPtr(this.fd, 'KVM_SET_CLOCK', encode(KVM_CLOCK_DATA, { clock: clock.clock, flags: 0 }));
+  }
+
+  /** KVM_GET_IRQCHIP: chip 0 = PIC master, 1 = PIC slave, 2 = IOAPIC (raw 512-byte state). */
+  getIrqchip(chip: 0 | 1 | 2): Uint8Array {
+    const b = encode(KVM_IRQCHIP, { chip_id: chip });
+    ioctlPtr(this.fd, 'KVM_GET_IRQCHIP', b);
+    return decode(KVM_IRQCHIP, b).chip;
+  }
+  setIrqchip(chip: 0 | 1 | 2, state: Uint8Array): void {
+    ioctlPtr(this.fd, 'KVM_SET_IRQCHIP', encode(KVM_IRQCHIP, { chip_id: chip, chip: state }));
+  }
+
+  getPit(): KvmPitState2 {
+    const b = new Uint8Array(KVM_PIT_STATE2.size);
+    ioctlPtr(this.fd, 'KVM_GET_PIT2', b);
+    return decode(KVM_PIT_STATE2, b);
+  }
+  setPit(state: KvmPitState2): void {
+    ioctlPtr(this.fd, 'KVM_SET_PIT2', encode(KVM_PIT_STATE2, state));
   }
 
   /**

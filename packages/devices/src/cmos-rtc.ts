@@ -116,6 +116,16 @@ export class CmosRtc implements Device {
     this.#nmiDisabled = false;
   }
 
+  importState(state: unknown): void {
+    const s = state as CmosRtcState;
+    if (!Array.isArray(s.ram) || typeof s.index !== 'number') throw new TypeError(`${this.name}: importState: not a CMOS RTC state`);
+    s.ram.forEach((v, i) => {
+      if (i < this.#ram.length) this.#ram[i] = v & 0xff;
+    });
+    this.#index = s.index & 0x7f;
+    this.#nmiDisabled = s.nmiDisabled;
+  }
+
   exportState(): CmosRtcState {
     return {
       name: this.name,

@@ -31,6 +31,8 @@ export interface Device {
   reset?(): void;
   /** A JSON-serialisable snapshot of the device's state. */
   exportState?(): unknown;
+  /** Puts back a state `exportState()` returned (snapshot restore). */
+  importState?(state: unknown): void;
   /** Registers the vCPU worker may answer from `fastState` (shared with the worker). */
   readonly fastRegisters?: readonly FastRegister[];
   readonly fastState?: Int32Array;

@@ -139,6 +139,19 @@ export class I8042 implements Device {
     };
   }
 
+  importState(state: unknown): void {
+    const s = state as I8042State;
+    if (!Array.isArray(s.ram) || typeof s.outputPort !== 'number') throw new TypeError(`${this.name}: importState: not an i8042 state`);
+    s.ram.forEach((v, i) => {
+      if (i < this.#ram.length) this.#ram[i] = v & 0xff;
+    });
+    this.#outputPort = s.outputPort;
+    this.#obuf = s.outputBuffer;
+    this.#obf = s.outputFull;
+    this.#obufAux = s.outputFromAux;
+    this.#pending = s.pendingCommand ?? undefined;
+  }
+
   #status(): number {
     return (
       (this.#obf ? I8042_STATUS.OBF : 0) |

@@ -89,6 +89,7 @@ export interface Uart16550State {
 
 type WriteCallback = (error?: Error | null) => void;
 
+
 /** The host end of the line: readable = guest output, writable = guest input. */
 class UartStream extends Duplex {
   readonly #input: (chunk: Uint8Array, done: WriteCallback) => void;
@@ -227,6 +228,28 @@ export class Uart16550 implements Device {
       rxFifo: [...this.#rx],
       hostBacklog: this.#hostBacklog,
     };
+  }
+
+  /** Puts back registers and RX FIFO from `exportState()` (host-side input backlog excepted). */
+  importState(state: unknown): void {
+    const s = state as Uart16550State;
+    for (const k of ['rbr', 'ier', 'fcr', 'lcr', 'mcr', 'lsr', 'msr', 'scr', 'dll', 'dlm'] as const) {
+      if (typeof s[k] !== 'number') throw new TypeError(`${this.name}: importState: field ${k} is missing`);
+    }
+    this.#rbr = s.rbr;
+    this.#ier = s.ier;
+    this.#fcr = s.fcr;
+    this.#lcr = s.lcr;
+    this.#mcr = s.mcr;
+    this.#scr = s.scr;
+    this.#dll = s.dll;
+    this.#dlm = s.dlm;
+    this.#lsrErrors = s.lsr & (UART_LSR.OE | 0x1c);
+    this.#msrDelta = s.msr & 0x0f;
+    this.#thrPending = s.thrInterruptPending === true;
+    this.#rx = Array.isArray(s.rxFifo) ? s.rxFifo.map((b) => b & 0xff) : [];
+    this.#irqLevel = !s.irqLevel; // make #update drive the line to the restored level
+    this.#update();
   }
 
   get #dlab(): boolean {

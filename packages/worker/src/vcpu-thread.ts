@@ -11,7 +11,8 @@ import { expose } from 'comlink';
 import {
   CONTROL, KICK_SIGNAL, Kvm, REQUEST, VCPU_STATE, blockSignal, consumePending, currentTid, guestCpuid, nodeEndpoint, runMaskWithout,
   setEntryPoint, setVcpuMode, type KvmRegs, type KvmSregs, type RunEnd, type Vcpu, type VcpuConfig, type VcpuState,
-  type VcpuThreadApi, type VcpuThreadInit, type Vm, VCPU_STATE_NAME,
+  type VcpuThreadApi, type VcpuThreadInit, type Vm, VCPU_STATE_NAME, captureVcpuState, restoreVcpuState,
+  type VcpuSnapshot,
 } from '@kvmpool/core';
 import { RingProducer } from '@kvmpool/devices';
 import { RunLoop, type FastRegisterView } from './run-loop.js';
@@ -140,6 +141,16 @@ const api: VcpuThreadApi = {
   },
   state() {
     return stateOf(need().control);
+  },
+  saveState(irqchip: boolean): VcpuSnapshot {
+    const l = requireStill('saveState');
+    return captureVcpuState(l.kvm, l.vcpu, irqchip);
+  },
+  loadState(state: VcpuSnapshot) {
+    restoreVcpuState(requireStill('loadState').vcpu, state);
+  },
+  translate(gva: bigint) {
+    return requireStill('translate').vcpu.translate(gva);
   },
   injectFault(message: string) {
     setImmediate(() => {

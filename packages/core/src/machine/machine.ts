@@ -14,6 +14,9 @@ import type { Vm } from '../vm.js';
 import { parseSize, type Size } from '../util/size.js';
 import { KICK_SIGNAL, type FastPathEntry, type RunEnd, type VcpuState } from './protocol.js';
 import { VcpuHandle } from './vcpu-handle.js';
+import type { VcpuSnapshot } from '../vcpu-state.js';
+import type { RestoreOptions, SnapshotInfo } from './snapshot.js';
+import type { Translation } from '../vcpu.js';
 import { standardDevices, type StandardDeviceOptions } from './standard-devices.js';
 import type { Duplex } from 'node:stream';
 import type { Uart16550 } from '@kvmpool/devices';
@@ -224,11 +227,33 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     this.memory.write(gpa, bytes);
   }
 
-  /** Sets up every vCPU (mode, entry, stack) and runs them; resolves once all are running. */
-  async start(options: StartOptions): Promise<void> {
+  /**
+   * Sets up every vCPU (mode, entry, stack) and runs them; resolves once all are running.
+   * A machine from `Machine.restore()` already has its vCPU state: call `start()` bare.
+   */
+  async start(options?: StartOptions): Promise<void> {
     if (this.#started) throw new Error('machine: start() was already called');
     if (this.#closed) throw new Error('machine: closed');
+    if (!options && !this.#restored) throw new TypeError('machine: start() needs { entry } (only a restored machine starts without one)');
     this.#started = true;
+    if (options) await this.#configure(options);
+    this.dispatcher.start();
+    if (this.dispatcher.beforeDrain) {
+      // Coalesced writes need no exit; flush them regularly so output does not linger.
+      this.#flushTimer = setInterval(() => this.dispatcher.drainAll(), 10);
+      this.#flushTimer.unref();
+    }
+    this.#runs = this.#vcpus.map((v) => v.run().then((end) => this.#onRunEnd(v, end), (e: unknown) => this.#fail(e)));
+    await Promise.all(this.#vcpus.map((v) => v.started()));
+  }
+
+  #restored = false;
+  /** @internal Marks a machine whose vCPU state came from a snapshot. */
+  markRestored(): void {
+    this.#restored = true;
+  }
+
+  async #configure(options: StartOptions): Promise<void> {
     const mode = this.options.mode ?? 'user';
     writeModeTables(this.memory, mode, { systemArea: SYSTEM_AREA });
     for (const v of this.#vcpus) {
@@ -242,14 +267,6 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
         ...(options.regs ? { regs: options.regs(v.id) } : {}),
       });
     }
-    this.dispatcher.start();
-    if (this.dispatcher.beforeDrain) {
-      // Coalesced writes need no exit; flush them regularly so output does not linger.
-      this.#flushTimer = setInterval(() => this.dispatcher.drainAll(), 10);
-      this.#flushTimer.unref();
-    }
-    this.#runs = this.#vcpus.map((v) => v.run().then((end) => this.#onRunEnd(v, end), (e: unknown) => this.#fail(e)));
-    await Promise.all(this.#vcpus.map((v) => v.started()));
   }
 
   #onRunEnd(v: VcpuHandle, end: RunEnd): void {
@@ -316,13 +333,64 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     return new Promise((resolve) => this.#exitWaiters.push(resolve));
   }
 
-  /** Pauses every vCPU; resolves when none is inside KVM_RUN. */
+  /**
+   * Pauses every vCPU and resolves only when all have acknowledged: none is inside KVM_RUN
+   * (they may be computing at CPL 3, halted, or waiting on a device read). Posted writes
+   * already on the exit bus are handed to their devices before it resolves.
+   */
   async pause(): Promise<void> {
     await Promise.all(this.#vcpus.map((v) => v.pause()));
+    this.dispatcher.drainAll();
   }
 
   resume(): void {
     for (const v of this.#vcpus) v.resume();
+  }
+
+  /** `pause()`, by its snapshot/inspection name. */
+  pauseAll(): Promise<void> {
+    return this.pause();
+  }
+
+  resumeAll(): void {
+    this.resume();
+  }
+
+  /** The devices on this machine's buses, standard ones first, in a stable order. */
+  get devices(): readonly DeviceSpec[] {
+    return this.#devices;
+  }
+
+  /** The whole state of vCPU `vcpu` (paused, stopped, or not yet started). */
+  saveVcpuState(vcpu: number): Promise<VcpuSnapshot> {
+    return this.#vcpu(vcpu).saveState(this.vm.hasIrqchip);
+  }
+
+  /** Loads a vCPU state (before `start()`). */
+  loadVcpuState(vcpu: number, state: VcpuSnapshot): Promise<void> {
+    return this.#vcpu(vcpu).loadState(state);
+  }
+
+  /** KVM_TRANSLATE through vCPU `vcpu`'s page tables (paused). */
+  translate(vcpu: number, gva: bigint): Promise<Translation> {
+    return this.#vcpu(vcpu).translate(gva);
+  }
+
+  /** Pauses, writes a snapshot to `path`, and lets running vCPUs go on. */
+  async snapshot(path: string): Promise<SnapshotInfo> {
+    const { snapshotMachine } = await import('./snapshot.js');
+    return snapshotMachine(this, path);
+  }
+
+  /** A fresh machine from a snapshot file, ready for `start()`. */
+  static async restore(path: string, options: RestoreOptions = {}): Promise<Machine> {
+    const { restoreMachine } = await import('./snapshot.js');
+    return restoreMachine(path, options);
+  }
+
+  /** Were vCPUs running (not paused/stopped) — for tools that pause and put things back. */
+  get running(): boolean {
+    return this.#vcpus.some((v) => v.state === 'running');
   }
 
   /** Stops the guest; resolves with the exit once every vCPU has stopped. */

@@ -3,6 +3,8 @@
  * the control API served through comlink, and the shared control words.
  */
 import type { KvmRegs, KvmSregs } from '../ffi/index.js';
+import type { VcpuSnapshot } from '../vcpu-state.js';
+import type { Translation } from '../vcpu.js';
 import type { VcpuExit } from '../exits.js';
 
 /** vCPU thread states (Firecracker's vstate: Running ⇄ Paused → Exited). */
@@ -78,6 +80,12 @@ export interface VcpuThreadApi {
   getSregs(): KvmSregs;
   setSregs(sregs: KvmSregs): void;
   state(): VcpuState;
+  /** The vCPU's whole state (paused or not yet started); completes a pending exit first. */
+  saveState(irqchip: boolean): VcpuSnapshot;
+  /** Loads a state `saveState` returned (before `run`). */
+  loadState(state: VcpuSnapshot): void;
+  /** KVM_TRANSLATE through this vCPU's page tables. */
+  translate(gva: bigint): Translation;
   /** Closes the vCPU fd in its own thread. */
   close(): void;
   /** Fault injection for tests: throws an uncaught exception in the thread on its next turn. */

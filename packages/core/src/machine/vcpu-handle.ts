@@ -13,6 +13,8 @@ import {
   type VcpuThreadApi,
 } from './protocol.js';
 import { VcpuMapping } from './vcpu-mapping.js';
+import type { VcpuSnapshot } from '../vcpu-state.js';
+import type { Translation } from '../vcpu.js';
 
 const KICK_RETRY_MS = 1;
 
@@ -191,6 +193,16 @@ export class VcpuHandle {
   }
   setSregs(...args: Parameters<VcpuThreadApi['setSregs']>): Promise<void> {
     return this.#call(this.#api.setSregs(...args));
+  }
+
+  saveState(irqchip: boolean): Promise<VcpuSnapshot> {
+    return this.#call(this.#api.saveState(irqchip));
+  }
+  loadState(state: VcpuSnapshot): Promise<void> {
+    return this.#call(this.#api.loadState(state));
+  }
+  translate(gva: bigint): Promise<Translation> {
+    return this.#call(this.#api.translate(gva));
   }
 
   /** Fault injection for tests: an uncaught exception in the vCPU thread. Resolves once sent. */

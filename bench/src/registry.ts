@@ -2,8 +2,9 @@
 import type { Benchmark } from './harness.js';
 import { exitBus } from './exit-bus.js';
 import { lifecycle } from './lifecycle.js';
+import { sandbox } from './sandbox.js';
 
-export const BENCHMARKS: readonly Benchmark[] = [lifecycle, exitBus];
+export const BENCHMARKS: readonly Benchmark[] = [lifecycle, exitBus, sandbox];
 
 export function findBenchmark(name: string): Benchmark | undefined {
   return BENCHMARKS.find((b) => b.name === name);

@@ -96,7 +96,7 @@ describe('exit bus', () => {
       const r = await m.getRegs(0);
       expect(r.rip === CODE || r.rip === CODE + 3n).toBe(true); // inside the 2-instruction loop
       seen.push(r.rax);
-      m.resume();
+      await m.resume();
       await new Promise((res) => setTimeout(res, 2));
     }
     // Pausing keeps the guest's state: its counter never goes back, and it went on counting.

@@ -49,3 +49,5 @@ export { LatencyHistogram, type LatencySummary } from './sandbox/histogram.js';
 export { captureVcpuState, completePendingExit, restoreVcpuState, type VcpuSnapshot } from './vcpu-state.js';
 export { SnapshotError, SNAPSHOT_VERSION } from './snapshot/format.js';
 export { snapshotMachine, restoreMachine, type RestoreOptions, type SnapshotInfo } from './machine/snapshot.js';
+export { inspectMachine, readVirtual, scanMemory, type Inspection, type VcpuInspection } from './machine/inspect.js';
+export { walkPageTables, type WalkResult } from './cpu/page-walk.js';

@@ -16,6 +16,7 @@ import { KICK_SIGNAL, type FastPathEntry, type RunEnd, type VcpuState } from './
 import { VcpuHandle } from './vcpu-handle.js';
 import type { VcpuSnapshot } from '../vcpu-state.js';
 import type { RestoreOptions, SnapshotInfo } from './snapshot.js';
+import type { Inspection } from './inspect.js';
 import type { Translation } from '../vcpu.js';
 import { standardDevices, type StandardDeviceOptions } from './standard-devices.js';
 import type { Duplex } from 'node:stream';
@@ -343,8 +344,9 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     this.dispatcher.drainAll();
   }
 
-  resume(): void {
-    for (const v of this.#vcpus) v.resume();
+  /** Lets every paused vCPU run again; resolves once none is paused. */
+  async resume(): Promise<void> {
+    await Promise.all(this.#vcpus.map((v) => v.resume()));
   }
 
   /** `pause()`, by its snapshot/inspection name. */
@@ -352,8 +354,8 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     return this.pause();
   }
 
-  resumeAll(): void {
-    this.resume();
+  resumeAll(): Promise<void> {
+    return this.resume();
   }
 
   /** The devices on this machine's buses, standard ones first, in a stable order. */
@@ -386,6 +388,29 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
   static async restore(path: string, options: RestoreOptions = {}): Promise<Machine> {
     const { restoreMachine } = await import('./snapshot.js');
     return restoreMachine(path, options);
+  }
+
+  /** Every vCPU's state, read while all are paused (they go on afterwards if they were running). */
+  async inspect(): Promise<Inspection> {
+    const { inspectMachine } = await import('./inspect.js');
+    return inspectMachine(this);
+  }
+
+  /** Guest memory at guest-physical `gpa` (a copy). */
+  readPhysical(gpa: bigint | number, length: number): Uint8Array {
+    return this.memory.read(gpa, length);
+  }
+
+  /** Guest memory at guest-virtual `gva` through vCPU `vcpu`'s page tables (vCPU paused). */
+  async readVirtual(vcpu: number, gva: bigint, length: number): Promise<Uint8Array> {
+    const { readVirtual } = await import('./inspect.js');
+    return readVirtual(this, vcpu, gva, length);
+  }
+
+  /** Guest-physical addresses where `pattern` occurs, over every memory slot. */
+  async scanMemory(pattern: Uint8Array | string, limit?: number): Promise<bigint[]> {
+    const { scanMemory } = await import('./inspect.js');
+    return scanMemory(this, pattern, limit);
   }
 
   /** Were vCPUs running (not paused/stopped) — for tools that pause and put things back. */

@@ -73,7 +73,7 @@ export async function snapshotMachine(m: Machine, path: string): Promise<Snapsho
       milliseconds: performance.now() - t0,
     };
   } finally {
-    if (wasRunning) m.resume();
+    if (wasRunning) await m.resume();
   }
 }
 

@@ -166,8 +166,11 @@ export class VcpuHandle {
     await this.#waitState((st) => st !== 'running');
   }
 
-  resume(): void {
-    if (Atomics.load(this.control, CONTROL.REQUEST) === REQUEST.pause) this.#request(REQUEST.none);
+  /** Lets a paused vCPU run again; resolves once it has left the paused state. */
+  async resume(): Promise<void> {
+    if (Atomics.load(this.control, CONTROL.REQUEST) !== REQUEST.pause) return;
+    this.#request(REQUEST.none);
+    await this.#waitState((s) => s !== 'paused');
   }
 
   /** Asks the vCPU to stop, from any state; wakes it from a device wait, a pause or KVM_RUN. */

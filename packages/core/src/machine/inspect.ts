@@ -1,0 +1,76 @@
+/**
+ * Looking inside a live machine: a consistent per-vCPU state (all vCPUs paused while it is
+ * read), guest memory by physical or virtual address, and a byte-pattern scan over every slot
+ * (the research doc's memory scan, without copying pages).
+ */
+import { walkPageTables } from '../cpu/page-walk.js';
+import type { VcpuSnapshot } from '../vcpu-state.js';
+import type { Machine } from './machine.js';
+import type { VcpuState } from './protocol.js';
+
+export interface VcpuInspection extends VcpuSnapshot {
+  state: VcpuState;
+  exits: number;
+}
+
+export interface Inspection {
+  vcpus: VcpuInspection[];
+  slots: { slot: number; guestAddress: bigint; size: number; readOnly: boolean; dirtyLog: boolean }[];
+}
+
+/** Pauses every vCPU, reads them all, and lets them go on if they were running. */
+export async function inspectMachine(m: Machine): Promise<Inspection> {
+  const wasRunning = m.running;
+  await m.pause();
+  try {
+    const states = m.vcpuStates();
+    const exits = m.vcpuExits();
+    const vcpus: VcpuInspection[] = [];
+    for (let i = 0; i < m.vcpuCount; i++) {
+      vcpus.push({ ...(await m.saveVcpuState(i)), state: states[i] ?? 'crashed', exits: exits[i] ?? 0 });
+    }
+    return { vcpus, slots: m.vm.memorySlots() };
+  } finally {
+    if (wasRunning) await m.resume();
+  }
+}
+
+/**
+ * Reads `length` bytes at guest-virtual `gva` as vCPU `vcpu` sees them (the vCPU must be paused).
+ * Each page goes through KVM_TRANSLATE, or a walk of the guest's page tables where KVM cannot
+ * translate. Throws RangeError naming the first unmapped address.
+ */
+export async function readVirtual(m: Machine, vcpu: number, gva: bigint, length: number): Promise<Uint8Array> {
+  const out = new Uint8Array(length);
+  let sregs: Awaited<ReturnType<Machine['getSregs']>> | undefined;
+  for (let done = 0; done < length; ) {
+    const va = gva + BigInt(done);
+    const chunk = Math.min(length - done, 4096 - Number(va & 0xfffn));
+    let pa: bigint | undefined;
+    try {
+      const t = await m.translate(vcpu, va);
+      if (t.valid) pa = t.physicalAddress;
+    } catch {
+      sregs ??= await m.getSregs(vcpu);
+      pa = walkPageTables(m.memory, sregs, va)?.physicalAddress;
+    }
+    if (pa === undefined) throw new RangeError(`vCPU ${vcpu}: guest-virtual 0x${va.toString(16)} is not mapped`);
+    out.set(m.memory.view(pa, chunk), done);
+    done += chunk;
+  }
+  return out;
+}
+
+/** Guest-physical addresses of every occurrence of `pattern` in guest memory. */
+export function scanMemory(m: Machine, pattern: Uint8Array | string, limit = 10_000): bigint[] {
+  const needle = typeof pattern === 'string' ? Buffer.from(pattern, 'utf8') : Buffer.from(pattern.buffer, pattern.byteOffset, pattern.byteLength);
+  if (needle.length === 0) throw new RangeError('scanMemory: empty pattern');
+  const found: bigint[] = [];
+  for (const slot of m.vm.memory.slots) {
+    const hay = Buffer.from(slot.buffer, 0, slot.size); // a view, not a copy
+    for (let at = hay.indexOf(needle); at !== -1 && found.length < limit; at = hay.indexOf(needle, at + 1)) {
+      found.push(slot.guestAddress + BigInt(at));
+    }
+  }
+  return found;
+}

@@ -71,6 +71,8 @@ export class RunLoop {
           continue;
         case 'hlt':
           return { reason: 'hlt' };
+        case 'debug':
+          return { reason: 'debug', pc: exit.pc, dr6: exit.dr6, exception: exit.exception };
         case 'irq_window_open':
           continue;
         default: {

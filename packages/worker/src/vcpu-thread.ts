@@ -12,7 +12,7 @@ import {
   CONTROL, KICK_SIGNAL, Kvm, REQUEST, VCPU_STATE, blockSignal, consumePending, currentTid, guestCpuid, nodeEndpoint, runMaskWithout,
   setEntryPoint, setVcpuMode, type KvmRegs, type KvmSregs, type RunEnd, type Vcpu, type VcpuConfig, type VcpuState,
   type VcpuThreadApi, type VcpuThreadInit, type Vm, VCPU_STATE_NAME, captureVcpuState, restoreVcpuState,
-  type VcpuSnapshot,
+  type VcpuSnapshot, type VcpuThreadEvent, type GuestDebugConfig, guestDebugRegisters,
 } from '@kvmpool/core';
 import { RingProducer } from '@kvmpool/devices';
 import { RunLoop, type FastRegisterView } from './run-loop.js';
@@ -95,7 +95,13 @@ const api: VcpuThreadApi = {
     setState(control, 'running');
     for (;;) {
       const end = loop.run();
-      if (end.reason !== 'kicked') {
+      if (end.reason === 'debug') {
+        // Stop here like a pause (unless a stop is already asked for), and tell the main
+        // thread why; it resumes or steps us.
+        Atomics.compareExchange(control, CONTROL.REQUEST, REQUEST.none, REQUEST.pause);
+        const event: VcpuThreadEvent = { kvmpoolEvent: 'debug-stop', vcpu: need().vcpu.id, pc: end.pc, dr6: end.dr6, exception: end.exception };
+        parentPort?.postMessage(event);
+      } else if (end.reason !== 'kicked') {
         setState(control, end.reason === 'crashed' ? 'crashed' : 'stopped');
         return end;
       }
@@ -115,6 +121,8 @@ const api: VcpuThreadApi = {
         }
         // Running again; the run loop's first safe point sees any request made meanwhile.
         setState(control, 'running');
+        Atomics.add(control, CONTROL.RESUMES, 1);
+        Atomics.notify(control, CONTROL.RESUMES);
       } else {
         await yieldToEventLoop();
       }
@@ -148,6 +156,9 @@ const api: VcpuThreadApi = {
   },
   loadState(state: VcpuSnapshot) {
     restoreVcpuState(requireStill('loadState').vcpu, state);
+  },
+  setGuestDebug(config: GuestDebugConfig) {
+    requireStill('setGuestDebug').vcpu.setGuestDebug(guestDebugRegisters(config));
   },
   translate(gva: bigint) {
     return requireStill('translate').vcpu.translate(gva);

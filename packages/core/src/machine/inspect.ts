@@ -61,6 +61,26 @@ export async function readVirtual(m: Machine, vcpu: number, gva: bigint, length:
   return out;
 }
 
+/** Writes `data` at guest-virtual `gva` as vCPU `vcpu` sees it (vCPU paused). */
+export async function writeVirtual(m: Machine, vcpu: number, gva: bigint, data: Uint8Array): Promise<void> {
+  let sregs: Awaited<ReturnType<Machine['getSregs']>> | undefined;
+  for (let done = 0; done < data.length; ) {
+    const va = gva + BigInt(done);
+    const chunk = Math.min(data.length - done, 4096 - Number(va & 0xfffn));
+    let pa: bigint | undefined;
+    try {
+      const t = await m.translate(vcpu, va);
+      if (t.valid) pa = t.physicalAddress;
+    } catch {
+      sregs ??= await m.getSregs(vcpu);
+      pa = walkPageTables(m.memory, sregs, va)?.physicalAddress;
+    }
+    if (pa === undefined) throw new RangeError(`vCPU ${vcpu}: guest-virtual 0x${va.toString(16)} is not mapped`);
+    m.memory.write(pa, data.subarray(done, done + chunk));
+    done += chunk;
+  }
+}
+
 /** Guest-physical addresses of every occurrence of `pattern` in guest memory. */
 export function scanMemory(m: Machine, pattern: Uint8Array | string, limit = 10_000): bigint[] {
   const needle = typeof pattern === 'string' ? Buffer.from(pattern, 'utf8') : Buffer.from(pattern.buffer, pattern.byteOffset, pattern.byteLength);

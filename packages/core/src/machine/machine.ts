@@ -12,7 +12,7 @@ import type { KvmRegs, KvmSregs } from '../ffi/index.js';
 import { blockSignal } from '../signals.js';
 import type { Vm } from '../vm.js';
 import { parseSize, type Size } from '../util/size.js';
-import { KICK_SIGNAL, type FastPathEntry, type RunEnd, type VcpuState } from './protocol.js';
+import { KICK_SIGNAL, type FastPathEntry, type GuestDebugConfig, type RunEnd, type VcpuState } from './protocol.js';
 import { VcpuHandle } from './vcpu-handle.js';
 import type { VcpuSnapshot } from '../vcpu-state.js';
 import type { RestoreOptions, SnapshotInfo } from './snapshot.js';
@@ -65,9 +65,18 @@ export type MachineExit =
   | { reason: 'crashed'; error: GuestCrashError }
   | { reason: 'error'; error: Error };
 
+/** A vCPU stopped at a KVM_EXIT_DEBUG (step, breakpoint, watchpoint); it stays paused. */
+export interface DebugStop {
+  vcpu: number;
+  pc: bigint;
+  dr6: bigint;
+  exception: number;
+}
+
 export interface MachineEvents {
   exit: [MachineExit];
   error: [Error];
+  debug: [DebugStop];
 }
 
 const SYSTEM_AREA = 0x1000n;
@@ -217,6 +226,13 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
         fastPath,
         stopPorts,
         onThreadError: (e) => this.#fail(e),
+        onEvent: (e) => {
+          const v = this.#vcpus[e.vcpu];
+          // Report the stop once the thread is really paused (its registers are readable).
+          if (e.kvmpoolEvent === 'debug-stop' && v) {
+            void v.paused().then(() => this.emit('debug', { vcpu: e.vcpu, pc: e.pc, dr6: e.dr6, exception: e.exception }));
+          }
+        },
       });
       this.#vcpus.push(h);
       this.dispatcher.addRing(id, h.ring, this.#doorbell);
@@ -371,6 +387,21 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
   /** Loads a vCPU state (before `start()`). */
   loadVcpuState(vcpu: number, state: VcpuSnapshot): Promise<void> {
     return this.#vcpu(vcpu).loadState(state);
+  }
+
+  /** KVM_SET_GUEST_DEBUG for vCPU `vcpu` (paused or not started). See also `GuestDebugger`. */
+  setGuestDebug(vcpu: number, config: GuestDebugConfig): Promise<void> {
+    return this.#vcpu(vcpu).setGuestDebug(config);
+  }
+
+  /** Lets one paused vCPU run again (the others stay as they are). */
+  resumeVcpu(vcpu: number): Promise<void> {
+    return this.#vcpu(vcpu).resume();
+  }
+
+  /** Pauses one vCPU. */
+  pauseVcpu(vcpu: number): Promise<void> {
+    return this.#vcpu(vcpu).pause();
   }
 
   /** KVM_TRANSLATE through vCPU `vcpu`'s page tables (paused). */

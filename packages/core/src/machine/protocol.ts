@@ -28,6 +28,8 @@ export const CONTROL = {
   EXITS: 5,
   /** Kicks that found the vCPU inside KVM_RUN (EINTR). */
   KICKS_IN_RUN: 6,
+  /** Times the thread left the paused state (a resume that already re-paused still counts). */
+  RESUMES: 7,
   WORDS: 8,
 } as const;
 
@@ -62,7 +64,22 @@ export type RunEnd =
   | { reason: 'stopped' }
   | { reason: 'hlt' }
   | { reason: 'stop-port'; port: number }
-  | { reason: 'crashed'; exit: VcpuExit; rip: bigint; description: string };
+  | { reason: 'crashed'; exit: VcpuExit; rip: bigint; description: string }
+  /** A KVM_EXIT_DEBUG (single step, breakpoint, watchpoint): the thread pauses itself. */
+  | { reason: 'debug'; pc: bigint; dr6: bigint; exception: number };
+
+/** What a vCPU thread tells the main thread unasked (besides comlink answers). */
+export type VcpuThreadEvent = { kvmpoolEvent: 'debug-stop'; vcpu: number; pc: bigint; dr6: bigint; exception: number };
+
+/** Guest debugging of one vCPU: KVM_SET_GUEST_DEBUG with the x86 debug registers. */
+export interface GuestDebugConfig {
+  singleStep?: boolean;
+  /** Up to four addresses; instruction breakpoints and watchpoints share DR0–DR3. */
+  breakpoints?: bigint[];
+  watchpoints?: { address: bigint; length: 1 | 2 | 4 | 8; kind: 'write' | 'access' }[];
+  /** Intercept int3 (#BP) as a debug exit. */
+  softwareBreakpoints?: boolean;
+}
 
 /** The control API a vCPU worker serves (through comlink), only while outside KVM_RUN. */
 export interface VcpuThreadApi {
@@ -84,6 +101,8 @@ export interface VcpuThreadApi {
   saveState(irqchip: boolean): VcpuSnapshot;
   /** Loads a state `saveState` returned (before `run`). */
   loadState(state: VcpuSnapshot): void;
+  /** Sets (or, with `{}`, clears) guest debugging; the vCPU must be paused or not started. */
+  setGuestDebug(config: GuestDebugConfig): void;
   /** KVM_TRANSLATE through this vCPU's page tables. */
   translate(gva: bigint): Translation;
   /** Closes the vCPU fd in its own thread. */

@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { wrap, type Remote } from 'comlink';
 import { VcpuThreadError } from '../errors.js';
 import { nodeEndpoint } from './endpoint.js';
-import type { VcpuThreadApi } from './protocol.js';
+import type { VcpuThreadApi, VcpuThreadEvent } from './protocol.js';
 
 /** Where the vCPU thread entry lives; resolved at run time (the worker package imports core). */
 function threadEntry(): URL {
@@ -27,6 +27,7 @@ export class VcpuThread {
   readonly serial = nextThreadId++;
   #death: VcpuThreadError | undefined;
   #owner: ((e: VcpuThreadError) => void) | undefined;
+  #onEvent: ((e: VcpuThreadEvent) => void) | undefined;
   #vcpu = -1;
 
   constructor() {
@@ -39,6 +40,9 @@ export class VcpuThread {
     };
     this.worker.on('error', (e) => died(e instanceof Error ? e.message : String(e), e));
     this.worker.on('exit', (code) => died(`exited with code ${code}`));
+    this.worker.on('message', (m: unknown) => {
+      if (typeof m === 'object' && m !== null && 'kvmpoolEvent' in m) this.#onEvent?.(m as VcpuThreadEvent);
+    });
   }
 
   get dead(): boolean {
@@ -46,15 +50,17 @@ export class VcpuThread {
   }
 
   /** Gives the thread to vCPU `vcpu`; `onDeath` hears if it dies while owned. */
-  own(vcpu: number, onDeath: (e: VcpuThreadError) => void): void {
+  own(vcpu: number, onDeath: (e: VcpuThreadError) => void, onEvent?: (e: VcpuThreadEvent) => void): void {
     this.#vcpu = vcpu;
     this.#owner = onDeath;
+    this.#onEvent = onEvent;
     this.worker.ref();
     if (this.#death) onDeath(this.#death);
   }
 
   disown(): void {
     this.#owner = undefined;
+    this.#onEvent = undefined;
     this.worker.unref();
   }
 }

@@ -9,8 +9,8 @@ import { VcpuThreadError } from '../errors.js';
 import { signalThread } from '../signals.js';
 import { vcpuThreads, type VcpuThread } from './thread-pool.js';
 import {
-  CONTROL, KICK_SIGNAL, REQUEST, VCPU_STATE_NAME, type FastPathEntry, type RunEnd, type VcpuConfig, type VcpuState,
-  type VcpuThreadApi,
+  CONTROL, KICK_SIGNAL, REQUEST, VCPU_STATE_NAME, type FastPathEntry, type GuestDebugConfig, type RunEnd, type VcpuConfig,
+  type VcpuState, type VcpuThreadApi, type VcpuThreadEvent,
 } from './protocol.js';
 import { VcpuMapping } from './vcpu-mapping.js';
 import type { VcpuSnapshot } from '../vcpu-state.js';
@@ -27,6 +27,8 @@ export interface VcpuHandleInit {
   stopPorts: number[];
   /** Called once if the thread dies outside a control call. */
   onThreadError: (e: VcpuThreadError) => void;
+  /** Events the thread sends unasked (debug stops). */
+  onEvent?: (e: VcpuThreadEvent) => void;
 }
 
 export class VcpuHandle {
@@ -69,11 +71,15 @@ export class VcpuHandle {
     const thread = vcpuThreads.acquire();
     const control = new Int32Array(new SharedArrayBuffer(CONTROL.WORDS * 4));
     const h = new VcpuHandle(init.id, thread, control, createRingBuffer());
-    thread.own(init.id, (e) => {
-      if (h.#dead) return;
-      h.#markDead(e);
-      if (!h.#closed) init.onThreadError(e);
-    });
+    thread.own(
+      init.id,
+      (e) => {
+        if (h.#dead) return;
+        h.#markDead(e);
+        if (!h.#closed) init.onThreadError(e);
+      },
+      init.onEvent,
+    );
     try {
       const { tid, vcpuFd } = await h.#call(h.#api.init({
         vmFd: init.vmFd,
@@ -169,8 +175,16 @@ export class VcpuHandle {
   /** Lets a paused vCPU run again; resolves once it has left the paused state. */
   async resume(): Promise<void> {
     if (Atomics.load(this.control, CONTROL.REQUEST) !== REQUEST.pause) return;
+    // Count resumes, not states: the vCPU may stop again (a debug exit) before we look.
+    const before = Atomics.load(this.control, CONTROL.RESUMES);
     this.#request(REQUEST.none);
-    await this.#waitState((s) => s !== 'paused');
+    for (;;) {
+      if (this.#dead || Atomics.load(this.control, CONTROL.RESUMES) !== before) return;
+      const s = this.state;
+      if (s === 'stopped' || s === 'crashed') return;
+      const w = Atomics.waitAsync(this.control, CONTROL.RESUMES, before, 100);
+      if (w.async) await w.value;
+    }
   }
 
   /** Asks the vCPU to stop, from any state; wakes it from a device wait, a pause or KVM_RUN. */
@@ -203,6 +217,13 @@ export class VcpuHandle {
   }
   loadState(state: VcpuSnapshot): Promise<void> {
     return this.#call(this.#api.loadState(state));
+  }
+  setGuestDebug(config: GuestDebugConfig): Promise<void> {
+    return this.#call(this.#api.setGuestDebug(config));
+  }
+  /** Resolves once the thread is paused (e.g. after it stopped itself at a debug exit). */
+  paused(): Promise<void> {
+    return this.#waitState((s) => s !== 'running');
   }
   translate(gva: bigint): Promise<Translation> {
     return this.#call(this.#api.translate(gva));

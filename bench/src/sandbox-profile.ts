@@ -1,0 +1,358 @@
+/**
+ * The `sandbox` benchmark's --profile breakdown: where a pool call's time goes.
+ *
+ * 1. Each step of one call + reset (SANDBOX_STEPS), timed in three places, alternating:
+ *    - C: bench/c/sandbox.c ("S N" requests);
+ *    - lib: a step-by-step replica of SandboxVm.call (packages/core/src/sandbox/sandbox-vm.ts) in
+ *      this thread, with the library's own calls: vcpu.setRegs (encodes KVM_REGS), vcpu.run
+ *      (decodes the exit into an object), vm.dirtyPages (a fresh bitmap and struct, a page list),
+ *      vcpu.setFpu (encodes KVM_FPU), gettid through the FFI for the control word;
+ *    - lean: the same steps with buffers encoded once (KVM_REGS patched in place, the pristine
+ *      KVM_FPU bytes, the KVM_DIRTY_LOG struct and bitmap), the exit read straight from kvm_run,
+ *      the tid cached — what SandboxVm could do per call.
+ * 2. The layers of a pool call, alternating: C; SandboxVm.call in this thread; the lean call;
+ *    a piscina round trip with a no-op worker; a SharedArrayBuffer + Atomics channel round trip
+ *    with a no-op worker; a piscina round trip to a worker that runs SandboxVm.call as the pool
+ *    worker does, and the time that call took inside the worker; SandboxPool.call on 1 thread.
+ */
+import { readFileSync } from 'node:fs';
+import koffi from 'koffi';
+import { Piscina } from 'piscina';
+import {
+  CALL_CONTROL, KVM_IOCTLS, Kvm, KICK_SIGNAL, SandboxVm, abi, blockSignal, consumePending, currentTid, describeExit,
+  guestCpuid, loadElf, parseElf, runMaskWithout, setVcpuMode, writeModeTables, type KvmFpu, type KvmRegs, type MemorySlot,
+  type SandboxPool, type Vcpu, type Vm,
+} from '@kvmpool/core';
+import type { CProcess } from './c-process.js';
+import { formatNs, summarize, table } from './harness.js';
+import { SabChannel } from './sandbox-channel.js';
+
+/** Keep in step with STEP_NAMES in bench/c/sandbox.c. */
+export const SANDBOX_STEPS = ['input', 'set-regs', 'run', 'output', 'dirty-log', 'copy-pages', 'zero-input', 'set-fpu'] as const;
+
+export interface ProfileSetup {
+  proc: CProcess;
+  pool1: SandboxPool;
+  guest: string;
+  memory: number;
+  inputSize: number;
+  outputSize: number;
+  input: Uint8Array;
+  checkSum: (id: string, out: Uint8Array) => void;
+}
+
+const libc = koffi.load('libc.so.6');
+const rawIoctlPtr = libc.func('ioctl', 'int', ['int', 'unsigned long', 'void *']);
+const rawIoctlInt = libc.func('ioctl', 'int', ['int', 'unsigned long', 'uint64_t']);
+const rawMemmove = libc.func('void *memmove(void *dst, const void *src, size_t n)');
+
+function check(rc: number, what: string): void {
+  if (rc < 0) throw new Error(`${what} failed: errno ${koffi.errno()}`);
+}
+
+const PAGE = 4096;
+const SYSTEM_AREA = 0x1000n;
+const CALL_VALUE = 0xc000 + 64;
+const PORT_RETURN = 0x701;
+const KVM_EXIT_IO = 2;
+const EXIT = abi.KVM_RUN_STRUCT.offsets.exit;
+const IO = abi.KVM_RUN_IO.offsets;
+
+/** The VM of SandboxVm.create, built here so its steps can be timed one by one. */
+class ReplicaVm {
+  readonly #kvm: Kvm;
+  readonly #vm: Vm;
+  readonly #vcpu: Vcpu;
+  readonly #slot: MemorySlot;
+  readonly #mem: Uint8Array;
+  readonly #view: DataView;
+  readonly #pristine: Uint8Array;
+  readonly #pristineFpu: KvmFpu;
+  readonly #regs: KvmRegs;
+  readonly #entry: bigint;
+  readonly #fn: bigint;
+  readonly #inputBase: number;
+  readonly #outputBase: number;
+  readonly #outputSize: number;
+  readonly #ctl = new Int32Array(new SharedArrayBuffer(CALL_CONTROL.WORDS * 4));
+  readonly #check: ProfileSetup['checkSum'];
+  // The lean path's buffers, encoded once.
+  readonly #regsBytes: Uint8Array;
+  readonly #regsView: DataView;
+  readonly #fpuBytes: Uint8Array;
+  readonly #bitmap: Uint8Array;
+  readonly #bitmapWords: Uint32Array;
+  readonly #dirtyLog: Uint8Array;
+  readonly #runView: DataView;
+  readonly #vcpuFd: number;
+  readonly #vmFd: number;
+  readonly #tid: number;
+
+  constructor(elf: Uint8Array, s: ProfileSetup) {
+    const image = parseElf(elf, 'bench-guest.elf');
+    const fn = image.functions.get('sum');
+    if (fn === undefined) throw new Error('bench-guest.elf exports no sum');
+    this.#entry = image.entry;
+    this.#fn = fn;
+    this.#check = s.checkSum;
+    this.#outputBase = s.memory - s.outputSize;
+    this.#inputBase = this.#outputBase - s.inputSize;
+    this.#outputSize = s.outputSize;
+    blockSignal(KICK_SIGNAL);
+    consumePending(KICK_SIGNAL);
+    this.#kvm = Kvm.open();
+    this.#vm = this.#kvm.createVm();
+    this.#slot = this.#vm.addMemory({ guestAddress: 0, size: s.memory, dirtyLog: true });
+    writeModeTables(this.#vm.memory, 'user', { systemArea: SYSTEM_AREA, mapSize: Math.ceil(s.memory / 0x20_0000) * 0x20_0000 });
+    loadElf(image, this.#vm.memory);
+    this.#vcpu = this.#vm.createVcpu(0);
+    this.#vcpu.setCpuid(guestCpuid(this.#kvm));
+    setVcpuMode(this.#vcpu, 'user', { systemArea: SYSTEM_AREA });
+    this.#vcpu.setSignalMask(runMaskWithout(KICK_SIGNAL));
+    this.#mem = this.#slot.bytes;
+    this.#view = new DataView(this.#slot.buffer);
+    this.#regs = this.#vcpu.getRegs();
+    this.#vm.dirtyPages(this.#slot);
+    this.#pristine = this.#mem.slice();
+    this.#pristineFpu = this.#vcpu.getFpu();
+
+    this.#regsBytes = abi.encode(abi.KVM_REGS, this.#regs);
+    this.#regsView = new DataView(this.#regsBytes.buffer);
+    this.#fpuBytes = abi.encode(abi.KVM_FPU, this.#pristineFpu);
+    const words = Math.ceil(s.memory / PAGE / 64) * 2;
+    this.#bitmap = new Uint8Array(Math.max(words * 4, 4096)); // off the V8 heap: its address stays put
+    this.#bitmapWords = new Uint32Array(this.#bitmap.buffer, 0, words);
+    const address = rawMemmove(this.#bitmap, this.#bitmap, 0) as bigint;
+    this.#dirtyLog = abi.encode(abi.KVM_DIRTY_LOG, { slot: this.#slot.slot, dirty_bitmap: address });
+    this.#runView = this.#vcpu.runMapping.view;
+    this.#vcpuFd = this.#vcpu.fd;
+    this.#vmFd = this.#vm.fd;
+    this.#tid = currentTid();
+  }
+
+  /** SandboxVm.call's work with the library's calls; SANDBOX_STEPS durations go to out[at…], the control-word cost to tid[i]. */
+  libCall(input: Uint8Array, out: number[], at: number, tid: number[], i: number): void {
+    const mem = this.#mem;
+    const t0 = process.hrtime.bigint();
+    mem.set(input, this.#inputBase);
+    const t1 = process.hrtime.bigint();
+    const r = this.#regs;
+    r.rip = this.#entry;
+    r.rsp = BigInt(this.#inputBase);
+    r.rflags = 0x3002n;
+    r.r15 = this.#fn;
+    r.rdi = BigInt(this.#inputBase);
+    r.rsi = BigInt(input.length);
+    r.rdx = BigInt(this.#outputBase);
+    r.rcx = BigInt(this.#outputSize);
+    this.#vcpu.setRegs(r);
+    const t2 = process.hrtime.bigint();
+    Atomics.store(this.#ctl, CALL_CONTROL.TID, currentTid());
+    const t3 = process.hrtime.bigint();
+    for (;;) {
+      if (Atomics.load(this.#ctl, CALL_CONTROL.CANCEL) !== 0) throw new Error('cancelled');
+      const exit = this.#vcpu.run();
+      if (exit.kind === 'io' && exit.direction === 'out' && exit.port === PORT_RETURN) break;
+      throw new Error(`replica: unexpected exit ${describeExit(exit)}`);
+    }
+    const t4 = process.hrtime.bigint();
+    Atomics.store(this.#ctl, CALL_CONTROL.TID, 0);
+    const t5 = process.hrtime.bigint();
+    const value = this.#view.getBigInt64(CALL_VALUE, true);
+    if (value < 0n || value > BigInt(this.#outputSize)) throw new Error(`replica: sum returned ${value}`);
+    const output = mem.slice(this.#outputBase, this.#outputBase + Number(value));
+    const t6 = process.hrtime.bigint();
+    const dirty = this.#vm.dirtyPages(this.#slot);
+    const t7 = process.hrtime.bigint();
+    for (const p of dirty) {
+      const a = p * PAGE;
+      mem.set(this.#pristine.subarray(a, a + PAGE), a);
+    }
+    const t8 = process.hrtime.bigint();
+    mem.fill(0, this.#inputBase, this.#inputBase + input.length);
+    const t9 = process.hrtime.bigint();
+    this.#vcpu.setFpu(this.#pristineFpu);
+    const t10 = process.hrtime.bigint();
+    this.#check('replica', output);
+    const steps = [t1 - t0, t2 - t1, t4 - t3, t6 - t5, t7 - t6, t8 - t7, t9 - t8, t10 - t9];
+    for (let s = 0; s < steps.length; s++) out[at + s] = Number(steps[s]!);
+    tid[i] = Number(t3 - t2 + (t5 - t4));
+  }
+
+  /** The same call with buffers encoded once, the exit read from kvm_run, the tid cached. */
+  leanCall(input: Uint8Array, out: number[] | null, at: number): void {
+    const mem = this.#mem;
+    const t0 = process.hrtime.bigint();
+    mem.set(input, this.#inputBase);
+    const t1 = process.hrtime.bigint();
+    const rv = this.#regsView;
+    const o = abi.KVM_REGS.offsets;
+    rv.setBigUint64(o.rip, this.#entry, true);
+    rv.setBigUint64(o.rsp, BigInt(this.#inputBase), true);
+    rv.setBigUint64(o.rflags, 0x3002n, true);
+    rv.setBigUint64(o.r15, this.#fn, true);
+    rv.setBigUint64(o.rdi, BigInt(this.#inputBase), true);
+    rv.setBigUint64(o.rsi, BigInt(input.length), true);
+    rv.setBigUint64(o.rdx, BigInt(this.#outputBase), true);
+    rv.setBigUint64(o.rcx, BigInt(this.#outputSize), true);
+    check(rawIoctlPtr(this.#vcpuFd, KVM_IOCTLS.KVM_SET_REGS, this.#regsBytes) as number, 'KVM_SET_REGS');
+    const t2 = process.hrtime.bigint();
+    Atomics.store(this.#ctl, CALL_CONTROL.TID, this.#tid);
+    const run = this.#runView;
+    for (;;) {
+      if (Atomics.load(this.#ctl, CALL_CONTROL.CANCEL) !== 0) throw new Error('cancelled');
+      check(rawIoctlInt(this.#vcpuFd, KVM_IOCTLS.KVM_RUN, 0) as number, 'KVM_RUN');
+      if (run.getUint32(abi.KVM_RUN_STRUCT.offsets.exit_reason, true) === KVM_EXIT_IO && run.getUint8(EXIT + IO.direction) === 1 && run.getUint16(EXIT + IO.port, true) === PORT_RETURN) break;
+      throw new Error(`lean replica: unexpected exit reason ${run.getUint32(abi.KVM_RUN_STRUCT.offsets.exit_reason, true)}`);
+    }
+    Atomics.store(this.#ctl, CALL_CONTROL.TID, 0);
+    const t3 = process.hrtime.bigint();
+    const value = this.#view.getBigInt64(CALL_VALUE, true);
+    if (value < 0n || value > BigInt(this.#outputSize)) throw new Error(`lean replica: sum returned ${value}`);
+    const output = mem.slice(this.#outputBase, this.#outputBase + Number(value));
+    const t4 = process.hrtime.bigint();
+    check(rawIoctlPtr(this.#vmFd, KVM_IOCTLS.KVM_GET_DIRTY_LOG, this.#dirtyLog) as number, 'KVM_GET_DIRTY_LOG');
+    const t5 = process.hrtime.bigint();
+    const words = this.#bitmapWords;
+    for (let w = 0; w < words.length; w++) {
+      let bits = words[w]!;
+      while (bits !== 0) {
+        const low = bits & -bits;
+        const a = (w * 32 + 31 - Math.clz32(low)) * PAGE;
+        mem.set(this.#pristine.subarray(a, a + PAGE), a);
+        bits ^= low;
+      }
+    }
+    const t6 = process.hrtime.bigint();
+    mem.fill(0, this.#inputBase, this.#inputBase + input.length);
+    const t7 = process.hrtime.bigint();
+    check(rawIoctlPtr(this.#vcpuFd, KVM_IOCTLS.KVM_SET_FPU, this.#fpuBytes) as number, 'KVM_SET_FPU');
+    const t8 = process.hrtime.bigint();
+    this.#check('lean replica', output);
+    if (out) {
+      const steps = [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5, t7 - t6, t8 - t7];
+      for (let s = 0; s < steps.length; s++) out[at + s] = Number(steps[s]!);
+    }
+  }
+
+  close(): void {
+    this.#vm.close();
+    this.#kvm.close();
+  }
+}
+
+async function timeEach(n: number, call: () => unknown): Promise<number[]> {
+  const out = new Array<number>(n);
+  for (let i = 0; i < n; i++) {
+    const t0 = process.hrtime.bigint();
+    await call();
+    out[i] = Number(process.hrtime.bigint() - t0);
+  }
+  return out;
+}
+
+export async function profileSandbox(s: ProfileSetup, iterations: number, batch: number): Promise<void> {
+  const { proc, input } = s;
+  const steps = SANDBOX_STEPS.length;
+  if (proc.readyWords.slice(1).join(' ') !== SANDBOX_STEPS.join(' ')) {
+    throw new Error(`sandbox: the C program's steps (${proc.readyWords.slice(1).join(' ')}) differ from SANDBOX_STEPS`);
+  }
+  const elf = new Uint8Array(readFileSync(s.guest));
+  const replica = new ReplicaVm(elf, s);
+  const inThread = SandboxVm.create({ image: parseElf(elf, 'bench-guest.elf'), memory: s.memory, inputSize: s.inputSize, outputSize: s.outputSize });
+  const probeFile = new URL('./sandbox-probe-worker.js', import.meta.url).href;
+  const piscina = new Piscina({ filename: probeFile, minThreads: 1, maxThreads: 1, idleTimeout: Infinity });
+  const vmPiscina = new Piscina({
+    filename: probeFile, minThreads: 1, maxThreads: 1, idleTimeout: Infinity,
+    workerData: { elf, memory: s.memory, inputSize: s.inputSize, outputSize: s.outputSize },
+  });
+  const channel = new SabChannel();
+  try {
+    const stepC: number[][] = SANDBOX_STEPS.map(() => []);
+    const stepLib: number[][] = SANDBOX_STEPS.map(() => []);
+    const stepLean: number[][] = SANDBOX_STEPS.map(() => []);
+    const tid: number[] = [];
+    const layerNames = [
+      'C reset + call', 'SandboxVm.call, in this thread', 'lean call, in this thread', 'piscina round trip, no-op worker',
+      'SAB + Atomics round trip, no-op worker', 'piscina round trip, SandboxVm.call worker', '  of which SandboxVm.call in the worker',
+      'SandboxPool.call, 1 thread',
+    ] as const;
+    const NOT_VS_C = new Set<number>([0, 3, 4]);
+    const layers: number[][] = layerNames.map(() => []);
+    const ctl = new Int32Array(new SharedArrayBuffer(CALL_CONTROL.WORDS * 4));
+    const rounds = Math.ceil(iterations / batch) + 1; // the first round warms up
+    for (let r = 0; r < rounds; r++) {
+      const cRaw = await proc.requestNumbers(`S ${batch}`);
+      if (cRaw.length !== batch * steps) throw new Error(`sandbox: asked for ${batch}×${steps} step times, got ${cRaw.length}`);
+      const libRaw = new Array<number>(batch * steps);
+      const leanRaw = new Array<number>(batch * steps);
+      const tidRaw = new Array<number>(batch);
+      for (let i = 0; i < batch; i++) replica.libCall(input, libRaw, i * steps, tidRaw, i);
+      for (let i = 0; i < batch; i++) replica.leanCall(input, leanRaw, i * steps);
+      const got = [
+        await proc.requestNumbers(String(batch)),
+        await timeEach(batch, () => s.checkSum('SandboxVm.call', inThread.call('sum', input, { timeoutMs: 0, control: ctl }).output)),
+        await timeEach(batch, () => replica.leanCall(input, null, 0)),
+        await timeEach(batch, async () => {
+          const res = (await piscina.run({ name: 'sum', input, timeoutMs: 0, control: new SharedArrayBuffer(CALL_CONTROL.WORDS * 4) })) as { output: Uint8Array };
+          s.checkSum('piscina probe', res.output);
+        }),
+        await timeEach(batch, async () => s.checkSum('channel probe', await channel.call(input))),
+      ];
+      const inWorker: number[] = [];
+      got.push(await timeEach(batch, async () => {
+        const res = (await vmPiscina.run({ name: 'sum', input, timeoutMs: 0, control: new SharedArrayBuffer(CALL_CONTROL.WORDS * 4) })) as { output: Uint8Array; micros: number };
+        s.checkSum('piscina + SandboxVm probe', res.output);
+        inWorker.push(res.micros * 1000);
+      }));
+      got.push(inWorker);
+      got.push(await timeEach(batch, async () => s.checkSum('pool', await s.pool1.call('sum', input))));
+      if (r === 0) continue;
+      for (let i = 0; i < batch * steps; i++) {
+        stepC[i % steps]!.push(cRaw[i]!);
+        stepLib[i % steps]!.push(libRaw[i]!);
+        stepLean[i % steps]!.push(leanRaw[i]!);
+      }
+      tid.push(...tidRaw);
+      got.forEach((g, i) => layers[i]!.push(...g));
+    }
+    const n = (rounds - 1) * batch;
+    const med = (xs: number[]): number => summarize(xs).median;
+    const rows = SANDBOX_STEPS.map((name, k) => {
+      const c = med(stepC[k]!);
+      const lib = med(stepLib[k]!);
+      const lean = med(stepLean[k]!);
+      return [name, formatNs(c), formatNs(lib), formatNs(lean), formatNs(lib - c), formatNs(lean - c), formatNs(summarize(stepLib[k]!).p99)];
+    });
+    const tidMed = med(tid);
+    rows.push(['control-tid', '–', formatNs(tidMed), '(cached)', formatNs(tidMed), '', formatNs(summarize(tid).p99)]);
+    const total = (xs: number[][]): number => xs.reduce((a, x) => a + med(x), 0);
+    const tc = total(stepC);
+    const tl = total(stepLib) + tidMed;
+    const tn = total(stepLean);
+    rows.push(['(sum of medians)', formatNs(tc), formatNs(tl), formatNs(tn), formatNs(tl - tc), formatNs(tn - tc), '']);
+    console.log(`\nper step of one call + reset (${n} calls each, alternating; lib = SandboxVm.call's calls, lean = buffers encoded once; medians unless noted):`);
+    console.log(table(['step', 'C', 'lib', 'lean', 'lib − C', 'lean − C', 'lib p99'], rows, new Set([1, 2, 3, 4, 5, 6])));
+
+    const st = layers.map((l) => summarize(l));
+    const c = st[0]!.median;
+    console.log(`\nlayers of a pool call (${n} calls each, alternating):`);
+    console.log(table(
+      ['layer', 'median', 'p99', 'median − C'],
+      layerNames.map((name, i) => [name, formatNs(st[i]!.median), formatNs(st[i]!.p99), NOT_VS_C.has(i) ? '' : formatNs(st[i]!.median - c)]),
+      new Set([1, 2, 3]),
+    ));
+    const pool = st[7]!.median;
+    console.log(
+      `SandboxPool.call − SandboxVm.call in this thread = ${formatNs(pool - st[1]!.median)}; ` +
+        `piscina round trip − SandboxVm.call in its worker = ${formatNs(st[5]!.median - st[6]!.median)} ` +
+        `(no-op round trips: piscina ${formatNs(st[3]!.median)}, SAB channel ${formatNs(st[4]!.median)})`,
+    );
+  } finally {
+    await channel.close();
+    await piscina.close();
+    await vmPiscina.close();
+    inThread.close();
+    replica.close();
+  }
+}

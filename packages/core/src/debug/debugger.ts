@@ -1,0 +1,119 @@
+/**
+ * All-stop guest debugging of a machine: breakpoints and watchpoints on every vCPU, single
+ * steps, and "continue until something stops". What the host cannot do at the guest's CPL
+ * (see `debugSupport`) is refused with DebugUnsupportedError before the guest is touched.
+ */
+import type { DebugStop, Machine, MachineExit } from '../machine/machine.js';
+import type { GuestDebugConfig } from '../machine/protocol.js';
+import { DebugUnsupportedError, debugSupport, type DebugSupport, type DebugSupportLevel } from './support.js';
+
+export type StopEvent = { kind: 'debug'; stop: DebugStop } | { kind: 'exit'; exit: MachineExit } | { kind: 'interrupt' };
+
+export class GuestDebugger {
+  readonly machine: Machine;
+  readonly support: DebugSupport;
+  #breakpoints: bigint[] = [];
+  #watchpoints: NonNullable<GuestDebugConfig['watchpoints']> = [];
+  #waiters: ((e: StopEvent) => void)[] = [];
+  readonly #onDebug = (stop: DebugStop): void => this.#deliver({ kind: 'debug', stop });
+  readonly #onExit = (exit: MachineExit): void => this.#deliver({ kind: 'exit', exit });
+
+  constructor(machine: Machine) {
+    this.machine = machine;
+    this.support = debugSupport(machine.kvm);
+    machine.on('debug', this.#onDebug);
+    machine.on('exit', this.#onExit);
+  }
+
+  #deliver(e: StopEvent): void {
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w(e);
+  }
+
+  /** The next stop: a debug exit on any vCPU, the machine's exit, or `interrupt()`. */
+  nextStop(): Promise<StopEvent> {
+    return new Promise((resolve) => this.#waiters.push(resolve));
+  }
+
+  /** The privilege level vCPU `vcpu` runs at (it must be paused). */
+  async cpl(vcpu: number): Promise<0 | 3> {
+    const s = await this.machine.getSregs(vcpu);
+    return (s.cs.selector & 3) === 3 ? 3 : 0;
+  }
+
+  async #require(vcpu: number, feature: keyof DebugSupportLevel): Promise<void> {
+    const cpl = await this.cpl(vcpu);
+    if (!this.support[cpl === 3 ? 'cpl3' : 'cpl0'][feature]) throw new DebugUnsupportedError(feature, cpl, this.machine.kvm.module);
+  }
+
+  #config(extra: GuestDebugConfig = {}): GuestDebugConfig {
+    return { breakpoints: this.#breakpoints, watchpoints: this.#watchpoints, ...extra };
+  }
+
+  async #apply(extra: Partial<Record<number, GuestDebugConfig>> = {}): Promise<void> {
+    for (let i = 0; i < this.machine.vcpuCount; i++) await this.machine.setGuestDebug(i, this.#config(extra[i]));
+  }
+
+  /** Sets the instruction breakpoints of every vCPU (machine paused). */
+  async setBreakpoints(addresses: bigint[]): Promise<void> {
+    if (addresses.length > 0) await this.#require(0, 'hardwareBreakpoints');
+    if (addresses.length + this.#watchpoints.length > 4) throw new RangeError('at most 4 breakpoints and watchpoints together (x86 DR0–DR3)');
+    this.#breakpoints = [...addresses];
+    await this.#apply();
+  }
+
+  get breakpoints(): readonly bigint[] {
+    return this.#breakpoints;
+  }
+
+  /** Sets the data watchpoints of every vCPU (machine paused). */
+  async setWatchpoints(watchpoints: NonNullable<GuestDebugConfig['watchpoints']>): Promise<void> {
+    if (watchpoints.length > 0) await this.#require(0, 'watchpoints');
+    if (watchpoints.length + this.#breakpoints.length > 4) throw new RangeError('at most 4 breakpoints and watchpoints together (x86 DR0–DR3)');
+    this.#watchpoints = [...watchpoints];
+    await this.#apply();
+  }
+
+  get watchpoints(): readonly NonNullable<GuestDebugConfig['watchpoints']>[number][] {
+    return this.#watchpoints;
+  }
+
+  /**
+   * Executes one instruction on vCPU `vcpu` (paused); the others stay paused. Resolves with
+   * the stop after it (or the machine's exit).
+   */
+  async step(vcpu: number): Promise<StopEvent> {
+    await this.#require(vcpu, 'singleStep');
+    await this.machine.setGuestDebug(vcpu, this.#config({ singleStep: true }));
+    const stop = this.nextStop();
+    await this.machine.resumeVcpu(vcpu);
+    const e = await stop;
+    if (e.kind !== 'exit') await this.machine.setGuestDebug(vcpu, this.#config());
+    return e;
+  }
+
+  /** Resumes every vCPU; resolves at the next stop, after pausing all of them (all-stop). */
+  async continue(): Promise<StopEvent> {
+    const stop = this.nextStop();
+    await this.machine.resume();
+    const e = await stop;
+    if (e.kind !== 'exit') await this.machine.pause();
+    return e;
+  }
+
+  /** Stops a `continue()` (gdb's Ctrl-C): pauses every vCPU. */
+  async interrupt(): Promise<void> {
+    await this.machine.pause();
+    this.#deliver({ kind: 'interrupt' });
+  }
+
+  /** Clears every breakpoint and watchpoint and stops listening. */
+  async detach(): Promise<void> {
+    this.machine.off('debug', this.#onDebug);
+    this.machine.off('exit', this.#onExit);
+    this.#breakpoints = [];
+    this.#watchpoints = [];
+    await this.#apply();
+  }
+}

@@ -267,6 +267,7 @@ export async function profileSandbox(s: ProfileSetup, iterations: number, batch:
     workerData: { elf, memory: s.memory, inputSize: s.inputSize, outputSize: s.outputSize },
   });
   const channel = new SabChannel();
+  const vmChannel = new SabChannel({ elf, memory: s.memory, inputSize: s.inputSize, outputSize: s.outputSize });
   try {
     const stepC: number[][] = SANDBOX_STEPS.map(() => []);
     const stepLib: number[][] = SANDBOX_STEPS.map(() => []);
@@ -275,7 +276,7 @@ export async function profileSandbox(s: ProfileSetup, iterations: number, batch:
     const layerNames = [
       'C reset + call', 'SandboxVm.call, in this thread', 'lean call, in this thread', 'piscina round trip, no-op worker',
       'SAB + Atomics round trip, no-op worker', 'piscina round trip, SandboxVm.call worker', '  of which SandboxVm.call in the worker',
-      'SandboxPool.call, 1 thread',
+      'SAB channel round trip, SandboxVm.call worker', '  of which SandboxVm.call in the worker', 'SandboxPool.call, 1 thread',
     ] as const;
     const NOT_VS_C = new Set<number>([0, 3, 4]);
     const layers: number[][] = layerNames.map(() => []);
@@ -306,6 +307,12 @@ export async function profileSandbox(s: ProfileSetup, iterations: number, batch:
         inWorker.push(res.micros * 1000);
       }));
       got.push(inWorker);
+      const inChannelWorker: number[] = [];
+      got.push(await timeEach(batch, async () => {
+        s.checkSum('SAB channel + SandboxVm probe', await vmChannel.call(input));
+        inChannelWorker.push(vmChannel.lastWorkNs);
+      }));
+      got.push(inChannelWorker);
       got.push(await timeEach(batch, async () => s.checkSum('pool', await s.pool1.call('sum', input))));
       if (r === 0) continue;
       for (let i = 0; i < batch * steps; i++) {
@@ -342,14 +349,16 @@ export async function profileSandbox(s: ProfileSetup, iterations: number, batch:
       layerNames.map((name, i) => [name, formatNs(st[i]!.median), formatNs(st[i]!.p99), NOT_VS_C.has(i) ? '' : formatNs(st[i]!.median - c)]),
       new Set([1, 2, 3]),
     ));
-    const pool = st[7]!.median;
+    const pool = st[9]!.median;
     console.log(
       `SandboxPool.call − SandboxVm.call in this thread = ${formatNs(pool - st[1]!.median)}; ` +
-        `piscina round trip − SandboxVm.call in its worker = ${formatNs(st[5]!.median - st[6]!.median)} ` +
+        `piscina round trip − SandboxVm.call in its worker = ${formatNs(st[5]!.median - st[6]!.median)}, ` +
+        `SAB channel round trip − SandboxVm.call in its worker = ${formatNs(st[7]!.median - st[8]!.median)} ` +
         `(no-op round trips: piscina ${formatNs(st[3]!.median)}, SAB channel ${formatNs(st[4]!.median)})`,
     );
   } finally {
     await channel.close();
+    await vmChannel.close();
     await piscina.close();
     await vmPiscina.close();
     inThread.close();

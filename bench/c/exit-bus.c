@@ -8,10 +8,11 @@
  *   0x5000  PML4 → 0x6000 PDPT → 0x7000 PD: 2 MiB user pages identity-mapping 1 GiB
  *   CS 0x1b / SS 0x23 (DPL 3), CR0 PE|MP|ET|NE|WP|AM|PG, CR4 PAE|OSFXSR|OSXMMEXCPT,
  *   EFER LME|LMA, RFLAGS IOPL 3.
- * Three vCPUs, one per guest (the code is at CODE; keep in step with bench/src/exit-bus-guests.ts):
+ * Four vCPUs, one per guest (the code is at CODE; keep in step with bench/src/exit-bus-guests.ts):
  *   vCPU 0  OUT_LOOP   1: out %al,(%dx) ; jmp 1b          (port 0x3f0, forever)
  *   vCPU 1  IN_LOOP    1: in (%dx),%al  ; jmp 1b          (port 0x3f2, forever)
  *   vCPU 2  UART_BULK  rcx bytes out to 0x3f8 (`out %al,(%dx)` loop), then out to 0x3f1 (done)
+ *   vCPU 3  SPIN       1: inc %rax ; jmp 1b                (no exits; kicked out of KVM_RUN)
  *
  * Batch protocol (driven by bench/src/exit-bus.ts through CProcess): prints "ready", then for
  * each line on stdin:
@@ -21,18 +22,25 @@
  *   "UART N"  points vCPU 2 at UART_BULK with rcx = N, runs it to the done port (N exits,
  *             one per byte, plus the done exit), checks it saw N bytes, prints the elapsed ns;
  *   "IOCTL N" makes N trivial ioctls (KVM_CHECK_EXTENSION) and prints the elapsed ns;
+ *   "KICK N"  lets vCPU 3 (SPIN, in its own thread) run, kicks it out of KVM_RUN N times,
+ *             each awaited, and prints the N kick-to-acknowledgement times in ns;
  * and exits 0 at end of input. Any failure is reported on stderr with exit status 1.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <linux/kvm.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -78,6 +86,7 @@
 #define OUT_LOOP_AT 0x00u
 #define IN_LOOP_AT 0x10u
 #define UART_BULK_AT 0x20u
+#define SPIN_AT 0x40u
 
 static const uint8_t OUT_LOOP[] = {
   0x66, 0xba, 0xf0, 0x03, /*     mov  $0x3f0, %dx  */
@@ -99,6 +108,11 @@ static const uint8_t UART_BULK[] = {
   0xee,                   /*     out  %al, (%dx)   */
 };
 
+static const uint8_t SPIN[] = {
+  0x48, 0xff, 0xc0, /* 1:  inc  %rax  */
+  0xeb, 0xfb,       /*     jmp  1b    */
+};
+
 static int kvm_fd, vm_fd;
 static size_t run_size;
 static uint8_t *mem;
@@ -107,7 +121,7 @@ struct vcpu {
   int fd;
   struct kvm_run *run;
 };
-static struct vcpu vcpus[3];
+static struct vcpu vcpus[4];
 
 static void die(const char *what) {
   fprintf(stderr, "exit-bus: %s: %s\n", what, strerror(errno));
@@ -304,6 +318,90 @@ static uint64_t ioctl_batch(long n) {
   return now_ns() - t0;
 }
 
+/*
+ * Kicks, as kvmpool does them: vCPU 3 runs SPIN in its own thread with SIGUSR1 blocked except
+ * inside KVM_RUN (KVM_SET_SIGNAL_MASK); a kick sets immediate_exit and sends SIGUSR1 with
+ * pthread_kill; the thread takes the EINTR, consumes the signal with sigtimedwait, counts an
+ * acknowledgement and wakes the kicker, which sleeps on that count in a futex (re-sending the
+ * signal every millisecond without an answer). Between batches the thread is parked.
+ */
+static pthread_t kick_tid;
+static atomic_int kick_acks;
+static atomic_int kick_running;
+
+static void futex_wait(atomic_int *word, int expected, long timeout_ns) {
+  struct timespec ts = { 0, timeout_ns };
+  syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, expected, timeout_ns > 0 ? &ts : NULL, NULL, 0);
+}
+
+static void futex_wake(atomic_int *word) {
+  syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+}
+
+static void *kick_thread(void *arg) {
+  (void)arg;
+  struct vcpu *v = &vcpus[3];
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  struct { struct kvm_signal_mask head; uint8_t set[8]; } mask;
+  mask.head.len = 8;
+  memset(mask.set, 0, sizeof mask.set); /* nothing blocked inside KVM_RUN */
+  if (ioctl(v->fd, KVM_SET_SIGNAL_MASK, &mask) < 0) die("KVM_SET_SIGNAL_MASK");
+  for (;;) {
+    while (!atomic_load(&kick_running)) futex_wait(&kick_running, 0, 0);
+    if (atomic_load(&kick_running) < 0) return NULL;
+    while (atomic_load(&kick_running) > 0) {
+      if (ioctl(v->fd, KVM_RUN, 0) == 0) fail("kick guest: unexpected exit");
+      if (errno != EINTR) die("KVM_RUN");
+      struct timespec zero = { 0, 0 };
+      sigtimedwait(&usr1, NULL, &zero);
+      v->run->immediate_exit = 0;
+      atomic_fetch_add(&kick_acks, 1);
+      futex_wake(&kick_acks);
+    }
+  }
+}
+
+static void start_kick_thread(void) {
+  sigset_t usr1;
+  sigemptyset(&usr1);
+  sigaddset(&usr1, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &usr1, NULL); /* inherited by the kick thread */
+  if (pthread_create(&kick_tid, NULL, kick_thread, NULL) != 0) fail("pthread_create");
+}
+
+/* One kick; returns once the vCPU thread has acknowledged it. */
+static void kick_once(void) {
+  int before = atomic_load(&kick_acks);
+  vcpus[3].run->immediate_exit = 1;
+  pthread_kill(kick_tid, SIGUSR1);
+  while (atomic_load(&kick_acks) == before) {
+    futex_wait(&kick_acks, before, 1000000);
+    if (atomic_load(&kick_acks) == before) pthread_kill(kick_tid, SIGUSR1);
+  }
+}
+
+/* Runs the spinning vCPU, times n kicks, parks it again; prints the n latencies in ns. */
+static void kick_batch(long n) {
+  static uint64_t lat[100000];
+  if (n > 100000) fail("KICK: too many");
+  atomic_store(&kick_running, 1);
+  futex_wake(&kick_running);
+  struct timespec settle = { 0, 2000000 };
+  nanosleep(&settle, NULL);
+  for (long i = 0; i < n; i++) {
+    uint64_t t0 = now_ns();
+    kick_once();
+    lat[i] = now_ns() - t0;
+  }
+  atomic_store(&kick_running, 0);
+  kick_once(); /* out of KVM_RUN: it parks */
+  for (long i = 0; i < n; i++) printf(i ? " %llu" : "%llu", (unsigned long long)lat[i]);
+  printf("\n");
+  fflush(stdout);
+}
+
 int main(void) {
   kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
   if (kvm_fd < 0) die("open(/dev/kvm)");
@@ -325,6 +423,9 @@ int main(void) {
   create_vcpu(&vcpus[0], 0, CODE + OUT_LOOP_AT);
   create_vcpu(&vcpus[1], 1, CODE + IN_LOOP_AT);
   create_vcpu(&vcpus[2], 2, CODE + UART_BULK_AT);
+  memcpy(mem + CODE + SPIN_AT, SPIN, sizeof SPIN);
+  create_vcpu(&vcpus[3], 3, CODE + SPIN_AT);
+  start_kick_thread();
   printf("ready\n");
   fflush(stdout);
 
@@ -341,7 +442,10 @@ int main(void) {
     else if (strcmp(op, "IN") == 0) ns = in_batch(n);
     else if (strcmp(op, "UART") == 0) ns = uart_batch(n);
     else if (strcmp(op, "IOCTL") == 0) ns = ioctl_batch(n);
-    else {
+    else if (strcmp(op, "KICK") == 0) {
+      kick_batch(n);
+      continue;
+    } else {
       fprintf(stderr, "exit-bus: unknown request %s", line);
       return 1;
     }

@@ -24,8 +24,11 @@
  *   and every dirtied page (plus pages the host wrote) copied back from the pristine copy, the
  *   used input bytes zeroed, KVM_SET_FPU(pristine).
  *
- * Usage: sandbox <guest.elf> <memory> <input size> <output size> <input length>
+ * Usage: sandbox <guest.elf> <memory> <input size> <output size> <input length> [preset-ad]
  * The input is <input length> bytes, byte i = (i * 7 + 3) & 0xff (as in bench/src/sandbox.ts).
+ * `preset-ad` (an experiment for --profile, not the baseline): the page-table entries are
+ * written with their Accessed (and, in the 2 MiB PDEs, Dirty) bits already set, so the CPU's
+ * page walks never write the page tables and they drop out of every call's dirty set.
  * Prints "ready <pages a reset copies> <step names…>" and answers each line on stdin:
  *   "N"        N calls of `sum` (checked); their N durations in ns
  *   "H N"      N calls of `host_once` (checked); their N durations in ns
@@ -77,6 +80,8 @@
 #define PTE_RW 2ull
 #define PTE_US 4ull
 #define PTE_PS 0x80ull
+#define PTE_A 0x20ull
+#define PTE_D 0x40ull
 
 /* Keep in step with SANDBOX_STEPS in bench/src/sandbox.ts. */
 enum { STEP_INPUT, STEP_SET_REGS, STEP_RUN, STEP_OUTPUT, STEP_DIRTY_LOG, STEP_COPY_PAGES, STEP_ZERO_INPUT, STEP_SET_FPU, STEPS };
@@ -212,7 +217,7 @@ static uint64_t descriptor(uint64_t base, uint32_t limit, uint8_t type, uint8_t 
   return d;
 }
 
-static void write_mode_tables(uint8_t *mem, uint64_t map_size) {
+static void write_mode_tables(uint8_t *mem, uint64_t map_size, int preset_ad) {
   uint64_t gdt[7] = {
     0,
     descriptor(0, 0xffffffff, 11, 1, 0, 1, 0, 1), /* kernel code, 64-bit */
@@ -229,7 +234,8 @@ static void write_mode_tables(uint8_t *mem, uint64_t map_size) {
   memcpy(mem + TSS + 0x66, &iomap, 2);
   mem[TSS + TSS_LIMIT] = 0xff;
 
-  uint64_t flags = PTE_P | PTE_RW | PTE_US;
+  uint64_t flags = PTE_P | PTE_RW | PTE_US | (preset_ad ? PTE_A : 0);
+  uint64_t leaf = preset_ad ? PTE_D : 0;
   uint64_t gib = 1ull << 30;
   uint64_t pds = (map_size + gib - 1) / gib;
   memset(mem + PML4, 0, PAGE * (2 + pds));
@@ -240,7 +246,7 @@ static void write_mode_tables(uint8_t *mem, uint64_t map_size) {
     for (uint64_t i = 0; i < 512; i++) {
       uint64_t phys = g * gib + i * 0x200000ull;
       if (phys >= map_size) break;
-      put64(mem + pd + 8 * i, phys | flags | PTE_PS);
+      put64(mem + pd + 8 * i, phys | flags | leaf | PTE_PS);
     }
   }
 }
@@ -379,7 +385,7 @@ static uint64_t parse_num(const char *s, const char *what) {
   return v;
 }
 
-static void setup(const char *path) {
+static void setup(const char *path, int preset_ad) {
   read_elf(path);
   if (mem_size % PAGE || input_size % PAGE || output_size % PAGE) fail("memory, input and output sizes must be multiples of 4096");
   output_base = mem_size - output_size;
@@ -405,7 +411,7 @@ static void setup(const char *path) {
   if (!dirty_bitmap || !pristine) die("malloc");
 
   uint64_t map_size = (mem_size + 0x1fffff) / 0x200000 * 0x200000;
-  write_mode_tables(mem, map_size);
+  write_mode_tables(mem, map_size, preset_ad);
   load_segments(mem, input_base - MIN_STACK);
 
   vcpu_fd = ioctl(vm_fd, KVM_CREATE_VCPU, 0);
@@ -457,15 +463,15 @@ static void setup(const char *path) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 6) {
-    fprintf(stderr, "usage: sandbox <guest.elf> <memory> <input size> <output size> <input length>\n");
+  if (argc < 6 || argc > 7 || (argc == 7 && strcmp(argv[6], "preset-ad") != 0)) {
+    fprintf(stderr, "usage: sandbox <guest.elf> <memory> <input size> <output size> <input length> [preset-ad]\n");
     return 2;
   }
   mem_size = parse_num(argv[2], "memory");
   input_size = parse_num(argv[3], "input size");
   output_size = parse_num(argv[4], "output size");
   uint64_t input_len = parse_num(argv[5], "input length");
-  setup(argv[1]);
+  setup(argv[1], argc == 7);
 
   uint8_t *input = malloc(input_len ? input_len : 1);
   if (!input) die("malloc");

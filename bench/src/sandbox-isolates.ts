@@ -23,7 +23,7 @@ export async function loadIsolatedVm(): Promise<IsolatedVmLoad> {
   try {
     ivm = (await import('isolated-vm')).default;
   } catch (e) {
-    return { ok: false, reason: `cannot load isolated-vm (npm install -D isolated-vm@5.0.4 -w @kvmpool/bench; it builds from source with node-gyp): ${e instanceof Error ? e.message : String(e)}` };
+    return { ok: false, reason: `cannot load isolated-vm (npm install -D isolated-vm@5.0.4 -w @kvmpool/bench; it builds from source with node-gyp): ${why(e)}` };
   }
   let version = '?';
   try {
@@ -36,9 +36,14 @@ export async function loadIsolatedVm(): Promise<IsolatedVmLoad> {
       isolate.dispose();
     }
   } catch (e) {
-    return { ok: false, reason: `isolated-vm loads but does not run: ${e instanceof Error ? e.message : String(e)}` };
+    return { ok: false, reason: `isolated-vm loads but does not run: ${why(e)}` };
   }
   return { ok: true, ivm, version };
+}
+
+/** The first line of an error's message. */
+function why(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).split('\n', 1)[0]!;
 }
 
 function check(id: string, got: unknown, expected: number): void {

@@ -10,7 +10,9 @@
  *    - lean: the same steps with buffers encoded once (KVM_REGS patched in place, the pristine
  *      KVM_FPU bytes, the KVM_DIRTY_LOG struct and bitmap), the exit read straight from kvm_run,
  *      the tid cached — what SandboxVm could do per call.
- * 2. The layers of a pool call, alternating: C; SandboxVm.call in this thread; the lean call;
+ * 2. The layers of a pool call, alternating: C; C with the page tables' Accessed/Dirty bits
+ *    preset (bench/c/sandbox.c `preset-ad`: what writeModeTables could do); SandboxVm.call in
+ *    this thread; the lean call;
  *    a piscina round trip with a no-op worker; a SharedArrayBuffer + Atomics channel round trip
  *    with a no-op worker; a piscina round trip to a worker that runs SandboxVm.call as the pool
  *    worker does, and the time that call took inside the worker; SandboxPool.call on 1 thread.
@@ -32,6 +34,8 @@ export const SANDBOX_STEPS = ['input', 'set-regs', 'run', 'output', 'dirty-log',
 
 export interface ProfileSetup {
   proc: CProcess;
+  /** The C program started with `preset-ad`. */
+  procAd: CProcess;
   pool1: SandboxPool;
   guest: string;
   memory: number;
@@ -87,6 +91,9 @@ class ReplicaVm {
   readonly #vcpuFd: number;
   readonly #vmFd: number;
   readonly #tid: number;
+  /** Pages the last reset of each path copied back. */
+  libPages = 0;
+  leanPages = 0;
 
   constructor(elf: Uint8Array, s: ProfileSetup) {
     const image = parseElf(elf, 'bench-guest.elf');
@@ -164,6 +171,7 @@ class ReplicaVm {
     const t6 = process.hrtime.bigint();
     const dirty = this.#vm.dirtyPages(this.#slot);
     const t7 = process.hrtime.bigint();
+    this.libPages = dirty.length;
     for (const p of dirty) {
       const a = p * PAGE;
       mem.set(this.#pristine.subarray(a, a + PAGE), a);
@@ -214,6 +222,7 @@ class ReplicaVm {
     check(rawIoctlPtr(this.#vmFd, KVM_IOCTLS.KVM_GET_DIRTY_LOG, this.#dirtyLog) as number, 'KVM_GET_DIRTY_LOG');
     const t5 = process.hrtime.bigint();
     const words = this.#bitmapWords;
+    let pages = 0;
     for (let w = 0; w < words.length; w++) {
       let bits = words[w]!;
       while (bits !== 0) {
@@ -221,9 +230,11 @@ class ReplicaVm {
         const a = (w * 32 + 31 - Math.clz32(low)) * PAGE;
         mem.set(this.#pristine.subarray(a, a + PAGE), a);
         bits ^= low;
+        pages++;
       }
     }
     const t6 = process.hrtime.bigint();
+    this.leanPages = pages;
     mem.fill(0, this.#inputBase, this.#inputBase + input.length);
     const t7 = process.hrtime.bigint();
     check(rawIoctlPtr(this.#vcpuFd, KVM_IOCTLS.KVM_SET_FPU, this.#fpuBytes) as number, 'KVM_SET_FPU');
@@ -274,11 +285,11 @@ export async function profileSandbox(s: ProfileSetup, iterations: number, batch:
     const stepLean: number[][] = SANDBOX_STEPS.map(() => []);
     const tid: number[] = [];
     const layerNames = [
-      'C reset + call', 'SandboxVm.call, in this thread', 'lean call, in this thread', 'piscina round trip, no-op worker',
+      'C reset + call', 'C, page-table A/D bits preset', 'SandboxVm.call, in this thread', 'lean call, in this thread', 'piscina round trip, no-op worker',
       'SAB + Atomics round trip, no-op worker', 'piscina round trip, SandboxVm.call worker', '  of which SandboxVm.call in the worker',
       'SAB channel round trip, SandboxVm.call worker', '  of which SandboxVm.call in the worker', 'SandboxPool.call, 1 thread',
     ] as const;
-    const NOT_VS_C = new Set<number>([0, 3, 4]);
+    const NOT_VS_C = new Set<number>([0, 4, 5]);
     const layers: number[][] = layerNames.map(() => []);
     const ctl = new Int32Array(new SharedArrayBuffer(CALL_CONTROL.WORDS * 4));
     const rounds = Math.ceil(iterations / batch) + 1; // the first round warms up
@@ -292,6 +303,7 @@ export async function profileSandbox(s: ProfileSetup, iterations: number, batch:
       for (let i = 0; i < batch; i++) replica.leanCall(input, leanRaw, i * steps);
       const got = [
         await proc.requestNumbers(String(batch)),
+        await s.procAd.requestNumbers(String(batch)),
         await timeEach(batch, () => s.checkSum('SandboxVm.call', inThread.call('sum', input, { timeoutMs: 0, control: ctl }).output)),
         await timeEach(batch, () => replica.leanCall(input, null, 0)),
         await timeEach(batch, async () => {
@@ -338,7 +350,8 @@ export async function profileSandbox(s: ProfileSetup, iterations: number, batch:
     const tl = total(stepLib) + tidMed;
     const tn = total(stepLean);
     rows.push(['(sum of medians)', formatNs(tc), formatNs(tl), formatNs(tn), formatNs(tl - tc), formatNs(tn - tc), '']);
-    console.log(`\nper step of one call + reset (${n} calls each, alternating; lib = SandboxVm.call's calls, lean = buffers encoded once; medians unless noted):`);
+    if (replica.libPages !== replica.leanPages || replica.leanPages === 0) throw new Error(`sandbox: the replicas' resets copied ${replica.libPages} and ${replica.leanPages} pages`);
+    console.log(`\nper step of one call + reset (${n} calls each, alternating; lib = SandboxVm.call's calls, lean = buffers encoded once; ${replica.leanPages} pages per reset; medians unless noted):`);
     console.log(table(['step', 'C', 'lib', 'lean', 'lib − C', 'lean − C', 'lib p99'], rows, new Set([1, 2, 3, 4, 5, 6])));
 
     const st = layers.map((l) => summarize(l));
@@ -349,12 +362,13 @@ export async function profileSandbox(s: ProfileSetup, iterations: number, batch:
       layerNames.map((name, i) => [name, formatNs(st[i]!.median), formatNs(st[i]!.p99), NOT_VS_C.has(i) ? '' : formatNs(st[i]!.median - c)]),
       new Set([1, 2, 3]),
     ));
-    const pool = st[9]!.median;
+    const m = st.map((x) => x.median);
     console.log(
-      `SandboxPool.call − SandboxVm.call in this thread = ${formatNs(pool - st[1]!.median)}; ` +
-        `piscina round trip − SandboxVm.call in its worker = ${formatNs(st[5]!.median - st[6]!.median)}, ` +
-        `SAB channel round trip − SandboxVm.call in its worker = ${formatNs(st[7]!.median - st[8]!.median)} ` +
-        `(no-op round trips: piscina ${formatNs(st[3]!.median)}, SAB channel ${formatNs(st[4]!.median)})`,
+      `pages per reset: C ${s.proc.readyWords[0]}, C with A/D preset ${s.procAd.readyWords[0]}\n` +
+        `SandboxPool.call − SandboxVm.call in this thread = ${formatNs(m[10]! - m[2]!)}; ` +
+        `piscina round trip − SandboxVm.call in its worker = ${formatNs(m[6]! - m[7]!)}; ` +
+        `SAB channel round trip − SandboxVm.call in its worker = ${formatNs(m[8]! - m[9]!)} ` +
+        `(no-op round trips: piscina ${formatNs(m[4]!)}, SAB channel ${formatNs(m[5]!)})`,
     );
   } finally {
     await channel.close();

@@ -5,7 +5,6 @@
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Bus } from './bus.js';
-import type { Device } from './device.js';
 import { DOORBELL, RECORD_KIND, RingConsumer, type RingRecord } from './exit-ring.js';
 
 export interface DispatcherStats {

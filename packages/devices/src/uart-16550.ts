@@ -244,7 +244,7 @@ export class Uart16550 implements Device {
     this.#scr = s.scr;
     this.#dll = s.dll;
     this.#dlm = s.dlm;
-    this.#lsrErrors = s.lsr & (UART_LSR.OE | 0x1c);
+    this.#lsrErrors = s.lsr & LSR_ERRORS;
     this.#msrDelta = s.msr & 0x0f;
     this.#thrPending = s.thrInterruptPending === true;
     this.#rx = Array.isArray(s.rxFifo) ? s.rxFifo.map((b) => b & 0xff) : [];

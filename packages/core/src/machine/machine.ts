@@ -3,81 +3,27 @@
  * and the devices. `createVm()` builds it; `close()` (or `await using`) releases everything.
  */
 import { EventEmitter } from 'node:events';
-import { Bus, Dispatcher, createDoorbell, type Device, type IrqLine } from '@kvmpool/devices';
-import { GuestCrashError, type VcpuThreadError } from '../errors.js';
+import type { Duplex } from 'node:stream';
+import { Bus, Dispatcher, createDoorbell, type IrqLine, type Uart16550 } from '@kvmpool/devices';
+import { writeModeTables } from '../cpu/modes.js';
+import { GuestCrashError } from '../errors.js';
+import type { KvmRegs, KvmSregs } from '../ffi/index.js';
 import { Kvm } from '../kvm.js';
 import type { GuestMemory } from '../memory.js';
-import { writeModeTables, type CpuMode } from '../cpu/modes.js';
-import type { KvmRegs, KvmSregs } from '../ffi/index.js';
 import { blockSignal } from '../signals.js';
-import type { Vm } from '../vm.js';
-import { parseSize, type Size } from '../util/size.js';
-import { KICK_SIGNAL, type FastPathEntry, type GuestDebugConfig, type RunEnd, type VcpuState } from './protocol.js';
-import { VcpuHandle } from './vcpu-handle.js';
+import { parseSize } from '../util/size.js';
 import type { VcpuSnapshot } from '../vcpu-state.js';
-import type { RestoreOptions, SnapshotInfo } from './snapshot.js';
-import type { Inspection } from './inspect.js';
 import type { Translation } from '../vcpu.js';
-import { standardDevices, type StandardDeviceOptions } from './standard-devices.js';
-import type { Duplex } from 'node:stream';
-import type { Uart16550 } from '@kvmpool/devices';
+import type { Vm } from '../vm.js';
+import type { Inspection } from './inspect.js';
+import { KICK_SIGNAL, type GuestDebugConfig, type RunEnd, type VcpuState } from './protocol.js';
+import type { RestoreOptions, SnapshotInfo } from './snapshot.js';
+import { standardDevices } from './standard-devices.js';
+import type { DeviceSpec, MachineEvents, MachineExit, MachineOptions, StartOptions } from './types.js';
+import { VcpuHandle } from './vcpu-handle.js';
+import { threadWiring, wireDevices } from './wiring.js';
 
-/** A device and where it sits. */
-export interface DeviceSpec {
-  device: Device;
-  pio?: { base: number; length: number };
-  mmio?: { base: bigint; length: number };
-  /** irqchip input the device drives (needs `irqchip: true`). */
-  irq?: number;
-  /** An OUT to this device's ports stops the vCPU that made it (e.g. a debug-exit port). */
-  stopsVcpu?: boolean;
-}
-
-export interface MachineOptions extends StandardDeviceOptions {
-  memory: Size;
-  vcpus?: number;
-  devices?: DeviceSpec[];
-  /** Create the in-kernel irqchip (device interrupts via KVM_IRQ_LINE). */
-  irqchip?: boolean;
-  /** CPU mode every vCPU starts in. Default `user` (CPL 3: native speed on every host). */
-  mode?: CpuMode;
-  /** Let KVM batch writes to devices' coalescable registers. Default true. */
-  coalesce?: boolean;
-  kvmPath?: string;
-}
-
-export interface StartOptions {
-  entry: bigint;
-  /** Stack pointer for each vCPU. */
-  stack?: bigint | ((vcpu: number) => bigint);
-  /** Extra registers for each vCPU (e.g. its index in rdi). */
-  regs?: (vcpu: number) => Partial<KvmRegs>;
-}
-
-export type MachineExit =
-  /** Every vCPU stopped by itself (HLT, or an OUT to a port that stops its vCPU). */
-  | { reason: 'halted' }
-  /** `stop()` or `close()` was called. */
-  | { reason: 'stopped' }
-  | { reason: 'debug-exit'; code: number }
-  /** The guest asked for a reset (i8042 command 0xFE); kvmpool stops the VM. */
-  | { reason: 'reset' }
-  | { reason: 'crashed'; error: GuestCrashError }
-  | { reason: 'error'; error: Error };
-
-/** A vCPU stopped at a KVM_EXIT_DEBUG (step, breakpoint, watchpoint); it stays paused. */
-export interface DebugStop {
-  vcpu: number;
-  pc: bigint;
-  dr6: bigint;
-  exception: number;
-}
-
-export interface MachineEvents {
-  exit: [MachineExit];
-  error: [Error];
-  debug: [DebugStop];
-}
+export type { DebugStop, DeviceSpec, MachineEvents, MachineExit, MachineOptions, StartOptions } from './types.js';
 
 const SYSTEM_AREA = 0x1000n;
 
@@ -159,30 +105,9 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
   }
 
   #wireDevices(): void {
-    for (const spec of this.#devices) {
-      if (spec.pio) this.pio.register(spec.pio.base, spec.pio.length, spec.device);
-      if (spec.mmio) this.mmio.register(spec.mmio.base, spec.mmio.length, spec.device);
-      if (spec.irq !== undefined && !this.vm.hasIrqchip) {
-        throw new RangeError(`device ${spec.device.name} wants irq ${spec.irq}, but the VM has no irqchip (irqchip: true)`);
-      }
-    }
-    let coalesced = false;
-    if (this.options.coalesce ?? true) {
-      const pioOk = this.vm.checkExtension('KVM_CAP_COALESCED_PIO') > 0;
-      const mmioOk = this.vm.checkExtension('KVM_CAP_COALESCED_MMIO') > 0;
-      for (const spec of this.#devices) {
-        for (const z of spec.device.coalescable ?? []) {
-          if (spec.pio && pioOk && !spec.stopsVcpu) {
-            this.vm.registerCoalescedZone(BigInt(spec.pio.base + z.offset), z.length, true);
-            coalesced = true;
-          } else if (spec.mmio && mmioOk) {
-            this.vm.registerCoalescedZone(spec.mmio.base + BigInt(z.offset), z.length, false);
-            coalesced = true;
-          }
-        }
-      }
-    }
+    const coalesced = wireDevices(this.vm, this.pio, this.mmio, this.#devices, this.options.coalesce ?? true);
     if (coalesced) {
+      // The coalesced ring is VM-wide; vCPU 0's mapping reaches it.
       this.dispatcher.beforeDrain = () =>
         this.#vcpus[0]?.mapping?.drainCoalesced((w) => this.dispatcher.write(w.pio ? 'pio' : 'mmio', w.address, w.data)) ?? 0;
     }
@@ -204,19 +129,7 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
   }
 
   async #startThreads(count: number): Promise<void> {
-    const fastPath: FastPathEntry[] = [];
-    const stopPorts: number[] = [];
-    for (const spec of this.#devices) {
-      const state = spec.device.fastState;
-      for (const r of spec.device.fastRegisters ?? []) {
-        if (!state) throw new RangeError(`device ${spec.device.name} declares fast registers but no fastState`);
-        const shared = state.buffer;
-        if (!(shared instanceof SharedArrayBuffer)) throw new TypeError(`device ${spec.device.name}: fastState must be over a SharedArrayBuffer`);
-        if (spec.pio) fastPath.push({ bus: 'pio', address: BigInt(spec.pio.base + r.offset), size: r.size, state: shared, index: r.index });
-        if (spec.mmio) fastPath.push({ bus: 'mmio', address: spec.mmio.base + BigInt(r.offset), size: r.size, state: shared, index: r.index });
-      }
-      if (spec.stopsVcpu && spec.pio) for (let p = 0; p < spec.pio.length; p++) stopPorts.push(spec.pio.base + p);
-    }
+    const { fastPath, stopPorts } = threadWiring(this.#devices);
     for (let id = 0; id < count; id++) {
       const h = await VcpuHandle.start({
         id,

@@ -398,7 +398,8 @@ static void setup(const char *path, int preset_ad) {
   vm_fd = ioctl(kvm_fd, KVM_CREATE_VM, 0);
   if (vm_fd < 0) die("KVM_CREATE_VM");
 
-  mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  /* Private anonymous memory, like the SharedArrayBuffer backing a kvmpool memory slot. */
+  mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) die("mmap(guest memory)");
   struct kvm_userspace_memory_region region = {
     .slot = 0, .flags = KVM_MEM_LOG_DIRTY_PAGES, .guest_phys_addr = 0, .memory_size = mem_size,

@@ -252,6 +252,11 @@ class ReplicaVm {
   }
 }
 
+/** A difference in ns, signed, in formatNs's units. */
+function formatDelta(ns: number): string {
+  return `${ns < 0 ? '−' : '+'}${formatNs(Math.abs(ns))}`;
+}
+
 async function timeEach(n: number, call: () => unknown): Promise<number[]> {
   const out = new Array<number>(n);
   for (let i = 0; i < n; i++) {
@@ -341,15 +346,15 @@ export async function profileSandbox(s: ProfileSetup, iterations: number, batch:
       const c = med(stepC[k]!);
       const lib = med(stepLib[k]!);
       const lean = med(stepLean[k]!);
-      return [name, formatNs(c), formatNs(lib), formatNs(lean), formatNs(lib - c), formatNs(lean - c), formatNs(summarize(stepLib[k]!).p99)];
+      return [name, formatNs(c), formatNs(lib), formatNs(lean), formatDelta(lib - c), formatDelta(lean - c), formatNs(summarize(stepLib[k]!).p99)];
     });
     const tidMed = med(tid);
-    rows.push(['control-tid', '–', formatNs(tidMed), '(cached)', formatNs(tidMed), '', formatNs(summarize(tid).p99)]);
+    rows.push(['control-tid', '–', formatNs(tidMed), '(cached)', formatDelta(tidMed), '', formatNs(summarize(tid).p99)]);
     const total = (xs: number[][]): number => xs.reduce((a, x) => a + med(x), 0);
     const tc = total(stepC);
     const tl = total(stepLib) + tidMed;
     const tn = total(stepLean);
-    rows.push(['(sum of medians)', formatNs(tc), formatNs(tl), formatNs(tn), formatNs(tl - tc), formatNs(tn - tc), '']);
+    rows.push(['(sum of medians)', formatNs(tc), formatNs(tl), formatNs(tn), formatDelta(tl - tc), formatDelta(tn - tc), '']);
     if (replica.libPages !== replica.leanPages || replica.leanPages === 0) throw new Error(`sandbox: the replicas' resets copied ${replica.libPages} and ${replica.leanPages} pages`);
     console.log(`\nper step of one call + reset (${n} calls each, alternating; lib = SandboxVm.call's calls, lean = buffers encoded once; ${replica.leanPages} pages per reset; medians unless noted):`);
     console.log(table(['step', 'C', 'lib', 'lean', 'lib − C', 'lean − C', 'lib p99'], rows, new Set([1, 2, 3, 4, 5, 6])));
@@ -359,15 +364,15 @@ export async function profileSandbox(s: ProfileSetup, iterations: number, batch:
     console.log(`\nlayers of a pool call (${n} calls each, alternating):`);
     console.log(table(
       ['layer', 'median', 'p99', 'median − C'],
-      layerNames.map((name, i) => [name, formatNs(st[i]!.median), formatNs(st[i]!.p99), NOT_VS_C.has(i) ? '' : formatNs(st[i]!.median - c)]),
+      layerNames.map((name, i) => [name, formatNs(st[i]!.median), formatNs(st[i]!.p99), NOT_VS_C.has(i) ? '' : formatDelta(st[i]!.median - c)]),
       new Set([1, 2, 3]),
     ));
     const m = st.map((x) => x.median);
     console.log(
       `pages per reset: C ${s.proc.readyWords[0]}, C with A/D preset ${s.procAd.readyWords[0]}\n` +
-        `SandboxPool.call − SandboxVm.call in this thread = ${formatNs(m[10]! - m[2]!)}; ` +
-        `piscina round trip − SandboxVm.call in its worker = ${formatNs(m[6]! - m[7]!)}; ` +
-        `SAB channel round trip − SandboxVm.call in its worker = ${formatNs(m[8]! - m[9]!)} ` +
+        `SandboxPool.call − SandboxVm.call in this thread = ${formatDelta(m[10]! - m[2]!)}; ` +
+        `piscina round trip − SandboxVm.call in its worker = ${formatDelta(m[6]! - m[7]!)}; ` +
+        `SAB channel round trip − SandboxVm.call in its worker = ${formatDelta(m[8]! - m[9]!)} ` +
         `(no-op round trips: piscina ${formatNs(m[4]!)}, SAB channel ${formatNs(m[5]!)})`,
     );
   } finally {

@@ -7,6 +7,7 @@ import type { Kvm, KvmModule } from '../kvm.js';
 import type { KvmCpuidEntry } from '../ffi/index.js';
 import { cpuidSignature } from '../cpu/cpuid.js';
 import { hex } from '../util/size.js';
+import { debugSupport, type DebugSupport } from '../debug/support.js';
 import {
   VMX_CONTROL_FIELDS, VMX_MSR_FIRST, VMX_MSR_LAST, decodeVmxMsrs, vmxMsrName, type VmxControlField, type VmxMsrs,
 } from './vmx-msrs.js';
@@ -70,6 +71,8 @@ export interface CapsReport {
     unreadableFeatureMsrs: string[];
   };
   vmx: CapsVmx;
+  /** Guest debugging that works on this host, measured with throwaway VMs. */
+  debug: DebugSupport;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -225,6 +228,7 @@ export function buildCapsReport(kvm: Kvm): CapsReport {
     vmx: vmxSection(kvm, {
       hasMsrFeatures: (caps.KVM_CAP_GET_MSR_FEATURES ?? 0) !== 0, listed, values, svm: cpuid.features['svm'] === true,
     }),
+    debug: debugSupport(kvm),
   };
 }
 
@@ -370,6 +374,15 @@ export function formatCapsReport(r: CapsReport): string {
     out.push(...table([['INDEX', 'NAME', 'VALUE'], ...fm.map(([i, v]) => [i, featureMsrName(Number(i)) ?? '', v])], '    '));
   }
   if (r.msrs.unreadableFeatureMsrs.length) out.push(`    listed but unreadable: ${r.msrs.unreadableFeatureMsrs.join(' ')}`);
+
+  const yn = (b: boolean): string => (b ? 'yes' : 'no');
+  out.push('', 'Guest debugging (probed with throwaway VMs)', ...table([
+    ['', 'single-step', 'hw breakpoints', 'sw breakpoints (int3)', 'watchpoints'],
+    ...(['cpl0', 'cpl3'] as const).map((l) => {
+      const d = r.debug[l];
+      return [l === 'cpl0' ? 'CPL 0' : 'CPL 3', yn(d.singleStep), yn(d.hardwareBreakpoints), yn(d.softwareBreakpoints), yn(d.watchpoints)];
+    }),
+  ]));
 
   out.push('', 'Nested VMX (IA32_VMX_* capability MSRs 0x480-0x491)');
   if (!r.vmx.available) out.push(`  unavailable: ${r.vmx.reason}`);

@@ -211,6 +211,10 @@ describe('formatCapsReport', () => {
     cpuid: { vendor: 'GenuineIntel', brand: null, hypervisorSignature: 'KVMKVMKVM', features: { vmx: true, svm: false }, entryCount: 2 },
     msrs: { indexCount: 40, featureIndexCount: 1, featureMsrs: { '0x10a': '0xc00006d' }, unreadableFeatureMsrs: [] },
     vmx: { available: false, reason: 'none listed' },
+    debug: {
+      cpl0: { singleStep: true, hardwareBreakpoints: true, softwareBreakpoints: true, watchpoints: true },
+      cpl3: { singleStep: true, hardwareBreakpoints: true, softwareBreakpoints: false, watchpoints: true },
+    },
   };
 
   it('renders decoded VMX controls as a table of required-0 / required-1 / flexible', () => {
@@ -230,6 +234,7 @@ describe('formatCapsReport', () => {
 
   it('says plainly when VMX or the brand string is unavailable', () => {
     const text = formatCapsReport(base);
+    expect(text).toMatch(/CPL 3\s+yes\s+yes\s+no\s+yes/);
     expect(text).toContain('unavailable: none listed');
     expect(text).toMatch(/brand\s+none/);
     expect(text).toMatch(/KVM_CAP_NR_MEMSLOTS\s+32764/);

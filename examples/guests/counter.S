@@ -4,8 +4,6 @@
  * LSR.THRE). Then write 0 to the debug-exit port. The output depends on registers and memory
  * alike, so a restored snapshot that continues it proves both came back.
  */
-        .set UART_THR, 0x3f8
-        .set UART_LSR, 0x3fd
         .set DEBUG_EXIT, 0x501
         .set HASH, 0x40000
 
@@ -52,12 +50,4 @@ puthex: mov     %rax, %r14
         jnz     2b
         ret
 
-putc:   mov     %eax, %r10d
-        mov     $UART_LSR, %dx
-4:      in      (%dx), %al
-        test    $0x20, %al
-        jz      4b
-        mov     %r10d, %eax
-        mov     $UART_THR, %dx
-        out     %al, (%dx)
-        ret
+#include "uart.inc"

@@ -6,9 +6,6 @@
  * (polling LSR.THRE before each byte) under a spinlock taken with xchg. Then it writes the
  * halt port, which stops this vCPU.
  */
-        .set UART_THR, 0x3f8
-        .set UART_LSR, 0x3fd
-        .set LSR_THRE, 0x20
         .set HALT_PORT, 0x500
         .set TOTAL, 0x30000         /* u64: sum of the shares */
         .set DONE, 0x30008          /* u64: vCPUs finished */
@@ -56,25 +53,7 @@ _start:
         out     %al, (%dx)
         ud2                         /* not reached: the halt port stops this vCPU */
 
-/* putc: %al → UART, after LSR says the transmitter holding register is empty */
-putc:   mov     %eax, %r10d
-        mov     $UART_LSR, %dx
-5:      in      (%dx), %al
-        test    $LSR_THRE, %al
-        jz      5b
-        mov     %r10d, %eax
-        mov     $UART_THR, %dx
-        out     %al, (%dx)
-        ret
 
-/* puts: NUL-terminated string at %rbx */
-puts:   movzbl  (%rbx), %eax
-        test    %al, %al
-        jz      6f
-        call    putc
-        inc     %rbx
-        jmp     puts
-6:      ret
 
 /* putdec: %rax as unsigned decimal */
 putdec: mov     %rsp, %r11
@@ -93,6 +72,8 @@ putdec: mov     %rsp, %r11
         call    puts
         mov     %r11, %rsp
         ret
+
+#include "uart.inc"
 
 msg_vcpu: .asciz "vcpu "
 msg_sep:  .asciz ": "

@@ -26,7 +26,7 @@ export function buildGuest(name: string): Uint8Array {
   const src = `${root}guests/${name}.S`;
   const out = `${root}build/${name}.bin`;
   mkdirSync(`${root}build`, { recursive: true });
-  if (!upToDate(out, [src])) {
+  if (!upToDate(out, [src, `${root}guests/uart.inc`])) {
     execFileSync('gcc', [
       '-nostdlib', '-static', '-Wl,--oformat=binary', `-Wl,-Ttext=0x${GUEST_BASE.toString(16)}`, '-Wl,--build-id=none',
       '-Wl,-e,_start', '-o', out, src,

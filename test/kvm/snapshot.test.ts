@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Machine, SnapshotError, createVm } from '@kvmpool/core';
-import { buildFlatGuest } from '../support/build-c.js';
+import { buildFlatGuest, exampleGuest } from '../support/build-c.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kvmpool-snap-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const LINES = 400n;
-const guest = (): Uint8Array => buildFlatGuest(join(import.meta.dirname, '..', 'fixtures', 'counter.S'));
+const guest = (): Uint8Array => buildFlatGuest(exampleGuest('counter.S'));
 
 function collect(m: Machine): () => string {
   let out = '';

@@ -1,24 +1,28 @@
 /** Builds a C fixture with the machine's gcc into test/.build/ and returns the binary's path. */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compileGuest } from '@kvmpool/core';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+
+/** Whether `out` exists and is newer than `src` and what it includes (then it need not be built again). */
+function fresh(out: string, src: string, includes: readonly string[] = []): boolean {
+  try {
+    const built = statSync(out).mtimeMs;
+    return [src, ...includes].every((f) => statSync(f).mtimeMs <= built);
+  } catch {
+    return false;
+  }
+}
 
 export function buildC(fixture: string, flags: string[] = []): string {
   const src = join(root, 'fixtures', fixture);
   const outDir = join(root, '.build');
   mkdirSync(outDir, { recursive: true });
   const out = join(outDir, basename(fixture).replace(/\.[cS]$/, ''));
-  let fresh = false;
-  try {
-    fresh = statSync(out).mtimeMs >= statSync(src).mtimeMs;
-  } catch {
-    fresh = false;
-  }
-  if (!fresh) execFileSync('gcc', ['-O2', '-Wall', '-Werror', ...flags, '-o', out, src], { stdio: 'inherit' });
+  if (!fresh(out, src)) execFileSync('gcc', ['-O2', '-Wall', '-Werror', ...flags, '-o', out, src], { stdio: 'inherit' });
   return out;
 }
 
@@ -27,13 +31,7 @@ export function buildFlatGuest(source: string): Uint8Array {
   const outDir = join(root, '.build');
   mkdirSync(outDir, { recursive: true });
   const out = join(outDir, basename(source).replace(/\.S$/, '.bin'));
-  let fresh = false;
-  try {
-    fresh = statSync(out).mtimeMs >= statSync(source).mtimeMs;
-  } catch {
-    fresh = false;
-  }
-  if (!fresh) {
+  if (!fresh(out, source, [join(dirname(source), 'uart.inc')].filter((f) => existsSync(f)))) {
     execFileSync('gcc', ['-nostdlib', '-static', '-Wl,--oformat=binary', '-Wl,-Ttext=0x10000', '-Wl,--build-id=none', '-Wl,-e,_start', '-o', out, source], { stdio: 'inherit' });
   }
   return new Uint8Array(readFileSync(out));
@@ -50,12 +48,6 @@ export function buildSandboxGuest(fixture: string): string {
   const outDir = join(root, '.build');
   mkdirSync(outDir, { recursive: true });
   const out = join(outDir, basename(fixture).replace(/\.c$/, '.elf'));
-  let fresh = false;
-  try {
-    fresh = statSync(out).mtimeMs >= statSync(src).mtimeMs;
-  } catch {
-    fresh = false;
-  }
-  if (!fresh) compileGuest({ sources: [src], output: out });
+  if (!fresh(out, src)) compileGuest({ sources: [src], output: out });
   return out;
 }

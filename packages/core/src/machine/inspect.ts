@@ -42,6 +42,15 @@ export async function inspectMachine(m: Machine): Promise<Inspection> {
  */
 export async function readVirtual(m: Machine, vcpu: number, gva: bigint, length: number): Promise<Uint8Array> {
   const out = new Uint8Array(length);
+  await eachPage(m, vcpu, gva, length, (pa, done, chunk) => out.set(m.memory.view(pa, chunk), done));
+  return out;
+}
+
+/**
+ * Calls `visit(physical, offset, length)` for each page-bounded piece of [gva, gva+length),
+ * translating with KVM_TRANSLATE, or by walking the page tables where KVM cannot translate.
+ */
+async function eachPage(m: Machine, vcpu: number, gva: bigint, length: number, visit: (pa: bigint, done: number, chunk: number) => void): Promise<void> {
   let sregs: Awaited<ReturnType<Machine['getSregs']>> | undefined;
   for (let done = 0; done < length; ) {
     const va = gva + BigInt(done);
@@ -55,30 +64,14 @@ export async function readVirtual(m: Machine, vcpu: number, gva: bigint, length:
       pa = walkPageTables(m.memory, sregs, va)?.physicalAddress;
     }
     if (pa === undefined) throw new RangeError(`vCPU ${vcpu}: guest-virtual 0x${va.toString(16)} is not mapped`);
-    out.set(m.memory.view(pa, chunk), done);
+    visit(pa, done, chunk);
     done += chunk;
   }
-  return out;
 }
 
 /** Writes `data` at guest-virtual `gva` as vCPU `vcpu` sees it (vCPU paused). */
 export async function writeVirtual(m: Machine, vcpu: number, gva: bigint, data: Uint8Array): Promise<void> {
-  let sregs: Awaited<ReturnType<Machine['getSregs']>> | undefined;
-  for (let done = 0; done < data.length; ) {
-    const va = gva + BigInt(done);
-    const chunk = Math.min(data.length - done, 4096 - Number(va & 0xfffn));
-    let pa: bigint | undefined;
-    try {
-      const t = await m.translate(vcpu, va);
-      if (t.valid) pa = t.physicalAddress;
-    } catch {
-      sregs ??= await m.getSregs(vcpu);
-      pa = walkPageTables(m.memory, sregs, va)?.physicalAddress;
-    }
-    if (pa === undefined) throw new RangeError(`vCPU ${vcpu}: guest-virtual 0x${va.toString(16)} is not mapped`);
-    m.memory.write(pa, data.subarray(done, done + chunk));
-    done += chunk;
-  }
+  await eachPage(m, vcpu, gva, data.length, (pa, done, chunk) => m.memory.write(pa, data.subarray(done, done + chunk)));
 }
 
 /** Guest-physical addresses of every occurrence of `pattern` in guest memory. */

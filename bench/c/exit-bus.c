@@ -327,7 +327,8 @@ static uint64_t ioctl_batch(long n) {
  */
 static pthread_t kick_tid;
 static atomic_int kick_acks;
-static atomic_int kick_running;
+static atomic_int kick_running; /* 1: run the guest, 0: park, -1: end */
+static atomic_int kick_parked;
 
 static void futex_wait(atomic_int *word, int expected, long timeout_ns) {
   struct timespec ts = { 0, timeout_ns };
@@ -348,13 +349,23 @@ static void *kick_thread(void *arg) {
   mask.head.len = 8;
   memset(mask.set, 0, sizeof mask.set); /* nothing blocked inside KVM_RUN */
   if (ioctl(v->fd, KVM_SET_SIGNAL_MASK, &mask) < 0) die("KVM_SET_SIGNAL_MASK");
+  struct timespec zero = { 0, 0 };
   for (;;) {
+    /* Parked: drop a kick that came after the last acknowledgement. */
+    while (sigtimedwait(&usr1, NULL, &zero) > 0) {
+    }
+    v->run->immediate_exit = 0;
+    atomic_store(&kick_parked, 1);
+    futex_wake(&kick_parked);
     while (!atomic_load(&kick_running)) futex_wait(&kick_running, 0, 0);
     if (atomic_load(&kick_running) < 0) return NULL;
+    while (sigtimedwait(&usr1, NULL, &zero) > 0) {
+    }
+    v->run->immediate_exit = 0;
+    atomic_store(&kick_parked, 0);
     while (atomic_load(&kick_running) > 0) {
       if (ioctl(v->fd, KVM_RUN, 0) == 0) fail("kick guest: unexpected exit");
       if (errno != EINTR) die("KVM_RUN");
-      struct timespec zero = { 0, 0 };
       sigtimedwait(&usr1, NULL, &zero);
       v->run->immediate_exit = 0;
       atomic_fetch_add(&kick_acks, 1);
@@ -386,6 +397,7 @@ static void kick_once(void) {
 static void kick_batch(long n) {
   static uint64_t lat[100000];
   if (n > 100000) fail("KICK: too many");
+  while (!atomic_load(&kick_parked)) futex_wait(&kick_parked, 0, 1000000);
   atomic_store(&kick_running, 1);
   futex_wake(&kick_running);
   struct timespec settle = { 0, 2000000 };
@@ -395,8 +407,13 @@ static void kick_batch(long n) {
     kick_once();
     lat[i] = now_ns() - t0;
   }
+  /* Out of KVM_RUN, and parked. */
   atomic_store(&kick_running, 0);
-  kick_once(); /* out of KVM_RUN: it parks */
+  while (!atomic_load(&kick_parked)) {
+    vcpus[3].run->immediate_exit = 1;
+    pthread_kill(kick_tid, SIGUSR1);
+    futex_wait(&kick_parked, 0, 1000000);
+  }
   for (long i = 0; i < n; i++) printf(i ? " %llu" : "%llu", (unsigned long long)lat[i]);
   printf("\n");
   fflush(stdout);

@@ -12,7 +12,8 @@
  *                          Uart16550 with coalesced PIO, read from uart.stream(). Times are
  *                          for a smaller transfer scaled to 1 MiB (field measured_bytes).
  *   uart-bulk-rep          the same with a `rep outsb` guest (not the same guest: for comparison)
- *   kick                   m.kick(0) → resolution while the guest spins at CPL 3
+ *   c-kick/kick            m.kick(0) → resolution while the guest spins at CPL 3; the same
+ *                          protocol in C (a futex-blocked kicker) for reference
  *
  * Per-exit cases report ns per exit, from windows of K exits (one window per round).
  * With --profile, probes of where the time goes follow (exit-bus-probes.ts).
@@ -70,6 +71,9 @@ class StatsTally {
     this.exits += exits;
     this.windows++;
   }
+  reset(): void {
+    this.records = this.wakeups = this.batches = this.exits = this.windows = 0;
+  }
   extras(): Record<string, number> {
     const per = (x: number) => Math.round((x / Math.max(1, this.exits)) * 1000) / 1000;
     return { wakeups_per_exit: per(this.wakeups), batches_per_exit: per(this.batches), records_per_exit: per(this.records) };
@@ -120,7 +124,7 @@ export const exitBus: Benchmark = {
   async run(options: BenchOptions): Promise<BenchReport> {
     const plan = options.quick ? QUICK : FULL;
     const { k, warm } = plan;
-    const binary = buildC('exit-bus');
+    const binary = buildC('exit-bus', { flags: ['-pthread'] });
     const kvm = Kvm.open();
     const machines: Machine[] = [];
     let proc: CProcess | undefined;
@@ -172,19 +176,19 @@ export const exitBus: Benchmark = {
           const w = await timeWindow(outM, sink, 'write', warm, k);
           outTally.add(w.stats, k);
           return w.perExit;
-        }, { extras: () => outTally.extras() }),
+        }, { extras: () => outTally.extras(), afterWarmup: () => outTally.reset() }),
         perIteration('bus-in', 'kvmpool: IN answered by the main-thread dispatcher (ns/exit)', async () => {
           const w = await timeWindow(inM, reader, 'read', warm, k);
           inTally.add(w.stats, k);
           return w.perExit;
-        }, { ratioVs: 'c-in', extras: () => inTally.extras() }),
+        }, { ratioVs: 'c-in', extras: () => inTally.extras(), afterWarmup: () => inTally.reset() }),
         perIteration('worker-fast-in', `kvmpool: IN answered in the worker from fastState (${k} INs + 1 marker OUT, ns/exit)`, async () => {
           // One window is one round of the guest: k INs and the marker; records_per_exit then
           // shows the INs that went through the ring instead (the one after each marker).
           const w = await timeWindow(fastM, marker, 'write', 1, 1, k + 1);
           fastTally.add(w.stats, k + 1);
           return w.perExit;
-        }, { ratioVs: 'c-in', extras: () => fastTally.extras() }),
+        }, { ratioVs: 'c-in', extras: () => fastTally.extras(), afterWarmup: () => fastTally.reset() }),
         perIteration('c-uart-bulk', `C: 1 MiB out to THR, one exit per byte, inline (${scaled})`, async () => {
           const [ns] = await c.requestNumbers(`UART ${plan.uartBytes}`);
           return ns! * scale;
@@ -193,17 +197,28 @@ export const exitBus: Benchmark = {
           const r = await uartBulkRun(plan.uartBytes, false);
           uartRuns.push(r);
           return r.ns * scale;
-        }, { ratioVs: 'c-uart-bulk', extras: uartExtras(uartRuns) }),
+        }, { ratioVs: 'c-uart-bulk', extras: uartExtras(uartRuns), afterWarmup: () => uartRuns.splice(0) }),
         perIteration('uart-bulk-rep', `kvmpool: as uart-bulk, but the guest uses rep outsb (1 KiB strings) (${scaled})`, async () => {
           const r = await uartBulkRun(plan.uartBytes, true);
           repRuns.push(r);
           return r.ns * scale;
-        }, { ratioVs: 'c-uart-bulk', extras: uartExtras(repRuns) }),
+        }, { ratioVs: 'c-uart-bulk', extras: uartExtras(repRuns), afterWarmup: () => repRuns.splice(0) }),
+        {
+          id: 'c-kick',
+          label: `C: same kick protocol (immediate_exit + signal, ack awaited in a futex) (${plan.kicksPerRound} kicks per round)`,
+          samplesPerIteration: plan.kicksPerRound,
+          ratioVs: 'c-kick',
+          async runBatch(n) {
+            const out: number[] = [];
+            for (let i = 0; i < n; i++) out.push(...(await c.requestNumbers(`KICK ${plan.kicksPerRound}`)));
+            return out;
+          },
+        },
         {
           id: 'kick',
           label: `kvmpool: m.kick(0) → resolved, guest spinning at CPL 3 (${plan.kicksPerRound} kicks per round)`,
           samplesPerIteration: plan.kicksPerRound,
-          ratioVs: 'kick',
+          ratioVs: 'c-kick',
           async runBatch(n) {
             const out: number[] = [];
             for (let i = 0; i < n; i++) {
@@ -217,6 +232,7 @@ export const exitBus: Benchmark = {
             return out;
           },
           extras: () => ({ kicks: kicks.length, max_ns: Math.max(...kicks), over_1ms: kicks.filter((x) => x > 1e6).length }),
+          afterWarmup: () => kicks.splice(0),
         },
       ];
 

@@ -39,6 +39,8 @@ export interface BenchCase {
   samplesPerIteration?: number;
   /** Extra numeric fields for this case's results, asked for once every round has run. */
   extras?: () => Record<string, number>;
+  /** Called once the warm-up batches have run (e.g. to drop counts `extras` would report). */
+  afterWarmup?: () => void;
 }
 
 /** A case whose iteration runs in this process: the harness times each call of `iteration`. */
@@ -132,6 +134,7 @@ export async function collect(cases: readonly BenchCase[], plan: RunPlan): Promi
   for (let w = 0; w < (plan.warmupBatches ?? 1); w++) {
     for (const c of cases) await c.runBatch(batch);
   }
+  for (const c of cases) c.afterWarmup?.();
   const samples = cases.map(() => [] as number[]);
   for (let r = 0; r < rounds; r++) {
     const n = Math.min(batch, plan.iterations - r * batch);

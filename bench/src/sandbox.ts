@@ -10,8 +10,12 @@
  *                        (bench/src/sandbox-isolates.ts)
  * All cases alternate in rounds in one run (the C cases in a child process).
  *
- * The bursts also take the CPU time a call costs (all threads: `process_cpu_us_per_call`; the
- * main thread alone, from /proc/self/task/<pid>/stat in 10 ms ticks: `main_cpu_us_per_call`).
+ * Extra fields: `reset_pages` (pages a reset copies back); from the bursts, the CPU time a call
+ * costs (all threads: `process_cpu_us_per_call`; the main thread alone, from
+ * /proc/self/task/<pid>/stat in 10 ms ticks: `main_cpu_us_per_call`) and what else the machine
+ * did meanwhile (`other_load_cpus`: CPUs busy outside this process, `steal_cpus`), since with
+ * 2 cores any other load caps the 2-thread rate; on pool-host-call, `c_host_call_median_ns`:
+ * the C program's reset + call of `host_once` (the "inc" host function served in C).
  *
  * With --profile, also where a pool call's time goes (bench/src/sandbox-profile.ts).
  */

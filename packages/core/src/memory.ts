@@ -40,6 +40,9 @@ export class MemorySlot {
     }
   }
 
+  /** The dirty-log bitmap buffer and its KVM_GET_DIRTY_LOG argument, made on first use. */
+  dirtyLogBuffers?: { bitmap: Uint8Array; words: BigUint64Array; arg: Uint8Array };
+
   get flags(): number {
     return (this.dirtyLog ? KVM_MEM_LOG_DIRTY_PAGES : 0) | (this.readOnly ? KVM_MEM_READONLY : 0);
   }

@@ -116,6 +116,22 @@ export class Vcpu implements Disposable {
     ioctlPtr(this.fd, 'KVM_SET_SREGS', encode(KVM_SREGS, sregs));
   }
 
+  /** KVM_SET_REGS from an already encoded struct kvm_regs (hot paths keep one and patch it). */
+  setRegsBytes(bytes: Uint8Array): void {
+    ioctlPtr(this.fd, 'KVM_SET_REGS', bytes);
+  }
+
+  /** KVM_GET_FPU as the raw struct kvm_fpu bytes. */
+  getFpuBytes(): Uint8Array {
+    const b = zeroed(KVM_FPU);
+    ioctlPtr(this.fd, 'KVM_GET_FPU', b);
+    return b;
+  }
+  /** KVM_SET_FPU from raw struct kvm_fpu bytes. */
+  setFpuBytes(bytes: Uint8Array): void {
+    ioctlPtr(this.fd, 'KVM_SET_FPU', bytes);
+  }
+
   getFpu(): KvmFpu {
     const b = zeroed(KVM_FPU);
     ioctlPtr(this.fd, 'KVM_GET_FPU', b);

@@ -153,14 +153,22 @@ export class Vm implements Disposable {
     const s = typeof slot === 'number' ? this.memory.slots.find((x) => x.slot === slot) : slot;
     if (!s) throw new RangeError(`memory slot ${String(slot)} is not in this VM`);
     if (!s.dirtyLog) throw new RangeError(`memory slot ${s.slot} was not created with dirtyLog: true`);
-    const pages = s.size / PAGE_SIZE;
-    const bitmap = new Uint8Array(Math.ceil(pages / 64) * 8);
-    ioctlPtr(this.fd, 'KVM_GET_DIRTY_LOG', encode(KVM_DIRTY_LOG, { slot: s.slot, dirty_bitmap: addressOf(bitmap) }));
+    let b = s.dirtyLogBuffers;
+    if (!b) {
+      const bitmap = new Uint8Array(Math.ceil(s.size / PAGE_SIZE / 64) * 8);
+      b = { bitmap, words: new BigUint64Array(bitmap.buffer), arg: encode(KVM_DIRTY_LOG, { slot: s.slot, dirty_bitmap: addressOf(bitmap) }) };
+      s.dirtyLogBuffers = b;
+    }
+    ioctlPtr(this.fd, 'KVM_GET_DIRTY_LOG', b.arg);
     const out: number[] = [];
-    for (let byte = 0; byte < bitmap.length; byte++) {
-      const bits = bitmap[byte]!;
-      if (bits === 0) continue;
-      for (let bit = 0; bit < 8; bit++) if (bits & (1 << bit)) out.push(byte * 8 + bit);
+    const { bitmap, words } = b;
+    for (let w = 0; w < words.length; w++) {
+      if (words[w] === 0n) continue;
+      for (let byte = w * 8; byte < w * 8 + 8; byte++) {
+        const bits = bitmap[byte]!;
+        if (bits === 0) continue;
+        for (let bit = 0; bit < 8; bit++) if (bits & (1 << bit)) out.push(byte * 8 + bit);
+      }
     }
     return out;
   }

@@ -6,8 +6,9 @@ export const CR4 = { PSE: 1n << 4n, PAE: 1n << 5n, OSFXSR: 1n << 9n, OSXMMEXCPT:
 export const EFER = { SCE: 1n << 0n, LME: 1n << 8n, LMA: 1n << 10n, NXE: 1n << 11n } as const;
 export const RFLAGS = { FIXED: 0x2n, IF: 0x200n, IOPL3: 0x3000n } as const;
 
-/** Page-table entry bits. */
-export const PTE = { P: 1n, RW: 2n, US: 4n, PS: 0x80n } as const;
+/** Page-table entry bits. A (accessed) and D (dirty) are preset by kvmpool's tables, so the CPU
+ * never writes a table during a guest's run: no write faults, and no table pages in the dirty log. */
+export const PTE = { P: 1n, RW: 2n, US: 4n, A: 0x20n, D: 0x40n, PS: 0x80n } as const;
 
 /** GDT selectors laid out by `setupCpuMode`. */
 export const SELECTOR = { KERNEL_CODE: 0x08, KERNEL_DATA: 0x10, USER_CODE: 0x1b, USER_DATA: 0x23, TSS: 0x28 } as const;

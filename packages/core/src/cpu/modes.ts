@@ -79,7 +79,7 @@ function writeGdt(mem: GuestMemory, l: Layout, bits: 32 | 64): void {
 
 /** 64-bit identity map of [0, mapSize) with 2 MiB pages: PML4 → PDPT → PDs. */
 function writeLongModeTables(mem: GuestMemory, l: Layout, mapSize: number, user: boolean): void {
-  const flags = PTE.P | PTE.RW | (user ? PTE.US : 0n);
+  const flags = PTE.P | PTE.RW | PTE.A | (user ? PTE.US : 0n);
   const pdpt = l.next;
   const pds = Math.ceil(mapSize / GIB);
   mem.fill(l.top, 0x1000 * (2 + pds), 0);
@@ -90,7 +90,7 @@ function writeLongModeTables(mem: GuestMemory, l: Layout, mapSize: number, user:
     for (let i = 0; i < 512; i++) {
       const phys = BigInt(g) * BigInt(GIB) + BigInt(i) * 0x200000n;
       if (phys >= BigInt(mapSize)) break;
-      mem.writeU64(pd + BigInt(8 * i), phys | flags | PTE.PS);
+      mem.writeU64(pd + BigInt(8 * i), phys | flags | PTE.D | PTE.PS);
     }
   }
 }
@@ -105,7 +105,7 @@ function writePaeTables(mem: GuestMemory, l: Layout, mapSize: number): void {
     for (let i = 0; i < 512; i++) {
       const phys = BigInt(g) * BigInt(GIB) + BigInt(i) * 0x200000n;
       if (phys >= BigInt(mapSize)) break;
-      mem.writeU64(pd + BigInt(8 * i), phys | PTE.P | PTE.RW | PTE.US | PTE.PS);
+      mem.writeU64(pd + BigInt(8 * i), phys | PTE.P | PTE.RW | PTE.US | PTE.A | PTE.D | PTE.PS);
     }
   }
 }
@@ -114,7 +114,7 @@ function writePaeTables(mem: GuestMemory, l: Layout, mapSize: number): void {
 function writeLegacyTables(mem: GuestMemory, l: Layout, mapSize: number): void {
   mem.fill(l.top, 0x1000, 0);
   for (let i = 0; i < 1024 && i * 4 * 1024 * 1024 < mapSize; i++) {
-    mem.writeU32(l.top + BigInt(4 * i), ((i << 22) | Number(PTE.P | PTE.RW | PTE.US | PTE.PS)) >>> 0);
+    mem.writeU32(l.top + BigInt(4 * i), ((i << 22) | Number(PTE.P | PTE.RW | PTE.US | PTE.A | PTE.D | PTE.PS)) >>> 0);
   }
 }
 

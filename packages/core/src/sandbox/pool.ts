@@ -20,6 +20,9 @@ import { CALL_BUFFER_BYTES, CB, REMOTE_CALL_PORT, REMOTE_STATUS, type RemoteSlot
 import { decodeError } from './wire-errors.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
 
+/** Calls queued or running at once (each holds a slot of control words). */
+const MAX_IN_FLIGHT = 65_536;
+
 export type AsyncHostFunction = (arg: Uint8Array) => Promise<Uint8Array | ArrayBufferView | string | void> | Uint8Array | ArrayBufferView | string | void;
 
 export interface SandboxPoolOptions {
@@ -87,6 +90,9 @@ export class SandboxPool implements AsyncDisposable {
   readonly #running = new Set<Promise<unknown>>();
   readonly #latency = new LatencyHistogram();
   #closed = false;
+  /** Per-call control words (cancel flag, running thread), one slot per call in flight. */
+  #controls!: SharedArrayBuffer;
+  #freeControls: number[] = [];
   readonly #stats = { calls: 0, completed: 0, failed: 0, resets: 0, resetPages: 0, crashes: 0, timeouts: 0, aborted: 0, hostFunctionErrors: 0 };
 
   /** Validates the guest (throws ElfError / RangeError at once) and starts the workers. */
@@ -121,6 +127,8 @@ export class SandboxPool implements AsyncDisposable {
       slots.forEach((s, i) => this.#dispatcher?.addRing(i, s.ring, doorbell));
       this.#dispatcher.start();
     }
+    this.#controls = new SharedArrayBuffer(MAX_IN_FLIGHT * CALL_CONTROL.WORDS * 4);
+    this.#freeControls = Array.from({ length: MAX_IN_FLIGHT }, (_, i) => MAX_IN_FLIGHT - 1 - i);
     const workerData: PoolWorkerData = {
       elf,
       source,
@@ -131,6 +139,7 @@ export class SandboxPool implements AsyncDisposable {
       slots,
       claims: new SharedArrayBuffer(4 * Math.max(slots.length, 1)),
       doorbell,
+      controls: this.#controls,
       ...(options.hostFunctions ? { hostModule: String(options.hostFunctions instanceof URL ? options.hostFunctions : new URL(options.hostFunctions, `file://${process.cwd()}/`)) } : {}),
       ...(options.kvmPath ? { kvmPath: options.kvmPath } : {}),
     };
@@ -158,13 +167,20 @@ export class SandboxPool implements AsyncDisposable {
     if (!this.image.functions.has(fn)) return Promise.reject(new RangeError(`the guest exports no function ${JSON.stringify(fn)} (exports: ${this.exports.join(', ')})`));
     const signal = options.signal;
     if (signal?.aborted) return Promise.reject(abortError(fn, signal.reason));
+    const slot = this.#freeControls.pop();
+    if (slot === undefined) return Promise.reject(new RangeError(`SandboxPool: more than ${MAX_IN_FLIGHT} calls in flight`));
     this.#stats.calls++;
     const t0 = performance.now();
-    const control = new SharedArrayBuffer(CALL_CONTROL.WORDS * 4);
-    const ctl = new Int32Array(control);
-    const task = this.#piscina.run({ name: fn, input, timeoutMs: options.timeoutMs ?? this.#timeoutMs, control });
+    const ctl = new Int32Array(this.#controls, slot * CALL_CONTROL.WORDS * 4, CALL_CONTROL.WORDS);
+    ctl.fill(0);
+    const task = this.#piscina.run({ name: fn, input, timeoutMs: options.timeoutMs ?? this.#timeoutMs, control: slot });
     this.#running.add(task);
-    void task.finally(() => this.#running.delete(task)).catch(() => {});
+    void task
+      .finally(() => {
+        this.#running.delete(task);
+        this.#freeControls.push(slot);
+      })
+      .catch(() => {});
 
     const result = task.then((r) => {
       this.#latency.add((performance.now() - t0) * 1000);

@@ -13,7 +13,7 @@ import { Kvm } from '../kvm.js';
 import { guestCpuid } from '../cpu/cpuid.js';
 import { RFLAGS } from '../cpu/descriptors.js';
 import { setVcpuMode, writeModeTables } from '../cpu/modes.js';
-import type { KvmFpu, KvmRegs } from '../ffi/index.js';
+import { KVM_REGS } from '../ffi/index.js';
 import { loadElf, type ElfImage } from '../loader/elf.js';
 import type { MemorySlot } from '../memory.js';
 import { KICK_SIGNAL } from '../machine/protocol.js';
@@ -81,7 +81,12 @@ export class SandboxVm {
   readonly #opts: SandboxVmOptions;
   readonly #timer: ThreadTimer;
   readonly #pristine: Uint8Array;
-  #pristineFpu!: KvmFpu;
+  /** The captured FPU state, encoded once (KVM_SET_FPU takes it as is after every call). */
+  #pristineFpu!: Uint8Array;
+  /** struct kvm_regs for the next call, patched field by field. */
+  readonly #regsBytes = new Uint8Array(KVM_REGS.size);
+  readonly #regsView = new DataView(this.#regsBytes.buffer);
+  readonly #tid = currentTid();
   readonly #entry: bigint;
   readonly #inputBase: number;
   readonly #outputBase: number;
@@ -90,7 +95,6 @@ export class SandboxVm {
   readonly #hostDirty = new Set<number>();
   #inputUsed = 0;
   #prints: string[] = [];
-  readonly #regs: KvmRegs;
   /** Calls and resets, for stats. */
   calls = 0;
   resets = 0;
@@ -109,7 +113,6 @@ export class SandboxVm {
     this.#stackTop = BigInt(layout.inputBase);
     this.#timer = new ThreadTimer(KICK_SIGNAL);
     this.#pristine = new Uint8Array(slot.size);
-    this.#regs = vcpu.getRegs();
   }
 
   /** Builds the VM in this thread, loads the image, runs `kvmpool_init` if exported, captures the state. */
@@ -155,7 +158,7 @@ export class SandboxVm {
   #capture(): void {
     this.#vm.dirtyPages(this.#slot); // clear the log: from here on it lists what calls write
     this.#pristine.set(this.#mem);
-    this.#pristineFpu = this.#vcpu.getFpu();
+    this.#pristineFpu = this.#vcpu.getFpuBytes();
     this.#hostDirty.clear();
   }
 
@@ -180,18 +183,21 @@ export class SandboxVm {
     this.#prints = [];
     this.#mem.set(input, this.#inputBase);
     this.#inputUsed = input.length;
-    const r = this.#regs;
-    r.rip = this.#entry;
-    r.rsp = this.#stackTop;
-    r.rflags = RFLAGS.FIXED | RFLAGS.IOPL3;
-    r.r15 = fn;
-    r.rdi = BigInt(this.#inputBase);
-    r.rsi = BigInt(input.length);
-    r.rdx = BigInt(this.#outputBase);
-    r.rcx = BigInt(this.#opts.outputSize);
-    this.#vcpu.setRegs(r);
+    // Every register is written: nothing of the previous call survives in them.
+    const o = KVM_REGS.offsets;
+    const v = this.#regsView;
+    this.#regsBytes.fill(0);
+    v.setBigUint64(o.rip, this.#entry, true);
+    v.setBigUint64(o.rsp, this.#stackTop, true);
+    v.setBigUint64(o.rflags, RFLAGS.FIXED | RFLAGS.IOPL3, true);
+    v.setBigUint64(o.r15, fn, true);
+    v.setBigUint64(o.rdi, BigInt(this.#inputBase), true);
+    v.setBigUint64(o.rsi, BigInt(input.length), true);
+    v.setBigUint64(o.rdx, BigInt(this.#outputBase), true);
+    v.setBigUint64(o.rcx, BigInt(this.#opts.outputSize), true);
+    this.#vcpu.setRegsBytes(this.#regsBytes);
     const ctl = options.control;
-    if (ctl) Atomics.store(ctl, CALL_CONTROL.TID, currentTid());
+    if (ctl) Atomics.store(ctl, CALL_CONTROL.TID, this.#tid);
     const deadline = options.timeoutMs ? performance.now() + options.timeoutMs : Infinity;
     if (options.timeoutMs) this.#timer.arm(options.timeoutMs);
     try {
@@ -310,7 +316,7 @@ export class SandboxVm {
       this.#mem.fill(0, this.#inputBase, this.#inputBase + this.#inputUsed);
       this.#inputUsed = 0;
     }
-    this.#vcpu.setFpu(this.#pristineFpu);
+    this.#vcpu.setFpuBytes(this.#pristineFpu);
     this.resets++;
     return dirty.length;
   }

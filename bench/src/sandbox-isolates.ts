@@ -7,23 +7,41 @@
  * Each call hands the 64-byte input in, runs the loop, takes the number out (and it is checked).
  */
 import vm from 'node:vm';
-import type IsolatedVm from 'isolated-vm';
 import type { BenchCase } from './harness.js';
 
 /** The work, as a script whose completion value is the sum of the bytes of `input`. */
 const SUM_SOURCE = 'let s = 0; for (let i = 0; i < input.length; i++) s += input[i]; s';
 
-type Ivm = typeof IsolatedVm;
+/** The part of isolated-vm's API these cases use, declared here: the package is optional. */
+interface IvmContext {
+  global: { setSync(name: string, value: unknown): void };
+  release(): void;
+}
+interface IvmScript {
+  runSync(context: IvmContext): unknown;
+  release(): void;
+}
+interface IvmIsolate {
+  compileScriptSync(source: string): IvmScript;
+  createContextSync(): IvmContext;
+  dispose(): void;
+}
+interface Ivm {
+  Isolate: new (options: { memoryLimit: number }) => IvmIsolate;
+  ExternalCopy: new (value: unknown) => { copyInto(): unknown };
+}
+/** A variable specifier: TypeScript then does not need the optional package to compile. */
+const IVM_PACKAGE: string = 'isolated-vm';
 
 export type IsolatedVmLoad = { ok: true; ivm: Ivm; version: string } | { ok: false; reason: string };
 
-/** Loads isolated-vm (a devDependency of the bench, built from source on install) and checks that it runs. */
+/** Loads isolated-vm (an optional dependency of the bench, built from source on install) and checks that it runs. */
 export async function loadIsolatedVm(): Promise<IsolatedVmLoad> {
   let ivm: Ivm;
   try {
-    ivm = (await import('isolated-vm')).default;
+    ivm = ((await import(IVM_PACKAGE)) as { default: Ivm }).default;
   } catch (e) {
-    return { ok: false, reason: `cannot load isolated-vm (npm install -D isolated-vm@5.0.4 -w @kvmpool/bench; it builds from source with node-gyp): ${why(e)}` };
+    return { ok: false, reason: `cannot load isolated-vm (npm install isolated-vm@5.0.4 -w @kvmpool/bench; it builds from source with node-gyp): ${why(e)}` };
   }
   let version = '?';
   try {

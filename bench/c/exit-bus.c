@@ -327,7 +327,7 @@ static uint64_t ioctl_batch(long n) {
  */
 static pthread_t kick_tid;
 static atomic_int kick_acks;
-static atomic_int kick_running; /* 1: run the guest, 0: park, -1: end */
+static atomic_int kick_running; /* 1: run the guest, 0: park */
 static atomic_int kick_parked;
 
 static void futex_wait(atomic_int *word, int expected, long timeout_ns) {
@@ -339,6 +339,7 @@ static void futex_wake(atomic_int *word) {
   syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+/* Ends with the process. */
 static void *kick_thread(void *arg) {
   (void)arg;
   struct vcpu *v = &vcpus[3];
@@ -358,12 +359,11 @@ static void *kick_thread(void *arg) {
     atomic_store(&kick_parked, 1);
     futex_wake(&kick_parked);
     while (!atomic_load(&kick_running)) futex_wait(&kick_running, 0, 0);
-    if (atomic_load(&kick_running) < 0) return NULL;
     while (sigtimedwait(&usr1, NULL, &zero) > 0) {
     }
     v->run->immediate_exit = 0;
     atomic_store(&kick_parked, 0);
-    while (atomic_load(&kick_running) > 0) {
+    while (atomic_load(&kick_running)) {
       if (ioctl(v->fd, KVM_RUN, 0) == 0) fail("kick guest: unexpected exit");
       if (errno != EINTR) die("KVM_RUN");
       sigtimedwait(&usr1, NULL, &zero);
@@ -372,6 +372,7 @@ static void *kick_thread(void *arg) {
       futex_wake(&kick_acks);
     }
   }
+  return NULL; /* not reached */
 }
 
 static void start_kick_thread(void) {

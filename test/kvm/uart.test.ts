@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createVm } from '@kvmpool/core';
 import { buildFlatGuest, exampleGuest } from '../support/build-c.js';
+import { imm32 } from '../support/guest.js';
 
 function collect(stream: NodeJS.ReadableStream): { text: () => string } {
   let text = '';
@@ -58,5 +59,37 @@ describe('16550 UART end to end', () => {
     const sum = lines.reduce((s, l) => s + BigInt(l.split(': ')[1]!), 0n) & 0xffff_ffff_ffff_ffffn;
     expect(sum).toBe(expected);
     expect(vm.memory.readU64(0x30000)).toBe(expected);
+  });
+
+  it('bulk output through the coalesced THR arrives complete and in order', async () => {
+    const N = 40_000;
+    const guest = Uint8Array.from([
+      0x31, 0xc9, //                     xor  %ecx, %ecx
+      0xbb, ...imm32(N), //              mov  $N, %ebx
+      0x66, 0xba, 0xfd, 0x03, //   1:    mov  $0x3fd, %dx      (LSR)
+      0xec, //                     2:    in   (%dx), %al
+      0xa8, 0x20, //                     test $0x20, %al       (THRE)
+      0x74, 0xfb, //                     jz   2b
+      0x89, 0xc8, //                     mov  %ecx, %eax
+      0x66, 0xba, 0xf8, 0x03, //         mov  $0x3f8, %dx      (THR, coalesced)
+      0xee, //                           out  %al, (%dx)
+      0xff, 0xc1, //                     inc  %ecx
+      0x39, 0xd9, //                     cmp  %ebx, %ecx
+      0x72, 0xea, //                     jb   1b
+      0x66, 0xba, 0x01, 0x05, //         mov  $0x501, %dx      (debug exit)
+      0x31, 0xc0, //                     xor  %eax, %eax
+      0xee, //                           out  %al, (%dx)
+    ]);
+    await using vm = await createVm({ memory: '2 MiB' });
+    const chunks: Buffer[] = [];
+    vm.serial(0).on('data', (c: Buffer) => chunks.push(c));
+    vm.load(0x10000, guest);
+    await vm.start({ entry: 0x10000n, stack: 0x100000n });
+    expect(await vm.waitForExit()).toEqual({ reason: 'debug-exit', code: 0 });
+    await new Promise((r) => setImmediate(r));
+    const got = Buffer.concat(chunks);
+    expect(got.length).toBe(N);
+    const firstWrong = got.findIndex((b, i) => b !== (i & 0xff));
+    expect(firstWrong).toBe(-1);
   });
 });

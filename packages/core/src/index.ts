@@ -57,3 +57,4 @@ export { debugSupport, DebugUnsupportedError, type DebugSupport, type DebugSuppo
 export { GuestDebugger, type StopEvent } from './debug/debugger.js';
 export type { DebugStop } from './machine/machine.js';
 export { GdbStub, type GdbStubOptions } from './debug/gdb-stub.js';
+export { CoalescedRing, KVM_COALESCED_MMIO_PAGE_OFFSET, type CoalescedWrite } from './coalesced-ring.js';

@@ -3,6 +3,7 @@
  * KVM expects vCPU ioctls from the thread that created the vCPU.
  */
 import { ClosedError } from './errors.js';
+import { CoalescedRing, KVM_COALESCED_MMIO_PAGE_OFFSET } from './coalesced-ring.js';
 import { decodeExit, type VcpuExit } from './exits.js';
 import {
   KVM_DEBUGREGS, KVM_FPU, KVM_GUEST_DEBUG, KVM_LAPIC_STATE, KVM_MP_STATE, KVM_REGS, KVM_RUN_STRUCT, KVM_SIGNAL_MASK,
@@ -86,6 +87,15 @@ export class Vcpu implements Disposable {
   set immediateExit(v: boolean) {
     this.#run[KVM_RUN_STRUCT.offsets.immediate_exit] = v ? 1 : 0;
   }
+
+  /** KVM's coalesced ring through this vCPU's mapping (VM-wide; read it under the coalesced lock). */
+  coalescedRing(): CoalescedRing | undefined {
+    const start = KVM_COALESCED_MMIO_PAGE_OFFSET * 4096;
+    if (this.#run.length < start + 4096) return undefined;
+    this.#coalesced ??= new CoalescedRing(this.#run.subarray(start, start + 4096));
+    return this.#coalesced;
+  }
+  #coalesced: CoalescedRing | undefined;
 
   /** The raw kvm_run mapping, for run loops that decode it themselves. */
   get runMapping(): { bytes: Uint8Array; view: DataView } {

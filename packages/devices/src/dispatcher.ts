@@ -5,7 +5,16 @@
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Bus } from './bus.js';
-import { DOORBELL, RECORD_KIND, RingConsumer, type RingRecord } from './exit-ring.js';
+import { DOORBELL, RECORD_KIND, RingConsumer, withCoalescedLock, type RingRecord } from './exit-ring.js';
+
+/** KVM's VM-wide coalesced ring, as the dispatcher sees it. */
+export interface CoalescedSource {
+  pending(): boolean;
+  /** The ring's current end (the kernel's `last`). */
+  last(): number;
+  /** Takes entries until the ring's start reaches `stop`; returns how many. */
+  drainTo(stop: number, handle: (w: { pio: boolean; address: bigint; data: Uint8Array }) => void): number;
+}
 
 export interface DispatcherStats {
   /** Records handled. */
@@ -45,10 +54,10 @@ export class Dispatcher {
   /** Called when a device throws; the access is answered with all-ones and dispatch goes on. */
   onDeviceError: (e: DeviceAccessError) => void = () => {};
   /**
-   * Runs first in every drain pass, e.g. to take KVM's coalesced writes, which precede any
-   * exit a vCPU posted after them. Returns how many accesses it handled.
+   * KVM's coalesced ring, when the VM has coalesced zones: vCPU threads drain it into their
+   * exit rings before they post anything, and `flushCoalesced()` takes what is left.
    */
-  beforeDrain: (() => number) | undefined;
+  coalesced: CoalescedSource | undefined;
 
   constructor(pio: Bus, mmio: Bus, doorbell: SharedArrayBuffer) {
     this.pio = pio;
@@ -60,15 +69,56 @@ export class Dispatcher {
     this.#rings.set(vcpu, new RingConsumer(ring, doorbell));
   }
 
-  /** Drains every ring once; returns the number of records handled. */
+  /**
+   * Handles every waiting record, across all rings in the order they were posted (by their
+   * VM-wide sequence numbers); returns how many.
+   */
   drainAll(): number {
-    let n = this.beforeDrain ? this.beforeDrain() : 0;
-    for (const [vcpu, ring] of this.#rings) n += ring.drain((r) => this.#handle(vcpu, ring, r));
+    let n = 0;
+    const rings = this.#rings;
+    if (rings.size === 1) {
+      for (const [vcpu, ring] of rings) n = ring.drain((r) => this.#handle(vcpu, ring, r));
+    } else {
+      for (;;) {
+        let best: RingConsumer | undefined;
+        let bestVcpu = -1;
+        let bestSeq = 0;
+        for (const [vcpu, ring] of rings) {
+          const seq = ring.peekSeq();
+          if (seq === undefined) continue;
+          if (!best || ((seq - bestSeq) | 0) < 0) {
+            best = ring;
+            bestVcpu = vcpu;
+            bestSeq = seq;
+          }
+        }
+        if (!best) break;
+        const ring = best;
+        ring.takeOne((r) => this.#handle(bestVcpu, ring, r));
+        n++;
+      }
+    }
     if (n > 0) {
       this.stats.batches++;
       this.stats.records += n;
     }
     return n;
+  }
+
+  /**
+   * Takes coalesced writes no vCPU has taken yet (a guest that writes without ever exiting).
+   * Under the coalesced lock: first the records already posted, then only the coalesced entries
+   * that were in the ring before those records were looked at — any record that precedes them
+   * in a vCPU's order was posted by then, so the per-vCPU order holds.
+   */
+  flushCoalesced(): number {
+    const src = this.coalesced;
+    if (!src || !src.pending()) return 0;
+    return withCoalescedLock(this.#doorbell, () => {
+      const stop = src.last();
+      const n = this.drainAll();
+      return n + src.drainTo(stop, (w) => this.write(w.pio ? 'pio' : 'mmio', w.address, w.data));
+    });
   }
 
   #handle(vcpu: number, ring: RingConsumer, r: RingRecord): void {
@@ -139,6 +189,7 @@ export class Dispatcher {
     Atomics.notify(this.#doorbell, DOORBELL.COUNT);
     await this.#loop;
     this.drainAll();
+    this.flushCoalesced();
   }
 
   async #run(): Promise<void> {

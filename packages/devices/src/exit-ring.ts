@@ -44,8 +44,12 @@ export const RING_BYTES = RECORDS_OFFSET + RING.SLOTS * RING.RECORD_BYTES;
 export const RECORD_KIND = { IO_OUT: 1, IO_IN: 2, MMIO_WRITE: 3, MMIO_READ: 4 } as const;
 export type RecordKind = (typeof RECORD_KIND)[keyof typeof RECORD_KIND];
 
-/** The VM-wide doorbell: word 0 counts rings, word 1 says the dispatcher is (about to be) asleep. */
-export const DOORBELL = { COUNT: 0, SLEEPING: 1, WORDS: 2 } as const;
+/**
+ * The VM-wide words every ring of a VM shares: the doorbell count, the dispatcher's "asleep"
+ * flag, the global record sequence (so the dispatcher can handle all vCPUs' records in the
+ * order they were posted), and the lock on KVM's VM-wide coalesced ring (one drainer at a time).
+ */
+export const DOORBELL = { COUNT: 0, SLEEPING: 1, SEQ: 2, COALESCED_LOCK: 3, WORDS: 4 } as const;
 
 export function createRingBuffer(): SharedArrayBuffer {
   return new SharedArrayBuffer(RING_BYTES);
@@ -76,7 +80,10 @@ export type WaitCheck = () => 'go-on' | 'stop';
 
 /** Producer side (the vCPU worker). */
 export class RingProducer extends RingViews {
-  #seq = 0;
+  /** A VM-wide sequence number: records of all vCPUs are handled in the order they were posted. */
+  #nextSeq(): number {
+    return (Atomics.add(this.doorbell, DOORBELL.SEQ, 1) + 1) | 0;
+  }
 
   /**
    * Posts an access. Data longer than a record is split over several records, in order.
@@ -90,7 +97,7 @@ export class RingProducer extends RingViews {
       if (!this.#reserve(check)) return false;
       const tail = Atomics.load(this.header, RING.TAIL);
       const at = RECORDS_OFFSET + ((tail >>> 0) % RING.SLOTS) * RING.RECORD_BYTES;
-      this.view.setUint32(at, ++this.#seq, true);
+      this.view.setUint32(at, this.#nextSeq() >>> 0, true);
       this.view.setUint8(at + 4, kind);
       this.view.setUint8(at + 5, size);
       this.view.setUint16(at + 6, len, true);
@@ -112,8 +119,8 @@ export class RingProducer extends RingViews {
     if (!this.#reserve(check)) return false;
     const tail = Atomics.load(this.header, RING.TAIL);
     const at = RECORDS_OFFSET + ((tail >>> 0) % RING.SLOTS) * RING.RECORD_BYTES;
-    const seq = ++this.#seq;
-    this.view.setUint32(at, seq, true);
+    const seq = this.#nextSeq();
+    this.view.setUint32(at, seq >>> 0, true);
     this.view.setUint8(at + 4, kind);
     this.view.setUint8(at + 5, size);
     this.view.setUint16(at + 6, data.length, true);
@@ -128,6 +135,11 @@ export class RingProducer extends RingViews {
     }
     data.set(this.bytes.subarray(REPLY_OFFSET, REPLY_OFFSET + data.length));
     return true;
+  }
+
+  /** Takes the VM-wide coalesced-ring lock (waiting, never spinning), runs `fn`, releases it. */
+  withCoalescedLock<T>(fn: () => T): T {
+    return withCoalescedLock(this.doorbell, fn);
   }
 
   /** True when the dispatcher has taken every record posted so far. */
@@ -159,6 +171,23 @@ export class RingProducer extends RingViews {
   #ring(force = false): void {
     Atomics.add(this.doorbell, DOORBELL.COUNT, 1);
     if (force || Atomics.load(this.doorbell, DOORBELL.SLEEPING) !== 0) Atomics.notify(this.doorbell, DOORBELL.COUNT);
+  }
+}
+
+/**
+ * Runs `fn` holding the lock on KVM's coalesced ring. Whoever drains that ring turns its entries
+ * into handled (or posted) accesses under this lock, so entries are never taken twice or out of
+ * order. Holders only copy entries out: waits are short, and bounded by a timeout per try.
+ */
+export function withCoalescedLock<T>(doorbell: Int32Array, fn: () => T): T {
+  while (Atomics.compareExchange(doorbell, DOORBELL.COALESCED_LOCK, 0, 1) !== 0) {
+    Atomics.wait(doorbell, DOORBELL.COALESCED_LOCK, 1, 1);
+  }
+  try {
+    return fn();
+  } finally {
+    Atomics.store(doorbell, DOORBELL.COALESCED_LOCK, 0);
+    Atomics.notify(doorbell, DOORBELL.COALESCED_LOCK, 1);
   }
 }
 
@@ -205,6 +234,18 @@ export class RingConsumer extends RingViews {
       if (Atomics.load(this.header, RING.PRODUCER_WAITING) !== 0) Atomics.notify(this.header, RING.HEAD);
     }
     return n;
+  }
+
+  /** The sequence number of the next waiting record, or undefined when there is none. */
+  peekSeq(): number | undefined {
+    const head = Atomics.load(this.header, RING.HEAD);
+    if (head === Atomics.load(this.header, RING.TAIL)) return undefined;
+    return this.view.getUint32(RECORDS_OFFSET + ((head >>> 0) % RING.SLOTS) * RING.RECORD_BYTES, true) | 0;
+  }
+
+  /** Handles and releases the next record (the caller checked there is one). */
+  takeOne(handle: (r: RingRecord) => void): void {
+    this.drain(handle, 1);
   }
 
   /** Publishes the answer to read `seq` (its data already written into the record's `data`). */

@@ -1,10 +1,10 @@
 export { Bus, type BusRange } from './bus.js';
 export { bytesToValue, valueToBytes, type Device, type FastRegister, type IrqLine } from './device.js';
 export {
-  DOORBELL, RECORD_KIND, RING, RING_BYTES, RingConsumer, RingProducer, createDoorbell, createRingBuffer,
+  DOORBELL, RECORD_KIND, RING, RING_BYTES, RingConsumer, RingProducer, createDoorbell, createRingBuffer, withCoalescedLock,
   type RecordKind, type RingRecord, type WaitCheck,
 } from './exit-ring.js';
-export { DeviceAccessError, Dispatcher, type DispatcherStats } from './dispatcher.js';
+export { DeviceAccessError, Dispatcher, type CoalescedSource, type DispatcherStats } from './dispatcher.js';
 export {
   UART_FAST_LSR, UART_FCR, UART_FIFO_SIZE, UART_IER, UART_IIR, UART_LCR, UART_LSR, UART_MCR, UART_MSR, UART_REG, Uart16550,
   type Uart16550Options, type Uart16550State,

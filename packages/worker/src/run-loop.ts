@@ -4,7 +4,8 @@
  * access half-done) when kicked, and when the guest stops or dies.
  */
 import {
-  CONTROL, KICK_SIGNAL, REQUEST, consumePending, describeExit, type IoExit, type MmioExit, type RunEnd, type Vcpu,
+  CONTROL, KICK_SIGNAL, REQUEST, consumePending, describeExit, type CoalescedRing, type IoExit, type MmioExit, type RunEnd,
+  type Vcpu,
 } from '@kvmpool/core';
 import { RECORD_KIND, RingProducer, type WaitCheck } from '@kvmpool/devices';
 
@@ -18,6 +19,8 @@ export interface RunLoopOptions {
   fastPio: Map<number, FastRegisterView>;
   fastMmio: Map<bigint, FastRegisterView>;
   stopPorts: Set<number>;
+  /** The VM has coalesced zones: take KVM's coalesced ring into the exit ring at each exit. */
+  coalesced: boolean;
 }
 
 export class RunLoop {
@@ -33,7 +36,10 @@ export class RunLoop {
     this.#ctl = control;
     this.#opts = options;
     this.#check = () => (Atomics.load(control, CONTROL.REQUEST) === REQUEST.stop ? 'stop' : 'go-on');
+    this.#coalesced = options.coalesced ? vcpu.coalescedRing() : undefined;
   }
+
+  readonly #coalesced: CoalescedRing | undefined;
 
   /** Acknowledges any pending kick; true if there was one or a request is waiting. */
   #safePoint(): boolean {
@@ -88,27 +94,56 @@ export class RunLoop {
     }
   }
 
+  /**
+   * Moves KVM's queued coalesced writes into this vCPU's exit ring, under the VM-wide lock,
+   * before this vCPU posts anything: the writes it made before this exit are then handled
+   * before the exit's own access. Consecutive writes to one address share a record.
+   */
+  #takeCoalesced(): boolean {
+    const ring = this.#coalesced;
+    if (!ring?.pending()) return true;
+    return this.#ring.withCoalescedLock(() => {
+      let ok = true;
+      let run: { pio: boolean; address: bigint; size: number; bytes: number[] } | undefined;
+      const flush = (): void => {
+        if (!run || !ok) return;
+        ok = this.#ring.post(run.pio ? RECORD_KIND.IO_OUT : RECORD_KIND.MMIO_WRITE, run.address, run.size, Uint8Array.from(run.bytes), this.#check);
+        run = undefined;
+      };
+      ring.drain((w) => {
+        if (!run || run.pio !== w.pio || run.address !== w.address || run.size !== w.data.length || !w.pio) {
+          flush();
+          run = { pio: w.pio, address: w.address, size: w.data.length, bytes: [] };
+        }
+        for (const b of w.data) run.bytes.push(b);
+      });
+      flush();
+      return ok;
+    });
+  }
+
   #io(e: IoExit): boolean {
     const port = BigInt(e.port);
-    if (e.direction === 'out') return this.#ring.post(RECORD_KIND.IO_OUT, port, e.size, e.data, this.#check);
+    if (e.direction === 'out') return this.#takeCoalesced() && this.#ring.post(RECORD_KIND.IO_OUT, port, e.size, e.data, this.#check);
     const fast = this.#opts.fastPio.get(e.port);
     // A fast answer must not overtake this vCPU's own posted writes (they may change the
-    // register): only answer locally when the dispatcher has taken all of them.
+    // register): only answer locally when the dispatcher has taken all of them. Coalesced
+    // writes may still be queued: a device marks a register fast only if they cannot change it.
     if (fast && fast.size === e.size && this.#ring.drained()) {
       fillFromState(fast, e.data, e.size);
       return true;
     }
-    return this.#ring.request(RECORD_KIND.IO_IN, port, e.size, e.data, this.#check);
+    return this.#takeCoalesced() && this.#ring.request(RECORD_KIND.IO_IN, port, e.size, e.data, this.#check);
   }
 
   #mmio(e: MmioExit): boolean {
-    if (e.direction === 'write') return this.#ring.post(RECORD_KIND.MMIO_WRITE, e.address, e.size, e.data, this.#check);
+    if (e.direction === 'write') return this.#takeCoalesced() && this.#ring.post(RECORD_KIND.MMIO_WRITE, e.address, e.size, e.data, this.#check);
     const fast = this.#opts.fastMmio.get(e.address);
     if (fast && fast.size === e.size && this.#ring.drained()) {
       fillFromState(fast, e.data, e.size);
       return true;
     }
-    return this.#ring.request(RECORD_KIND.MMIO_READ, e.address, e.size, e.data, this.#check);
+    return this.#takeCoalesced() && this.#ring.request(RECORD_KIND.MMIO_READ, e.address, e.size, e.data, this.#check);
   }
 }
 

@@ -73,6 +73,7 @@ const api: VcpuThreadApi = {
       fastPio: new Map(views('pio').map(([a, v]) => [Number(a), v])),
       fastMmio: new Map(views('mmio')),
       stopPorts: new Set(init.stopPorts),
+      coalesced: init.coalesced,
     });
     const tid = currentTid();
     Atomics.store(control, CONTROL.TID, tid);

@@ -10,6 +10,7 @@ import { GuestCrashError } from '../errors.js';
 import type { KvmRegs, KvmSregs } from '../ffi/index.js';
 import { Kvm } from '../kvm.js';
 import type { GuestMemory } from '../memory.js';
+import type { CoalescedRing } from '../coalesced-ring.js';
 import { blockSignal } from '../signals.js';
 import { parseSize } from '../util/size.js';
 import type { VcpuSnapshot } from '../vcpu-state.js';
@@ -108,8 +109,12 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     const coalesced = wireDevices(this.vm, this.pio, this.mmio, this.#devices, this.options.coalesce ?? true);
     if (coalesced) {
       // The coalesced ring is VM-wide; vCPU 0's mapping reaches it.
-      this.dispatcher.beforeDrain = () =>
-        this.#vcpus[0]?.mapping?.drainCoalesced((w) => this.dispatcher.write(w.pio ? 'pio' : 'mmio', w.address, w.data)) ?? 0;
+      const ring = (): CoalescedRing | undefined => this.#vcpus[0]?.mapping?.coalesced;
+      this.dispatcher.coalesced = {
+        pending: () => ring()?.pending() ?? false,
+        last: () => ring()?.last() ?? 0,
+        drainTo: (stop, handle) => ring()?.drainTo(stop, handle) ?? 0,
+      };
     }
   }
 
@@ -138,6 +143,7 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
         doorbell: this.#doorbell,
         fastPath,
         stopPorts,
+        coalesced: this.dispatcher.coalesced !== undefined,
         onThreadError: (e) => this.#fail(e),
         onEvent: (e) => {
           const v = this.#vcpus[e.vcpu];
@@ -168,9 +174,10 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     this.#started = true;
     if (options) await this.#configure(options);
     this.dispatcher.start();
-    if (this.dispatcher.beforeDrain) {
-      // Coalesced writes need no exit; flush them regularly so output does not linger.
-      this.#flushTimer = setInterval(() => this.dispatcher.drainAll(), 10);
+    if (this.dispatcher.coalesced) {
+      // Coalesced writes need no exit; vCPUs pass them on at their next exit, and this takes
+      // what a guest that never exits leaves behind, so output does not linger.
+      this.#flushTimer = setInterval(() => this.dispatcher.flushCoalesced(), 10);
       this.#flushTimer.unref();
     }
     this.#runs = this.#vcpus.map((v) => v.run().then((end) => this.#onRunEnd(v, end), (e: unknown) => this.#fail(e)));
@@ -271,6 +278,7 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
   async pause(): Promise<void> {
     await Promise.all(this.#vcpus.map((v) => v.pause()));
     this.dispatcher.drainAll();
+    this.dispatcher.flushCoalesced();
   }
 
   /** Lets every paused vCPU run again; resolves once none is paused. */

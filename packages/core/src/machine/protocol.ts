@@ -56,6 +56,8 @@ export interface VcpuThreadInit {
   fastPath: FastPathEntry[];
   /** Ports whose OUT makes the vCPU stop at once (e.g. a debug-exit device), in addition to being posted. */
   stopPorts: number[];
+  /** The VM has coalesced zones: the thread takes KVM's coalesced ring at each exit. */
+  coalesced: boolean;
 }
 
 /** Why a vCPU's run loop ended. */

@@ -17,6 +17,8 @@ import type { VcpuSnapshot } from '../vcpu-state.js';
 import type { Translation } from '../vcpu.js';
 
 const KICK_RETRY_MS = 1;
+/** How long a kick blocks the event loop at most, waiting for the acknowledgement. */
+const KICK_SYNC_WAIT_MS = 0.2;
 
 export interface VcpuHandleInit {
   id: number;
@@ -25,6 +27,7 @@ export interface VcpuHandleInit {
   doorbell: SharedArrayBuffer;
   fastPath: FastPathEntry[];
   stopPorts: number[];
+  coalesced: boolean;
   /** Called once if the thread dies outside a control call. */
   onThreadError: (e: VcpuThreadError) => void;
   /** Events the thread sends unasked (debug stops). */
@@ -89,6 +92,7 @@ export class VcpuHandle {
         control: control.buffer as SharedArrayBuffer,
         fastPath: init.fastPath,
         stopPorts: init.stopPorts,
+        coalesced: init.coalesced,
       }));
       h.#tid = tid;
       h.#mapping = new VcpuMapping(vcpuFd, init.mmapSize);
@@ -147,6 +151,10 @@ export class VcpuHandle {
       } else if (signalThread(this.#tid, KICK_SIGNAL)) {
         this.kicksSent++;
       }
+      // The acknowledgement usually comes within tens of microseconds: wait for it briefly
+      // and synchronously (waking the main thread's event loop costs more than that), then
+      // asynchronously until the retry.
+      if (Atomics.wait(ctl, CONTROL.KICK_ACK, ack, KICK_SYNC_WAIT_MS) === 'ok') continue;
       const w = Atomics.waitAsync(ctl, CONTROL.KICK_ACK, ack, KICK_RETRY_MS);
       if (w.async) await w.value;
     }

@@ -147,4 +147,15 @@ describe('exit bus', () => {
     expect(await healthy.waitForExit()).toEqual({ reason: 'halted' });
     expect(rec.values.length).toBe(3000);
   });
+
+  it('the i8042 reset command (0xFE to port 0x64) emits reset and stops the VM', async () => {
+    await using m = await createVm({ memory: '2 MiB', i8042: true });
+    // mov $0xfe, %al; out %al, $0x64; 1: jmp 1b
+    m.load(CODE, Uint8Array.from([0xb0, 0xfe, 0xe6, 0x64, 0xeb, 0xfe]));
+    let resets = 0;
+    m.on('reset', () => resets++);
+    await m.start({ entry: CODE, stack });
+    expect(await m.waitForExit()).toEqual({ reason: 'reset' });
+    expect(resets).toBe(1);
+  });
 });

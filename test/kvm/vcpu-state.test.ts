@@ -77,4 +77,16 @@ describe('vCPU state round-trips through KVM', () => {
     v1.setMpState('runnable');
     expect(v1.getMpState()).toBe('runnable');
   });
+
+  it('VM set-up on request: irqchip, PIT, TSS and identity-map addresses; their state reads back', () => {
+    using vm = kvm().createVm({ irqchip: true, pit: true, tssAddress: 0xfffb_d000n, identityMapAddress: 0xfffb_c000n });
+    expect(vm.hasIrqchip).toBe(true);
+    expect(vm.hasPit).toBe(true);
+    expect(vm.getPit().channels).toHaveLength(3);
+    const ioapic = vm.getIrqchip(2);
+    expect(ioapic.length).toBe(512);
+    vm.setIrqchip(2, ioapic);
+    expect(vm.getClock().clock).toBeGreaterThanOrEqual(0n);
+    expect(() => kvm().createVm({ pit: true })).toThrow(/KVM_CREATE_PIT2: (ENOENT|EINVAL|EEXIST|ENXIO)/);
+  });
 });

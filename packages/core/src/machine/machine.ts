@@ -55,7 +55,10 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     const std = standardDevices(options, {
       irqLine: (irq) => (vm.hasIrqchip ? this.irqLine(irq) : undefined),
       onExitCode: (code) => this.requestExit(code),
-      onReset: () => void this.#finish({ reason: 'reset' }),
+      onReset: () => {
+        this.emit('reset');
+        void this.#finish({ reason: 'reset' });
+      },
     });
     this.#uarts = std.uarts;
     this.#devices = [...std.specs, ...(options.devices ?? [])];

@@ -61,5 +61,7 @@ export interface MachineEvents {
   exit: [MachineExit];
   error: [Error];
   debug: [DebugStop];
+  /** The guest asked for a reset (i8042 command 0xFE); the machine then stops. */
+  reset: [];
 }
 

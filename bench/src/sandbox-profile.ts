@@ -7,7 +7,7 @@
  *      this thread, with the library's own calls: vcpu.setRegs (encodes KVM_REGS), vcpu.run
  *      (decodes the exit into an object), vm.dirtyPages (a fresh bitmap and struct, a page list),
  *      vcpu.setFpu (encodes KVM_FPU), gettid through the FFI for the control word;
- *    - lean: the same steps with buffers encoded once (KVM_REGS patched in place, the pristine
+ *    - lean: the same steps with buffers encoded once, through the library's byte-level calls (KVM_REGS patched in place, the pristine
  *      KVM_FPU bytes, the KVM_DIRTY_LOG struct and bitmap), the exit read straight from kvm_run,
  *      the tid cached — what SandboxVm could do per call.
  * 2. The layers of a pool call, alternating: C; C with the page tables' Accessed/Dirty bits
@@ -18,10 +18,9 @@
  *    worker does, and the time that call took inside the worker; SandboxPool.call on 1 thread.
  */
 import { readFileSync } from 'node:fs';
-import koffi from 'koffi';
 import { Piscina } from 'piscina';
 import {
-  CALL_CONTROL, KVM_IOCTLS, Kvm, KICK_SIGNAL, SandboxVm, abi, blockSignal, consumePending, currentTid, describeExit,
+  CALL_CONTROL, Kvm, KICK_SIGNAL, SandboxVm, abi, blockSignal, consumePending, currentTid, describeExit,
   guestCpuid, loadElf, parseElf, runMaskWithout, setVcpuMode, writeModeTables, type KvmFpu, type KvmRegs, type MemorySlot,
   type SandboxPool, type Vcpu, type Vm,
 } from '@kvmpool/core';
@@ -45,22 +44,10 @@ export interface ProfileSetup {
   checkSum: (id: string, out: Uint8Array) => void;
 }
 
-const libc = koffi.load('libc.so.6');
-const rawIoctlPtr = libc.func('ioctl', 'int', ['int', 'unsigned long', 'void *']);
-const rawIoctlInt = libc.func('ioctl', 'int', ['int', 'unsigned long', 'uint64_t']);
-const rawMemmove = libc.func('void *memmove(void *dst, const void *src, size_t n)');
-
-function check(rc: number, what: string): void {
-  if (rc < 0) throw new Error(`${what} failed: errno ${koffi.errno()}`);
-}
-
 const PAGE = 4096;
 const SYSTEM_AREA = 0x1000n;
 const CALL_VALUE = 0xc000 + 64;
 const PORT_RETURN = 0x701;
-const KVM_EXIT_IO = 2;
-const EXIT = abi.KVM_RUN_STRUCT.offsets.exit;
-const IO = abi.KVM_RUN_IO.offsets;
 
 /** The VM of SandboxVm.create, built here so its steps can be timed one by one. */
 class ReplicaVm {
@@ -84,12 +71,6 @@ class ReplicaVm {
   readonly #regsBytes: Uint8Array;
   readonly #regsView: DataView;
   readonly #fpuBytes: Uint8Array;
-  readonly #bitmap: Uint8Array;
-  readonly #bitmapWords: Uint32Array;
-  readonly #dirtyLog: Uint8Array;
-  readonly #runView: DataView;
-  readonly #vcpuFd: number;
-  readonly #vmFd: number;
   readonly #tid: number;
   /** Pages the last reset of each path copied back. */
   libPages = 0;
@@ -126,14 +107,6 @@ class ReplicaVm {
     this.#regsBytes = abi.encode(abi.KVM_REGS, this.#regs);
     this.#regsView = new DataView(this.#regsBytes.buffer);
     this.#fpuBytes = abi.encode(abi.KVM_FPU, this.#pristineFpu);
-    const words = Math.ceil(s.memory / PAGE / 64) * 2;
-    this.#bitmap = new Uint8Array(Math.max(words * 4, 4096)); // off the V8 heap: its address stays put
-    this.#bitmapWords = new Uint32Array(this.#bitmap.buffer, 0, words);
-    const address = rawMemmove(this.#bitmap, this.#bitmap, 0) as bigint;
-    this.#dirtyLog = abi.encode(abi.KVM_DIRTY_LOG, { slot: this.#slot.slot, dirty_bitmap: address });
-    this.#runView = this.#vcpu.runMapping.view;
-    this.#vcpuFd = this.#vcpu.fd;
-    this.#vmFd = this.#vm.fd;
     this.#tid = currentTid();
   }
 
@@ -203,15 +176,14 @@ class ReplicaVm {
     rv.setBigUint64(o.rsi, BigInt(input.length), true);
     rv.setBigUint64(o.rdx, BigInt(this.#outputBase), true);
     rv.setBigUint64(o.rcx, BigInt(this.#outputSize), true);
-    check(rawIoctlPtr(this.#vcpuFd, KVM_IOCTLS.KVM_SET_REGS, this.#regsBytes) as number, 'KVM_SET_REGS');
+    this.#vcpu.setRegsBytes(this.#regsBytes);
     const t2 = process.hrtime.bigint();
     Atomics.store(this.#ctl, CALL_CONTROL.TID, this.#tid);
-    const run = this.#runView;
     for (;;) {
       if (Atomics.load(this.#ctl, CALL_CONTROL.CANCEL) !== 0) throw new Error('cancelled');
-      check(rawIoctlInt(this.#vcpuFd, KVM_IOCTLS.KVM_RUN, 0) as number, 'KVM_RUN');
-      if (run.getUint32(abi.KVM_RUN_STRUCT.offsets.exit_reason, true) === KVM_EXIT_IO && run.getUint8(EXIT + IO.direction) === 1 && run.getUint16(EXIT + IO.port, true) === PORT_RETURN) break;
-      throw new Error(`lean replica: unexpected exit reason ${run.getUint32(abi.KVM_RUN_STRUCT.offsets.exit_reason, true)}`);
+      const exit = this.#vcpu.run();
+      if (exit.kind === 'io' && exit.direction === 'out' && exit.port === PORT_RETURN) break;
+      throw new Error(`lean replica: unexpected exit ${describeExit(exit)}`);
     }
     Atomics.store(this.#ctl, CALL_CONTROL.TID, 0);
     const t3 = process.hrtime.bigint();
@@ -219,25 +191,15 @@ class ReplicaVm {
     if (value < 0n || value > BigInt(this.#outputSize)) throw new Error(`lean replica: sum returned ${value}`);
     const output = mem.slice(this.#outputBase, this.#outputBase + Number(value));
     const t4 = process.hrtime.bigint();
-    check(rawIoctlPtr(this.#vmFd, KVM_IOCTLS.KVM_GET_DIRTY_LOG, this.#dirtyLog) as number, 'KVM_GET_DIRTY_LOG');
+    const dirty = this.#vm.dirtyPages(this.#slot);
     const t5 = process.hrtime.bigint();
-    const words = this.#bitmapWords;
-    let pages = 0;
-    for (let w = 0; w < words.length; w++) {
-      let bits = words[w]!;
-      while (bits !== 0) {
-        const low = bits & -bits;
-        const a = (w * 32 + 31 - Math.clz32(low)) * PAGE;
-        mem.set(this.#pristine.subarray(a, a + PAGE), a);
-        bits ^= low;
-        pages++;
-      }
-    }
+    for (const p of dirty) mem.set(this.#pristine.subarray(p * PAGE, (p + 1) * PAGE), p * PAGE);
+    const pages = dirty.length;
     const t6 = process.hrtime.bigint();
     this.leanPages = pages;
     mem.fill(0, this.#inputBase, this.#inputBase + input.length);
     const t7 = process.hrtime.bigint();
-    check(rawIoctlPtr(this.#vcpuFd, KVM_IOCTLS.KVM_SET_FPU, this.#fpuBytes) as number, 'KVM_SET_FPU');
+    this.#vcpu.setFpuBytes(this.#fpuBytes);
     const t8 = process.hrtime.bigint();
     this.#check('lean replica', output);
     if (out) {

@@ -10,6 +10,7 @@ import { HostFunctionError } from '../errors.js';
 import { CALL_CONTROL, SandboxVm, type SyncHostFunction } from './sandbox-vm.js';
 import { CALL_BUFFER_BYTES, CB, REMOTE_CALL_PORT, REMOTE_STATUS, type RemoteSlot } from './remote-call.js';
 import { encodeError, type EncodedError } from './wire-errors.js';
+import { CH, CHANNEL_META_BYTES, channelLayout } from './call-channel.js';
 
 export interface PoolWorkerData {
   elf: Uint8Array;
@@ -24,21 +25,16 @@ export interface PoolWorkerData {
   /** One word per slot: 0 free, 1 taken. */
   claims: SharedArrayBuffer;
   doorbell: SharedArrayBuffer;
-  /** Per-call control words (CALL_CONTROL.WORDS each), indexed by the task's `control` slot. */
+  /** Per-call control words (CALL_CONTROL.WORDS each), indexed by a request's control slot. */
   controls: SharedArrayBuffer;
+  /** One call channel per worker (see call-channel.ts). */
+  channels: SharedArrayBuffer[];
 }
 
-export interface PoolTask {
-  name: string;
-  input: Uint8Array;
-  timeoutMs: number;
-  /** Slot of this call's control words in `controls`. */
-  control: number;
+/** The one task each worker runs: serve calls on channel `channel` until told to stop. */
+export interface ServeTask {
+  channel: number;
 }
-
-export type PoolTaskResult =
-  | { ok: true; output: Uint8Array; prints: string[]; resetPages: number; micros: number }
-  | { ok: false; error: EncodedError; prints: string[]; micros: number };
 
 const data = workerData as PoolWorkerData;
 
@@ -101,25 +97,55 @@ async function start(): Promise<SandboxVm> {
 }
 
 const ready = start();
-let warm: SandboxVm | undefined;
-ready.then((vm) => (warm = vm), () => {}); // a start failure is reported through each task
+ready.catch(() => {}); // a start failure is reported through each call
 
-function runOn(vm: SandboxVm, task: PoolTask): PoolTaskResult {
-  const t0 = performance.now();
-  const control = new Int32Array(data.controls, task.control * CALL_CONTROL.WORDS * 4, CALL_CONTROL.WORDS);
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** Serves calls on one channel: wait for a request, run it on the warm VM, write the reply. */
+export default async function serve(task: ServeTask): Promise<void> {
+  const buf = data.channels[task.channel];
+  if (!buf) throw new RangeError(`sandbox worker: no channel ${task.channel}`);
+  const h = new Int32Array(buf, 0, CH.WORDS);
+  const bytes = new Uint8Array(buf);
+  const at = channelLayout(data.inputSize, data.outputSize);
+  let vm: SandboxVm | undefined;
+  let startError: unknown;
   try {
-    const r = vm.call(task.name, task.input, { timeoutMs: task.timeoutMs, control });
-    return { ok: true, output: r.output, prints: r.prints, resetPages: r.resetPages, micros: (performance.now() - t0) * 1000 };
+    vm = await ready;
   } catch (e) {
-    return { ok: false, error: encodeError(e), prints: [], micros: (performance.now() - t0) * 1000 };
+    startError = e;
   }
-}
-
-/** Synchronous once the VM is warm: no promise hop between piscina and the call. */
-export default function runTask(task: PoolTask): PoolTaskResult | Promise<PoolTaskResult> {
-  if (warm) return runOn(warm, task);
-  return ready.then(
-    (vm) => runOn(vm, task),
-    (e: unknown) => ({ ok: false, error: encodeError(e), prints: [], micros: 0 }),
-  );
+  let seen = Atomics.load(h, CH.DONE);
+  for (;;) {
+    // Wait for a request (or stop); never spin.
+    while (Atomics.load(h, CH.REQUEST) === seen && Atomics.load(h, CH.STOP) === 0) Atomics.wait(h, CH.REQUEST, seen, 1000);
+    if (Atomics.load(h, CH.STOP) !== 0) return;
+    const seq = Atomics.load(h, CH.REQUEST);
+    const t0 = performance.now();
+    const name = dec.decode(bytes.subarray(at.name, at.name + Atomics.load(h, CH.NAME_LEN)));
+    const input = bytes.subarray(at.input, at.input + Atomics.load(h, CH.INPUT_LEN));
+    const control = new Int32Array(data.controls, Atomics.load(h, CH.CONTROL_SLOT) * CALL_CONTROL.WORDS * 4, CALL_CONTROL.WORDS);
+    let meta: { error?: EncodedError; prints: string[] };
+    try {
+      if (!vm) throw startError;
+      const r = vm.call(name, input, { timeoutMs: Atomics.load(h, CH.TIMEOUT_MS), control });
+      bytes.set(r.output, at.output);
+      h[CH.OUTPUT_LEN] = r.output.length;
+      h[CH.RESET_PAGES] = r.resetPages;
+      h[CH.OK] = 1;
+      meta = { prints: r.prints };
+    } catch (e) {
+      h[CH.OK] = 0;
+      h[CH.OUTPUT_LEN] = 0;
+      meta = { error: encodeError(e), prints: [] };
+    }
+    const json = enc.encode(JSON.stringify(meta)).subarray(0, CHANNEL_META_BYTES);
+    bytes.set(json, at.meta);
+    h[CH.META_LEN] = json.length;
+    h[CH.MICROS] = Math.round((performance.now() - t0) * 1000);
+    seen = seq;
+    Atomics.store(h, CH.DONE, seq);
+    Atomics.notify(h, CH.DONE);
+  }
 }

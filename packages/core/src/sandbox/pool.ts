@@ -15,10 +15,24 @@ import { KICK_SIGNAL } from '../machine/protocol.js';
 import { signalThread } from '../signals.js';
 import { parseSize, type Size } from '../util/size.js';
 import { CALL_CONTROL, sandboxLayout } from './sandbox-vm.js';
-import type { PoolTask, PoolTaskResult, PoolWorkerData } from './pool-worker.js';
+import type { PoolWorkerData, ServeTask } from './pool-worker.js';
+import { CH, CHANNEL_NAME_BYTES, channelLayout, type ChannelLayout } from './call-channel.js';
+import type { EncodedError } from './wire-errors.js';
 import { CALL_BUFFER_BYTES, CB, REMOTE_CALL_PORT, REMOTE_STATUS, type RemoteSlot } from './remote-call.js';
 import { decodeError } from './wire-errors.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
+
+type Reply =
+  | { ok: true; output: Uint8Array; prints: string[]; resetPages: number }
+  | { ok: false; error: EncodedError; prints: string[]; ran: boolean };
+
+interface Job {
+  fn: string;
+  input: Uint8Array;
+  timeoutMs: number;
+  slot: number;
+  resolve: (r: Reply) => void;
+}
 
 /** Calls queued or running at once (each holds a slot of control words). */
 const MAX_IN_FLIGHT = 65_536;
@@ -83,11 +97,18 @@ function abortError(fn: string, reason: unknown): Error {
 export class SandboxPool implements AsyncDisposable {
   readonly image: ElfImage;
   readonly threads: number;
-  readonly #piscina: Piscina<PoolTask, PoolTaskResult>;
+  readonly #piscina: Piscina<ServeTask, void>;
+  #channels: SharedArrayBuffer[] = [];
+  #layout!: ChannelLayout;
+  #inputSize = 0;
+  #idle: number[] = [];
+  #queue: Job[] = [];
+  /** Per channel: settles with 'worker-ended' when its serve task ends. */
+  #serving: Promise<'worker-ended'>[] = [];
   readonly #timeoutMs: number;
   readonly #onPrint: SandboxPoolOptions['onPrint'];
   readonly #dispatcher: Dispatcher | undefined;
-  readonly #running = new Set<Promise<unknown>>();
+  readonly #running = new Set<Promise<Reply>>();
   readonly #latency = new LatencyHistogram();
   #closed = false;
   /** Per-call control words (cancel flag, running thread), one slot per call in flight. */
@@ -129,6 +150,9 @@ export class SandboxPool implements AsyncDisposable {
     }
     this.#controls = new SharedArrayBuffer(MAX_IN_FLIGHT * CALL_CONTROL.WORDS * 4);
     this.#freeControls = Array.from({ length: MAX_IN_FLIGHT }, (_, i) => MAX_IN_FLIGHT - 1 - i);
+    this.#inputSize = inputSize;
+    this.#layout = channelLayout(inputSize, outputSize);
+    this.#channels = Array.from({ length: this.threads }, () => new SharedArrayBuffer(this.#layout.bytes));
     const workerData: PoolWorkerData = {
       elf,
       source,
@@ -140,16 +164,25 @@ export class SandboxPool implements AsyncDisposable {
       claims: new SharedArrayBuffer(4 * Math.max(slots.length, 1)),
       doorbell,
       controls: this.#controls,
+      channels: this.#channels,
       ...(options.hostFunctions ? { hostModule: String(options.hostFunctions instanceof URL ? options.hostFunctions : new URL(options.hostFunctions, `file://${process.cwd()}/`)) } : {}),
       ...(options.kvmPath ? { kvmPath: options.kvmPath } : {}),
     };
-    this.#piscina = new Piscina<PoolTask, PoolTaskResult>({
+    // Piscina runs the threads; each gets one long-lived serve task on its own call channel.
+    this.#piscina = new Piscina<ServeTask, void>({
       filename: new URL('./pool-worker.js', import.meta.url).href,
       minThreads: this.threads,
       maxThreads: this.threads,
       idleTimeout: Infinity,
       workerData,
     });
+    this.#serving = this.#channels.map((_, i) =>
+      this.#piscina.run({ channel: i }).then(
+        () => 'worker-ended' as const,
+        () => 'worker-ended' as const,
+      ),
+    );
+    this.#idle = this.#channels.map((_, i) => i).reverse();
   }
 
   /** Exported guest functions. */
@@ -165,6 +198,10 @@ export class SandboxPool implements AsyncDisposable {
   call(fn: string, input: Uint8Array, options: CallOptionsPublic = {}): Promise<Uint8Array> {
     if (this.#closed) return Promise.reject(new Error('SandboxPool is closed'));
     if (!this.image.functions.has(fn)) return Promise.reject(new RangeError(`the guest exports no function ${JSON.stringify(fn)} (exports: ${this.exports.join(', ')})`));
+    if (Buffer.byteLength(fn) > CHANNEL_NAME_BYTES) return Promise.reject(new RangeError(`function name ${JSON.stringify(fn)} is longer than ${CHANNEL_NAME_BYTES} bytes`));
+    if (input.length > this.#inputSize) {
+      return Promise.reject(new RangeError(`sandbox call ${fn}: input of ${input.length} bytes exceeds the ${this.#inputSize}-byte input region`));
+    }
     const signal = options.signal;
     if (signal?.aborted) return Promise.reject(abortError(fn, signal.reason));
     const slot = this.#freeControls.pop();
@@ -173,14 +210,15 @@ export class SandboxPool implements AsyncDisposable {
     const t0 = performance.now();
     const ctl = new Int32Array(this.#controls, slot * CALL_CONTROL.WORDS * 4, CALL_CONTROL.WORDS);
     ctl.fill(0);
-    const task = this.#piscina.run({ name: fn, input, timeoutMs: options.timeoutMs ?? this.#timeoutMs, control: slot });
+    const job: Job = { fn, input, timeoutMs: options.timeoutMs ?? this.#timeoutMs, slot, resolve: () => {} };
+    const task = new Promise<Reply>((resolve) => (job.resolve = resolve));
+    this.#queue.push(job);
+    this.#pump();
     this.#running.add(task);
-    void task
-      .finally(() => {
-        this.#running.delete(task);
-        this.#freeControls.push(slot);
-      })
-      .catch(() => {});
+    void task.finally(() => {
+      this.#running.delete(task);
+      this.#freeControls.push(slot);
+    });
 
     const result = task.then((r) => {
       this.#latency.add((performance.now() - t0) * 1000);
@@ -191,8 +229,8 @@ export class SandboxPool implements AsyncDisposable {
         this.#stats.resetPages += r.resetPages;
         return r.output;
       }
+      if (r.error.name !== 'AbortError' || r.ran) this.#stats.resets++;
       this.#stats.failed++;
-      this.#stats.resets++;
       const error = decodeError(r.error);
       if (error.name === 'SandboxTimeoutError') this.#stats.timeouts++;
       else if (error.name === 'GuestCrashError') this.#stats.crashes++;
@@ -204,15 +242,65 @@ export class SandboxPool implements AsyncDisposable {
     return new Promise<Uint8Array>((resolve, reject) => {
       const onAbort = (): void => {
         this.#stats.aborted++;
-        // Queued: the worker sees CANCEL before it runs anything. Running: kick its thread out
-        // of KVM_RUN until the call ends (it checks CANCEL at every exit).
+        // Queued: it leaves the queue. Running: kick its thread out of KVM_RUN until the call
+        // ends (it checks CANCEL at every exit).
         Atomics.store(ctl, CALL_CONTROL.CANCEL, 1);
-        void this.#kickUntilDone(ctl, task);
+        const queued = this.#queue.indexOf(job);
+        if (queued >= 0) {
+          this.#queue.splice(queued, 1);
+          job.resolve({ ok: false, error: { name: 'AbortError', message: 'aborted', fields: {} }, prints: [], ran: false });
+        } else {
+          void this.#kickUntilDone(ctl, task);
+        }
         reject(abortError(fn, signal.reason));
       };
       signal.addEventListener('abort', onAbort, { once: true });
       result.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
     });
+  }
+
+  /** Sends queued calls to idle workers. */
+  #pump(): void {
+    while (this.#idle.length > 0 && this.#queue.length > 0) {
+      const channel = this.#idle.pop()!;
+      const job = this.#queue.shift()!;
+      void this.#send(channel, job);
+    }
+  }
+
+  /** One call through channel `ch`: fill the request, wake the worker, wait for its reply. */
+  async #send(ch: number, job: Job): Promise<void> {
+    const buf = this.#channels[ch]!;
+    const h = new Int32Array(buf, 0, CH.WORDS);
+    const bytes = new Uint8Array(buf);
+    const at = this.#layout;
+    const name = new TextEncoder().encode(job.fn);
+    bytes.set(name, at.name);
+    bytes.set(job.input, at.input);
+    h[CH.NAME_LEN] = name.length;
+    h[CH.INPUT_LEN] = job.input.length;
+    h[CH.TIMEOUT_MS] = job.timeoutMs;
+    h[CH.CONTROL_SLOT] = job.slot;
+    const seq = (Atomics.load(h, CH.REQUEST) + 1) | 0;
+    Atomics.store(h, CH.REQUEST, seq);
+    Atomics.notify(h, CH.REQUEST);
+    const ended = this.#serving[ch]!;
+    while (Atomics.load(h, CH.DONE) !== seq) {
+      const w = Atomics.waitAsync(h, CH.DONE, (seq - 1) | 0, 1000);
+      if (w.async && (await Promise.race([w.value, ended])) === 'worker-ended') {
+        job.resolve({ ok: false, error: { name: 'Error', message: 'the sandbox worker thread ended during the call', fields: {} }, prints: [], ran: true });
+        return; // this channel is gone: not put back
+      }
+    }
+    const meta = JSON.parse(new TextDecoder().decode(bytes.subarray(at.meta, at.meta + h[CH.META_LEN]!))) as { error?: EncodedError; prints: string[] };
+    if (h[CH.OK] === 1) {
+      const output = bytes.slice(at.output, at.output + h[CH.OUTPUT_LEN]!);
+      job.resolve({ ok: true, output, prints: meta.prints, resetPages: h[CH.RESET_PAGES]! });
+    } else {
+      job.resolve({ ok: false, error: meta.error ?? { name: 'Error', message: 'sandbox call failed', fields: {} }, prints: meta.prints, ran: true });
+    }
+    this.#idle.push(ch);
+    this.#pump();
   }
 
   async #kickUntilDone(ctl: Int32Array, task: Promise<unknown>): Promise<void> {
@@ -234,6 +322,12 @@ export class SandboxPool implements AsyncDisposable {
     if (this.#closed) return;
     this.#closed = true;
     await Promise.allSettled([...this.#running]);
+    for (const buf of this.#channels) {
+      const h = new Int32Array(buf, 0, CH.WORDS);
+      Atomics.store(h, CH.STOP, 1);
+      Atomics.notify(h, CH.REQUEST);
+    }
+    await Promise.allSettled(this.#serving);
     await this.#piscina.close();
     await this.#dispatcher?.stop();
   }

@@ -5,7 +5,7 @@
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Bus } from './bus.js';
-import { DOORBELL, RECORD_KIND, RingConsumer, withCoalescedLock, type RingRecord } from './exit-ring.js';
+import { DOORBELL, RECORD_KIND, RingConsumer, tryWithCoalescedLock, type RingRecord } from './exit-ring.js';
 
 /** KVM's VM-wide coalesced ring, as the dispatcher sees it. */
 export interface CoalescedSource {
@@ -114,11 +114,14 @@ export class Dispatcher {
   flushCoalesced(): number {
     const src = this.coalesced;
     if (!src || !src.pending()) return 0;
-    return withCoalescedLock(this.#doorbell, () => {
+    // Never wait for the lock here: its holder, a vCPU thread, may be waiting for us to drain
+    // its exit ring. If it is busy, that thread is taking the entries anyway.
+    const n = tryWithCoalescedLock(this.#doorbell, () => {
       const stop = src.last();
-      const n = this.drainAll();
-      return n + src.drainTo(stop, (w) => this.write(w.pio ? 'pio' : 'mmio', w.address, w.data));
+      const records = this.drainAll();
+      return records + src.drainTo(stop, (w) => this.write(w.pio ? 'pio' : 'mmio', w.address, w.data));
     });
+    return n ?? 0;
   }
 
   #handle(vcpu: number, ring: RingConsumer, r: RingRecord): void {

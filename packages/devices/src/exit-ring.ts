@@ -175,6 +175,21 @@ export class RingProducer extends RingViews {
 }
 
 /**
+ * Runs `fn` holding the lock on KVM's coalesced ring if nobody holds it now; returns undefined
+ * otherwise. The dispatcher uses this: a vCPU thread holding the lock may be waiting for the
+ * dispatcher to make room in its exit ring, so the dispatcher must never wait for the lock.
+ */
+export function tryWithCoalescedLock<T>(doorbell: Int32Array, fn: () => T): T | undefined {
+  if (Atomics.compareExchange(doorbell, DOORBELL.COALESCED_LOCK, 0, 1) !== 0) return undefined;
+  try {
+    return fn();
+  } finally {
+    Atomics.store(doorbell, DOORBELL.COALESCED_LOCK, 0);
+    Atomics.notify(doorbell, DOORBELL.COALESCED_LOCK, 1);
+  }
+}
+
+/**
  * Runs `fn` holding the lock on KVM's coalesced ring. Whoever drains that ring turns its entries
  * into handled (or posted) accesses under this lock, so entries are never taken twice or out of
  * order. Holders only copy entries out: waits are short, and bounded by a timeout per try.

@@ -1,7 +1,7 @@
 export { Bus, type BusRange } from './bus.js';
 export { bytesToValue, valueToBytes, type Device, type FastRegister, type IrqLine } from './device.js';
 export {
-  DOORBELL, RECORD_KIND, RING, RING_BYTES, RingConsumer, RingProducer, createDoorbell, createRingBuffer, withCoalescedLock,
+  DOORBELL, RECORD_KIND, RING, RING_BYTES, RingConsumer, RingProducer, createDoorbell, createRingBuffer, tryWithCoalescedLock, withCoalescedLock,
   type RecordKind, type RingRecord, type WaitCheck,
 } from './exit-ring.js';
 export { DeviceAccessError, Dispatcher, type CoalescedSource, type DispatcherStats } from './dispatcher.js';

@@ -14,7 +14,7 @@ import { parseElf, type ElfImage } from '../loader/elf.js';
 import { KICK_SIGNAL } from '../machine/protocol.js';
 import { signalThread } from '../signals.js';
 import { parseSize, type Size } from '../util/size.js';
-import { CALL_CONTROL, sandboxLayout } from './sandbox-vm.js';
+import { CALL_CONTROL, asBytes, sandboxLayout } from './sandbox-vm.js';
 import type { PoolWorkerData, ServeTask } from './pool-worker.js';
 import { CH, CHANNEL_NAME_BYTES, channelLayout, type ChannelLayout } from './call-channel.js';
 import type { EncodedError } from './wire-errors.js';
@@ -79,13 +79,6 @@ export interface SandboxPoolStats {
   hostFunctionErrors: number;
   /** Per-call latency on the main thread, from call() to result. */
   latency: LatencySummary;
-}
-
-function asBytes(v: Uint8Array | ArrayBufferView | string | void): Uint8Array {
-  if (v === undefined) return new Uint8Array(0);
-  if (typeof v === 'string') return new TextEncoder().encode(v);
-  if (v instanceof Uint8Array) return v;
-  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
 }
 
 function abortError(fn: string, reason: unknown): Error {

@@ -64,7 +64,8 @@ export class SandboxCancelledError extends Error {
   }
 }
 
-function asBytes(v: Uint8Array | ArrayBufferView | string | void): Uint8Array {
+/** A host function's result as bytes: nothing, a string (UTF-8), or any view. */
+export function asBytes(v: Uint8Array | ArrayBufferView | string | void): Uint8Array {
   if (v === undefined) return new Uint8Array(0);
   if (typeof v === 'string') return new TextEncoder().encode(v);
   if (v instanceof Uint8Array) return v;

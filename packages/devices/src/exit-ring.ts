@@ -95,15 +95,7 @@ export class RingProducer extends RingViews {
     do {
       const len = Math.min(data.length - offset, RING.RECORD_DATA);
       if (!this.#reserve(check)) return false;
-      const tail = Atomics.load(this.header, RING.TAIL);
-      const at = RECORDS_OFFSET + ((tail >>> 0) % RING.SLOTS) * RING.RECORD_BYTES;
-      this.view.setUint32(at, this.#nextSeq() >>> 0, true);
-      this.view.setUint8(at + 4, kind);
-      this.view.setUint8(at + 5, size);
-      this.view.setUint16(at + 6, len, true);
-      this.view.setBigUint64(at + 8, address, true);
-      this.bytes.set(data.subarray(offset, offset + len), at + 16);
-      Atomics.store(this.header, RING.TAIL, (tail + 1) | 0);
+      this.#publish(this.#nextSeq(), kind, address, size, len, data.subarray(offset, offset + len));
       offset += len;
     } while (offset < data.length);
     this.#ring();
@@ -117,15 +109,8 @@ export class RingProducer extends RingViews {
   request(kind: RecordKind, address: bigint, size: number, data: Uint8Array, check: WaitCheck): boolean {
     if (data.length > RING.REPLY_BYTES) throw new RangeError(`exit ring: a read of ${data.length} bytes exceeds ${RING.REPLY_BYTES}`);
     if (!this.#reserve(check)) return false;
-    const tail = Atomics.load(this.header, RING.TAIL);
-    const at = RECORDS_OFFSET + ((tail >>> 0) % RING.SLOTS) * RING.RECORD_BYTES;
     const seq = this.#nextSeq();
-    this.view.setUint32(at, seq >>> 0, true);
-    this.view.setUint8(at + 4, kind);
-    this.view.setUint8(at + 5, size);
-    this.view.setUint16(at + 6, data.length, true);
-    this.view.setBigUint64(at + 8, address, true);
-    Atomics.store(this.header, RING.TAIL, (tail + 1) | 0);
+    this.#publish(seq, kind, address, size, data.length);
     this.#ring();
     for (;;) {
       const got = Atomics.load(this.header, RING.REPLY_SEQ);
@@ -135,6 +120,22 @@ export class RingProducer extends RingViews {
     }
     data.set(this.bytes.subarray(REPLY_OFFSET, REPLY_OFFSET + data.length));
     return true;
+  }
+
+  /**
+   * Fills the record at TAIL (a slot `#reserve` made sure is free) and publishes it. `inline`
+   * is the data a write carries; a read carries none (its `len` is the size of the answer).
+   */
+  #publish(seq: number, kind: RecordKind, address: bigint, size: number, len: number, inline?: Uint8Array): void {
+    const tail = Atomics.load(this.header, RING.TAIL);
+    const at = RECORDS_OFFSET + ((tail >>> 0) % RING.SLOTS) * RING.RECORD_BYTES;
+    this.view.setUint32(at, seq >>> 0, true);
+    this.view.setUint8(at + 4, kind);
+    this.view.setUint8(at + 5, size);
+    this.view.setUint16(at + 6, len, true);
+    this.view.setBigUint64(at + 8, address, true);
+    if (inline) this.bytes.set(inline, at + 16);
+    Atomics.store(this.header, RING.TAIL, (tail + 1) | 0);
   }
 
   /** Takes the VM-wide coalesced-ring lock (waiting, never spinning), runs `fn`, releases it. */

@@ -19,10 +19,8 @@ export interface Inspection {
 }
 
 /** Pauses every vCPU, reads them all, and lets them go on if they were running. */
-export async function inspectMachine(m: Machine): Promise<Inspection> {
-  const wasRunning = m.running;
-  await m.pause();
-  try {
+export function inspectMachine(m: Machine): Promise<Inspection> {
+  return m.whilePaused(async () => {
     const states = m.vcpuStates();
     const exits = m.vcpuExits();
     const vcpus: VcpuInspection[] = [];
@@ -30,9 +28,7 @@ export async function inspectMachine(m: Machine): Promise<Inspection> {
       vcpus.push({ ...(await m.saveVcpuState(i)), state: states[i] ?? 'crashed', exits: exits[i] ?? 0 });
     }
     return { vcpus, slots: m.vm.memorySlots() };
-  } finally {
-    if (wasRunning) await m.resume();
-  }
+  });
 }
 
 /**

@@ -368,6 +368,20 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     return scanMemory(this, pattern, limit);
   }
 
+  /**
+   * Runs `fn` with every vCPU paused (a consistent view), then lets the vCPUs that were
+   * running go on, whatever `fn` did.
+   */
+  async whilePaused<T>(fn: () => Promise<T>): Promise<T> {
+    const wasRunning = this.running;
+    await this.pause();
+    try {
+      return await fn();
+    } finally {
+      if (wasRunning) await this.resume();
+    }
+  }
+
   /** Were vCPUs running (not paused/stopped) — for tools that pause and put things back. */
   get running(): boolean {
     return this.#vcpus.some((v) => v.state === 'running');

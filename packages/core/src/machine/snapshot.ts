@@ -41,9 +41,7 @@ function recordedOptions(o: Readonly<MachineOptions>): RecordedOptions {
 /** Writes `m` to `path`; vCPUs that were running run again afterwards. */
 export async function snapshotMachine(m: Machine, path: string): Promise<SnapshotInfo> {
   const t0 = performance.now();
-  const wasRunning = m.running;
-  await m.pause();
-  try {
+  return m.whilePaused(async () => {
     const vcpus: VcpuSnapshot[] = [];
     for (let i = 0; i < m.vcpuCount; i++) vcpus.push(await m.saveVcpuState(i));
     const vm = m.vm;
@@ -72,9 +70,7 @@ export async function snapshotMachine(m: Machine, path: string): Promise<Snapsho
       pages: pages.reduce((n, p) => n + p.indices.length, 0),
       milliseconds: performance.now() - t0,
     };
-  } finally {
-    if (wasRunning) await m.resume();
-  }
+  });
 }
 
 export interface RestoreOptions {

@@ -7,7 +7,8 @@
  * dispatcher hands them the accesses: per-exit ns = window / K, in steady state. Waiting is
  * promise-based (the device resolves a waiter when its count is reached): the harness never spins.
  */
-import { createVm, type Machine, type MachineOptions } from '@kvmpool/core';
+import { createVm, guestCpuid, setEntryPoint, setupCpuMode, type Kvm, type Machine, type MachineOptions, type Vcpu, type Vm } from '@kvmpool/core';
+import { OUT_LOOP } from './exit-bus-guests.js';
 import type { Device, DispatcherStats, FastRegister } from '@kvmpool/devices';
 
 export const CODE = 0x10000n;
@@ -142,4 +143,21 @@ export async function timeKicks(m: Machine, n: number): Promise<number[]> {
 /** Resolves after `ms` milliseconds. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A VM with one vCPU on the main thread, running OUT_LOOP (for node-direct-out). */
+export function directVcpu(kvm: Kvm): { vm: Vm; vcpu: Vcpu } {
+  const vm = kvm.createVm();
+  try {
+    vm.addMemory({ guestAddress: 0, size: '2 MiB' });
+    vm.memory.write(CODE, OUT_LOOP);
+    const vcpu = vm.createVcpu(0);
+    vcpu.setCpuid(guestCpuid(kvm));
+    setupCpuMode(vcpu, vm.memory, 'user');
+    setEntryPoint(vcpu, 'user', CODE, STACK);
+    return { vm, vcpu };
+  } catch (e) {
+    vm.close();
+    throw e;
+  }
 }

@@ -13,11 +13,10 @@
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
-import { Kvm, decodeExit, guestCpuid, setEntryPoint, setupCpuMode } from '@kvmpool/core';
+import { Kvm, decodeExit } from '@kvmpool/core';
 import type { CProcess } from './c-process.js';
 import { formatNs, summarize, table } from './harness.js';
-import { OUT_LOOP } from './exit-bus-guests.js';
-import { CODE, STACK } from './exit-bus-machines.js';
+import { directVcpu } from './exit-bus-machines.js';
 import { RT, type ProbeAnswer, type ProbeRequest } from './exit-bus-probe-protocol.js';
 
 const now = (): bigint => process.hrtime.bigint();
@@ -121,15 +120,9 @@ function push(s: Series, key: string, v: number): void {
 
 export async function runProbes(kvm: Kvm, proc: CProcess, k: number, rounds = 7): Promise<void> {
   // A VM for the direct probes: vCPU 0 on this thread, vCPU 1 in the probe worker.
-  const vm = kvm.createVm();
+  const { vm, vcpu } = directVcpu(kvm);
   const worker = new ProbeWorker();
   try {
-    vm.addMemory({ guestAddress: 0, size: '2 MiB' });
-    vm.memory.write(CODE, OUT_LOOP);
-    const vcpu = vm.createVcpu(0);
-    vcpu.setCpuid(guestCpuid(kvm));
-    setupCpuMode(vcpu, vm.memory, 'user');
-    setEntryPoint(vcpu, 'user', CODE, STACK);
     await worker.request({ op: 'init', vmFd: vm.fd });
 
     const s: Series = {};

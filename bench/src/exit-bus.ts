@@ -18,13 +18,13 @@
  * Per-exit cases report ns per exit, from windows of K exits (one window per round).
  * With --profile, probes of where the time goes follow (exit-bus-probes.ts).
  */
-import { Kvm, guestCpuid, setEntryPoint, setupCpuMode, type Machine, type Vcpu, type Vm } from '@kvmpool/core';
+import { Kvm, type Machine, type Vcpu, type Vm } from '@kvmpool/core';
 import { CProcess } from './c-process.js';
 import {
   buildC, summarize, runBenchmark, type BenchCase, type BenchOptions, type BenchReport, type Benchmark,
 } from './harness.js';
 import { IN_LOOP, IN_PORT, OUT_LOOP, SINK_PORT, SPIN, fastInMarked } from './exit-bus-guests.js';
-import { CODE, CountingDevice, STACK, pausedMachine, sleep, timeKicks, timeWindow, type StatsDelta } from './exit-bus-machines.js';
+import { CountingDevice, directVcpu, pausedMachine, sleep, timeKicks, timeWindow, type StatsDelta } from './exit-bus-machines.js';
 import { runProbes } from './exit-bus-probes.js';
 import { uartBulkRun } from './exit-bus-uart.js';
 
@@ -77,23 +77,6 @@ class StatsTally {
   extras(): Record<string, number> {
     const per = (x: number) => Math.round((x / Math.max(1, this.exits)) * 1000) / 1000;
     return { wakeups_per_exit: per(this.wakeups), batches_per_exit: per(this.batches), records_per_exit: per(this.records) };
-  }
-}
-
-/** A VM with one vCPU on the main thread, running OUT_LOOP (for node-direct-out). */
-function directVcpu(kvm: Kvm): { vm: Vm; vcpu: Vcpu } {
-  const vm = kvm.createVm();
-  try {
-    vm.addMemory({ guestAddress: 0, size: '2 MiB' });
-    vm.memory.write(CODE, OUT_LOOP);
-    const vcpu = vm.createVcpu(0);
-    vcpu.setCpuid(guestCpuid(kvm));
-    setupCpuMode(vcpu, vm.memory, 'user');
-    setEntryPoint(vcpu, 'user', CODE, STACK);
-    return { vm, vcpu };
-  } catch (e) {
-    vm.close();
-    throw e;
   }
 }
 

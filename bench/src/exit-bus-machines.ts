@@ -7,7 +7,7 @@
  * dispatcher hands them the accesses: per-exit ns = window / K, in steady state. Waiting is
  * promise-based (the device resolves a waiter when its count is reached): the harness never spins.
  */
-import { createVm, guestCpuid, setEntryPoint, setupCpuMode, type Kvm, type Machine, type MachineOptions, type Vcpu, type Vm } from '@kvmpool/core';
+import { createMachine, guestCpuid, setEntryPoint, setupCpuMode, type Kvm, type Machine, type MachineOptions, type Vcpu, type Vm } from '@kvmpool/core/internal';
 import { OUT_LOOP } from './exit-bus-guests.js';
 import type { Device, DispatcherStats, FastRegister } from '@kvmpool/devices';
 
@@ -75,7 +75,7 @@ export class CountingDevice implements Device {
 
 /** Creates a machine (no standard UART: serial 0), loads `code` at CODE, starts and pauses it. */
 export async function pausedMachine(options: MachineOptions, code: Uint8Array): Promise<Machine> {
-  const m = await createVm({ serial: 0, ...options });
+  const m = await createMachine({ serial: 0, ...options });
   try {
     m.load(CODE, code);
     await m.start({ entry: CODE, stack: STACK });

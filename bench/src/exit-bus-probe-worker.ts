@@ -7,7 +7,7 @@
  * { ok: true, answer: ProbeAnswer } or { ok: false, error }.
  */
 import { parentPort } from 'node:worker_threads';
-import { Kvm, guestCpuid, setEntryPoint, setVcpuMode, type Vcpu, type Vm } from '@kvmpool/core';
+import { Kvm, guestCpuid, setEntryPoint, setVcpuMode, type Vcpu, type Vm } from '@kvmpool/core/internal';
 import { SINK_PORT } from './exit-bus-guests.js';
 import { CODE, STACK } from './exit-bus-machines.js';
 import { RT, type ProbeAnswer, type ProbeRequest } from './exit-bus-probe-protocol.js';

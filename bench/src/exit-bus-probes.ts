@@ -13,7 +13,7 @@
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
-import { Kvm, decodeExit } from '@kvmpool/core';
+import { Kvm, decodeExit } from '@kvmpool/core/internal';
 import type { CProcess } from './c-process.js';
 import { formatNs, summarize, table } from './harness.js';
 import { directVcpu } from './exit-bus-machines.js';

@@ -4,7 +4,7 @@
  * `n` bytes to THR and stops; the host reads them all from `uart.stream()`, checking the count
  * and the order. Timed from `m.start()` to the stream having delivered the last byte.
  */
-import { createVm } from '@kvmpool/core';
+import { createMachine } from '@kvmpool/core/internal';
 import { Uart16550, type Device } from '@kvmpool/devices';
 import { CODE, STACK } from './exit-bus-machines.js';
 import { DONE_PORT, REP_CHUNK, REP_SOURCE, UART_BULK, UART_BULK_REP, UART_PORT, repSource, uartBulkByte } from './exit-bus-guests.js';
@@ -37,7 +37,7 @@ export interface UartRun {
 export async function uartBulkRun(n: number, rep: boolean): Promise<UartRun> {
   if (rep && n % REP_CHUNK !== 0) throw new RangeError(`uart bulk: ${n} is not a multiple of ${REP_CHUNK}`);
   const uart = new Uart16550({ name: 'uart-bulk' });
-  const m = await createVm({
+  const m = await createMachine({
     memory: '2 MiB',
     serial: 0,
     devices: [

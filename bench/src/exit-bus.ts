@@ -5,7 +5,7 @@
  *
  *   c-out, c-in            C baselines: OUT / IN loop, exit handled inline
  *   node-direct-out        Vcpu.run() on the main thread, no bus
- *   bus-posted-out         createVm machine: OUT posted through the exit ring to a sink device
+ *   bus-posted-out         createMachine: OUT posted through the exit ring to a sink device
  *   bus-in                 IN answered by the main-thread dispatcher (device read)
  *   worker-fast-in         IN answered in the vCPU worker from a device's shared fastState
  *   c-uart-bulk/uart-bulk  bulk output through COM1's THR: one exit per byte in C; kvmpool's
@@ -18,7 +18,7 @@
  * Per-exit cases report ns per exit, from windows of K exits (one window per round).
  * With --profile, probes of where the time goes follow (exit-bus-probes.ts).
  */
-import { Kvm, type Machine, type Vcpu, type Vm } from '@kvmpool/core';
+import { Kvm, type Machine, type Vcpu, type Vm } from '@kvmpool/core/internal';
 import { CProcess } from './c-process.js';
 import {
   buildC, summarize, runBenchmark, type BenchCase, type BenchOptions, type BenchReport, type Benchmark,

@@ -7,7 +7,7 @@
  * With --profile, a second pass times each step in both (same alternation) and prints the
  * medians side by side.
  */
-import { Kvm, describeExit, setupCpuMode } from '@kvmpool/core';
+import { Kvm, describeExit, setupCpuMode } from '@kvmpool/core/internal';
 import { CProcess, cBatchCase } from './c-process.js';
 import {
   buildC, formatNs, inProcessCase, runBenchmark, summarize, table, type BenchOptions, type BenchReport, type Benchmark,

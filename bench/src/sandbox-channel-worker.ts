@@ -7,7 +7,7 @@
  * workerData — SandboxVm.call('sum') on a VM made in this thread, as the pool worker does.
  */
 import { workerData } from 'node:worker_threads';
-import { SandboxVm, parseElf } from '@kvmpool/core';
+import { SandboxVm, parseElf } from '@kvmpool/core/internal';
 import { CHANNEL, type ChannelWorkerData } from './sandbox-channel.js';
 
 const data = workerData as ChannelWorkerData;

@@ -8,7 +8,7 @@
  *     vm.call (`micros`), so the round trip can be split into the worker's part and the rest.
  */
 import { workerData } from 'node:worker_threads';
-import { SandboxVm, parseElf } from '@kvmpool/core';
+import { SandboxVm, parseElf } from '@kvmpool/core/internal';
 
 interface ProbeTask {
   name: string;

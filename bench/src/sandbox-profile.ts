@@ -23,7 +23,7 @@ import {
   CALL_CONTROL, Kvm, KICK_SIGNAL, SandboxVm, abi, blockSignal, consumePending, currentTid, describeExit,
   guestCpuid, loadElf, parseElf, runMaskWithout, setVcpuMode, writeModeTables, type KvmFpu, type KvmRegs, type MemorySlot,
   type SandboxPool, type Vcpu, type Vm,
-} from '@kvmpool/core';
+} from '@kvmpool/core/internal';
 import type { CProcess } from './c-process.js';
 import { formatNs, summarize, table } from './harness.js';
 import { SabChannel } from './sandbox-channel.js';

@@ -22,7 +22,7 @@
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { SDK_DIR, SandboxPool, compileGuest } from '@kvmpool/core';
+import { SDK_DIR, SandboxPool, compileGuest } from '@kvmpool/core/internal';
 import { CProcess, cBatchCase } from './c-process.js';
 import {
   BENCH_DIR, BUILD_DIR, buildC, median, runBenchmark, summarize, writeResults, type BenchCase, type BenchOptions,

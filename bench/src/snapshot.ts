@@ -7,7 +7,7 @@
 import { rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Machine, createVm } from '@kvmpool/core';
+import { Machine, createMachine } from '@kvmpool/core/internal';
 import { runBenchmark, type BenchCase, type BenchOptions, type BenchReport, type Benchmark } from './harness.js';
 
 const MEMORY = 64 << 20;
@@ -35,7 +35,7 @@ export const snapshot: Benchmark = {
   description: 'snapshot and restore of a 64 MiB guest (a quarter of it data): time and file size',
   async run(options: BenchOptions): Promise<BenchReport> {
     const path = join(tmpdir(), `kvmpool-bench-${process.pid}.kvmsnap`);
-    const vm = await createVm({ memory: MEMORY });
+    const vm = await createMachine({ memory: MEMORY });
     try {
       vm.load(0x10000, SPIN);
       fillData(vm);

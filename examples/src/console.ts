@@ -3,11 +3,11 @@
  * Ctrl-D ends it (the guest writes the debug-exit port); Ctrl-C stops the VM from the host.
  *   node examples/dist/console.js
  */
-import { createVm } from '@kvmpool/core';
+import { createMachine } from '@kvmpool/core';
 import { GUEST_BASE, buildGuest } from './build-guest.js';
 import { releaseOnSignal } from './signals.js';
 
-await using vm = await createVm({ memory: '2 MiB' });
+await using vm = await createMachine({ memory: '2 MiB' });
 releaseOnSignal(vm);
 const serial = vm.serial(0);
 serial.pipe(process.stdout);

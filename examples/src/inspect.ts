@@ -5,7 +5,7 @@
  *   node examples/dist/inspect.js [--vcpus 4]
  */
 import { parseArgs } from 'node:util';
-import { createVm, type VcpuInspection } from '@kvmpool/core';
+import { createMachine, type VcpuInspection } from '@kvmpool/core';
 import { GUEST_BASE, buildGuest } from './build-guest.js';
 import { releaseOnSignal } from './signals.js';
 
@@ -41,7 +41,7 @@ function hexdump(base: bigint, bytes: Uint8Array, mark: bigint): string {
   return lines.join('\n');
 }
 
-await using vm = await createVm({ memory: '2 MiB', vcpus });
+await using vm = await createMachine({ memory: '2 MiB', vcpus });
 releaseOnSignal(vm);
 let output = '';
 vm.serial(0).on('data', (c: Buffer) => (output += c.toString('latin1')));
@@ -52,7 +52,7 @@ await vm.start({
   regs: (i) => ({ rdi: BigInt(i), rsi: BigInt(vcpus), rdx: 3_000_000_000n }),
 });
 await new Promise((r) => setTimeout(r, 150));
-await vm.pauseAll();
+await vm.pause();
 const snap = await vm.inspect();
 console.log(`${vcpus} vCPUs paused (${vm.vcpuStates().join(', ')}); memory slots: ${snap.slots.map((s) => `#${s.slot} 0x${s.guestAddress.toString(16)}+${s.size >> 20} MiB`).join(', ')}`);
 for (const v of snap.vcpus) {
@@ -61,7 +61,7 @@ for (const v of snap.vcpus) {
   const from = (v.regs.rip & ~0xfn) - 16n;
   console.log(hexdump(from, await vm.readVirtual(v.id, from, 48), v.regs.rip));
 }
-await vm.resumeAll();
+await vm.resume();
 console.log(`\nresumed; waiting for the guest to finish…`);
 const exit = await vm.waitForExit();
 console.log(`${exit.reason}: ${output.trim().split('\n').length} vCPUs reported`);

@@ -6,7 +6,7 @@
  *   node examples/dist/smp.js [--vcpus 4] [--n 100000000]
  */
 import { parseArgs } from 'node:util';
-import { createVm } from '@kvmpool/core';
+import { createMachine } from '@kvmpool/core';
 import { GUEST_BASE, buildGuest } from './build-guest.js';
 import { releaseOnSignal } from './signals.js';
 
@@ -19,7 +19,7 @@ const vcpus = Number(values.vcpus);
 const n = BigInt(values.n);
 if (!Number.isInteger(vcpus) || vcpus < 1) throw new RangeError(`--vcpus ${values.vcpus}: need a positive whole number`);
 
-await using vm = await createVm({ memory: '2 MiB', vcpus });
+await using vm = await createMachine({ memory: '2 MiB', vcpus });
 releaseOnSignal(vm);
 let output = '';
 vm.serial(0).on('data', (chunk: Buffer) => {

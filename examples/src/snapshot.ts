@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Machine, createVm } from '@kvmpool/core';
+import { Machine, createMachine } from '@kvmpool/core';
 import { GUEST_BASE, buildGuest } from './build-guest.js';
 
 const { values } = parseArgs({ options: { lines: { type: 'string', default: '300' } } });
@@ -16,7 +16,7 @@ const lines = BigInt(values.lines);
 const code = buildGuest('counter');
 
 async function run(stopAfterBytes?: number, path?: string): Promise<string> {
-  await using vm = await createVm({ memory: '2 MiB' });
+  await using vm = await createMachine({ memory: '2 MiB' });
   let out = '';
   vm.serial(0).on('data', (c: Buffer) => (out += c.toString('latin1')));
   vm.load(GUEST_BASE, code);

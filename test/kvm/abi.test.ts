@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { KVM_IOCTLS, abi } from '@kvmpool/core';
+import { KVM_IOCTLS, abi } from '@kvmpool/core/internal';
 import { buildC } from '../support/build-c.js';
 
 // The kernel's own answer: a C program compiled against the machine's <linux/kvm.h>.

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { DebugUnsupportedError, GdbStub, GuestDebugger, createVm, debugSupport } from '@kvmpool/core';
+import { DebugUnsupportedError, GdbStub, GuestDebugger, createMachine, debugSupport } from '@kvmpool/core';
 import { kvm } from '../support/guest.js';
 
 const support = debugSupport(kvm());
@@ -31,7 +31,7 @@ describe('guest debugging', () => {
   });
 
   it('breakpoints stop every vCPU at the address; a step executes exactly one instruction', async () => {
-    await using vm = await createVm({ memory: '2 MiB', vcpus: 2, mode: 'long' });
+    await using vm = await createMachine({ memory: '2 MiB', vcpus: 2, mode: 'long' });
     vm.load(CODE, LOOP);
     await vm.start({ entry: CODE, stack });
     await vm.pause();
@@ -55,7 +55,7 @@ describe('guest debugging', () => {
 
   it('what the host cannot do at CPL 3 is refused with a clear error and the guest runs on', async () => {
     const s = debugSupport(kvm());
-    await using vm = await createVm({ memory: '2 MiB', mode: 'user' });
+    await using vm = await createMachine({ memory: '2 MiB', mode: 'user' });
     vm.load(CODE, LOOP);
     await vm.start({ entry: CODE, stack });
     await vm.pause();
@@ -76,7 +76,7 @@ describe('guest debugging', () => {
   });
 
   it('real gdb attaches over the remote protocol: threads, registers, memory, breakpoint, continue, stepi, detach', async () => {
-    await using vm = await createVm({ memory: '2 MiB', vcpus: 2, mode: 'long' });
+    await using vm = await createMachine({ memory: '2 MiB', vcpus: 2, mode: 'long' });
     vm.load(CODE, LOOP);
     await vm.start({ entry: CODE, stack, regs: (i) => ({ rbx: BigInt(0x100 + i) }) });
     await using stub = await GdbStub.listen(vm);
@@ -107,7 +107,7 @@ describe('guest debugging', () => {
 
   // Only where the host cannot step CPL 3 code (kvm_pvm) is there a refusal to see.
   it.runIf(!support.cpl3.singleStep)('gdb stepping a CPL 3 guest on a host that cannot gets an error reply, not a dead guest', async () => {
-    await using vm = await createVm({ memory: '2 MiB', mode: 'user' });
+    await using vm = await createMachine({ memory: '2 MiB', mode: 'user' });
     vm.load(CODE, LOOP);
     await vm.start({ entry: CODE, stack });
     await using stub = await GdbStub.listen(vm);

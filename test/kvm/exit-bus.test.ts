@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { GuestCrashError, VcpuThreadError, createVm, type Machine } from '@kvmpool/core';
+import { GuestCrashError, VcpuThreadError, createMachine, type Machine } from '@kvmpool/core';
 import { bytesToValue, type Device } from '@kvmpool/devices';
 import { DATA_PORT, DONE_PORT, READ_FOREVER, READ_PORT, SPIN, postedWrites, readsEchoed } from '../support/machine-guests.js';
 
@@ -38,7 +38,7 @@ const doneDevice: Device = {
 };
 
 async function machine(vcpus: number, code: Uint8Array, extra: Device[] = []): Promise<Machine> {
-  const m = await createVm({
+  const m = await createMachine({
     memory: '2 MiB',
     vcpus,
     devices: [
@@ -149,7 +149,7 @@ describe('exit bus', () => {
   });
 
   it('the i8042 reset command (0xFE to port 0x64) emits reset and stops the VM', async () => {
-    await using m = await createVm({ memory: '2 MiB', i8042: true });
+    await using m = await createMachine({ memory: '2 MiB', i8042: true });
     // mov $0xfe, %al; out %al, $0x64; 1: jmp 1b
     m.load(CODE, Uint8Array.from([0xb0, 0xfe, 0xe6, 0x64, 0xeb, 0xfe]));
     let resets = 0;

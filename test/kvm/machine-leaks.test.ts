@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { createVm, drainVcpuThreads, vcpuThreads } from '@kvmpool/core';
+import { createMachine, drainVcpuThreads, vcpuThreads } from '@kvmpool/core/internal';
 import { SPIN } from '../support/machine-guests.js';
 
 const threads = (): number => readdirSync('/proc/self/task').length;
@@ -26,7 +26,7 @@ async function settle(): Promise<void> {
 }
 
 async function cycle(): Promise<void> {
-  await using vm = await createVm({ memory: GUEST_BYTES, vcpus: 2 });
+  await using vm = await createMachine({ memory: GUEST_BYTES, vcpus: 2 });
   vm.load(0x10000, SPIN);
   await vm.start({ entry: 0x10000n, stack: (i) => 0x80000n + BigInt(i) * 0x1000n });
   await vm.kick(1);

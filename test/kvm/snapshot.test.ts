@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Machine, SnapshotError, createVm } from '@kvmpool/core';
+import { Machine, SnapshotError, createMachine } from '@kvmpool/core';
 import { buildFlatGuest, exampleGuest } from '../support/build-c.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kvmpool-snap-'));
@@ -25,7 +25,7 @@ async function untilOutput(get: () => string, bytes: number): Promise<void> {
 }
 
 async function fullRun(): Promise<string> {
-  await using m = await createVm({ memory: '2 MiB' });
+  await using m = await createMachine({ memory: '2 MiB' });
   const out = collect(m);
   m.load(0x10000, guest());
   await m.start({ entry: 0x10000n, stack: 0x100000n, regs: () => ({ rdi: LINES }) });
@@ -40,7 +40,7 @@ describe('snapshots', () => {
     const expected = await fullRun();
     expect(expected.split('\n')).toHaveLength(Number(LINES) + 1);
 
-    await using m = await createVm({ memory: '2 MiB' });
+    await using m = await createMachine({ memory: '2 MiB' });
     const before = collect(m);
     m.load(0x10000, guest());
     await m.start({ entry: 0x10000n, stack: 0x100000n, regs: () => ({ rdi: LINES }) });

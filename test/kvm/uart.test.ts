@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createVm } from '@kvmpool/core';
+import { createMachine } from '@kvmpool/core';
 import { buildFlatGuest, exampleGuest } from '../support/build-c.js';
 import { imm32 } from '../support/guest.js';
 
@@ -19,7 +19,7 @@ async function until(cond: () => boolean, ms = 10_000): Promise<void> {
 
 describe('16550 UART end to end', () => {
   it('the console guest prints its banner, echoes input (more than a FIFO of it) and exits on Ctrl-D', async () => {
-    await using vm = await createVm({ memory: '2 MiB' });
+    await using vm = await createMachine({ memory: '2 MiB' });
     const serial = vm.serial(0);
     const out = collect(serial);
     vm.load(0x10000, buildFlatGuest(exampleGuest('console.S')));
@@ -40,7 +40,7 @@ describe('16550 UART end to end', () => {
   it('4 vCPUs share one UART under a guest spinlock: every line whole, the total right', async () => {
     const vcpus = 4;
     const n = 1_000_000n;
-    await using vm = await createVm({ memory: '2 MiB', vcpus });
+    await using vm = await createMachine({ memory: '2 MiB', vcpus });
     const out = collect(vm.serial(0));
     vm.load(0x10000, buildFlatGuest(exampleGuest('smp.S')));
     await vm.start({
@@ -80,7 +80,7 @@ describe('16550 UART end to end', () => {
       0x31, 0xc0, //                     xor  %eax, %eax
       0xee, //                           out  %al, (%dx)
     ]);
-    await using vm = await createVm({ memory: '2 MiB' });
+    await using vm = await createMachine({ memory: '2 MiB' });
     const chunks: Buffer[] = [];
     vm.serial(0).on('data', (c: Buffer) => chunks.push(c));
     vm.load(0x10000, guest);

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ElfError, GuestMemory, MemorySlot, loadElf, parseElf } from '@kvmpool/core';
+import { ElfError, GuestMemory, MemorySlot, loadElf, parseElf } from '@kvmpool/core/internal';
 import { buildSandboxGuest } from '../support/build-c.js';
 
 const good = new Uint8Array(readFileSync(buildSandboxGuest('sandbox-guest.c')));

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { abi, formatBytes, parseSize } from '@kvmpool/core';
+import { abi, formatBytes, parseSize } from '@kvmpool/core/internal';
 
 describe('struct codec', () => {
   it('round-trips nested structs, arrays and u64 as bigint', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CR0, CR4, EFER, GuestMemory, MemorySlot, walkPageTables, writeModeTables } from '@kvmpool/core';
+import { CR0, CR4, EFER, GuestMemory, MemorySlot, walkPageTables, writeModeTables } from '@kvmpool/core/internal';
 
 function memory(): GuestMemory {
   const m = new GuestMemory();

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   controlSetting, decodeVmxMsrs, formatCapsReport, jsonify, vmxMsrName, type CapsReport, type VmxControls,
-} from '@kvmpool/core';
+} from '@kvmpool/core/internal';
 
 const setting = (c: VmxControls | undefined, bit: number): string | undefined => c?.controls.find((x) => x.bit === bit)?.setting;
 const named = (c: VmxControls | undefined, name: string): string | undefined => c?.controls.find((x) => x.name === name)?.setting;

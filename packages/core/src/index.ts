@@ -1,60 +1,40 @@
+/**
+ * @kvmpool/core — the public API. Low level: `Kvm` → `Vm` → `Vcpu` (each owns its fd) and guest
+ * memory. A whole machine: `createMachine()` → `Machine` (vCPU threads, exit bus, devices).
+ * Sandboxes: `SandboxPool`. Snapshots, inspection and debugging hang off `Machine`.
+ * Everything else (thread protocol, signals, ring internals) is behind `@kvmpool/core/internal`.
+ */
 export { Kvm, KVM_API_VERSION, detectKvmModule, type KvmModule } from './kvm.js';
 export { Vm, type VmOptions, type MemorySlotOptions } from './vm.js';
-export { Vcpu, MP_STATE, GUEST_DEBUG, type MpState, type Translation } from './vcpu.js';
-export { GuestMemory, MemorySlot, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY } from './memory.js';
+export { Vcpu, MP_STATE, type MpState, type Translation } from './vcpu.js';
+export { GuestMemory, MemorySlot } from './memory.js';
+export { KVM_EXIT, describeExit, type IoExit, type MmioExit, type VcpuExit, type VcpuExitKind } from './exits.js';
 export {
-  KVM_EXIT, KVM_INTERNAL_ERROR, KVM_SYSTEM_EVENT, decodeExit, describeExit, type IoExit, type MmioExit, type VcpuExit,
-  type VcpuExitKind,
-} from './exits.js';
-export { KvmError, KvmUnsupportedError, ClosedError, GuestMemoryError } from './errors.js';
-export { setupCpuMode, setEntryPoint, writeModeTables, setVcpuMode, CPU_MODES, SYSTEM_AREA_SIZE, type CpuMode, type CpuModeOptions } from './cpu/modes.js';
-export { CR0, CR4, EFER, RFLAGS, PTE, SELECTOR } from './cpu/descriptors.js';
-export { guestCpuid, cpuidSignature, cpuidEntry, KVM_CPUID_SIGNATURE, KVM_SIGNATURE } from './cpu/cpuid.js';
-export { KVM_CAPS, type KvmCapName } from './caps/capability-table.js';
-export { KVM_IOCTLS, type IoctlName } from './ffi/ioctls.js';
-export type {
-  KvmRegs, KvmSregs, KvmSegment, KvmDtable, KvmFpu, KvmDebugregs, KvmLapicState, KvmVcpuEvents, KvmCpuidEntry,
-  KvmMsrEntry, KvmClockData, KvmXcrs, KvmGuestDebug,
-} from './ffi/kvm-abi.js';
-export { parseSize, formatBytes, hex, PAGE_SIZE, type Size } from './util/size.js';
-/** Struct layouts of KVM's ABI and their codecs (for tools and tests; most code needs none of it). */
-export * as abi from './ffi/abi-public.js';
+  ERROR_CODES, KvmpoolError, KvmError, KvmUnsupportedError, ClosedError, GuestMemoryError, GuestCrashError, VcpuThreadError,
+  VcpuStateError, SandboxTimeoutError, GuestError, GuestLimitError, HostFunctionError, SandboxWorkerError, ElfError,
+  SnapshotError, DebugUnsupportedError, AbortError, type KvmpoolErrorCode,
+} from './errors.js';
+export { setupCpuMode, setEntryPoint, CPU_MODES, type CpuMode, type CpuModeOptions } from './cpu/modes.js';
+export { guestCpuid, cpuidSignature } from './cpu/cpuid.js';
+export type { KvmRegs, KvmSregs, KvmSegment, KvmDtable, KvmFpu } from './ffi/kvm-abi.js';
+export { parseSize, formatBytes, type Size } from './util/size.js';
+export { buildCapsReport, formatCapsReport, type CapsReport } from './caps/report.js';
 export {
-  buildCapsReport, formatCapsReport, featureMsrName, jsonify, decodeVmxMsrs, decodeVmxBasic, decodeVmxControls, decodeVmxMisc,
-  controlSetting, vmxMsrName, VMX_MSR, VMX_MSR_FIRST, VMX_MSR_LAST, VMX_CONTROL_FIELDS, VMX_MEMORY_TYPES, EPT_VPID_CAP_BITS,
-  VMFUNC_BITS, CR0_BIT_NAMES, CR4_BIT_NAMES, type CapsReport, type CapsVmx, type Jsonified, type VmxMsrName,
-  type VmxControlField, type VmxControlSetting, type VmxControl, type VmxControls, type VmxBasic, type VmxMisc,
-  type VmxFixedBit, type VmxFixedBits, type VmxCapabilityBit, type VmxCapabilityBits, type VmxVmcsEnum, type VmxMsrs,
-} from './caps/report.js';
-export {
-  CONTROL, REQUEST, KICK_SIGNAL, VCPU_STATE, VCPU_STATE_NAME, type VcpuState, type VcpuThreadApi, type VcpuThreadInit,
-  type VcpuConfig, type RunEnd, type FastPathEntry,
-} from './machine/protocol.js';
-export { nodeEndpoint } from './machine/endpoint.js';
-export { ThreadTimer, blockSignal, consumePending, currentTid, runMaskWithout, signalThread } from './signals.js';
-export { Machine, createVm, type MachineOptions, type StartOptions, type MachineExit, type DeviceSpec } from './machine/machine.js';
+  Machine, createMachine, type MachineOptions, type StartOptions, type MachineExit, type DeviceSpec, type DebugStop,
+} from './machine/machine.js';
+export type { VcpuState, GuestDebugConfig } from './machine/protocol.js';
 export { COM_PORTS, DEFAULT_DEBUG_EXIT_PORT, DEFAULT_HALT_PORT, type StandardDeviceOptions } from './machine/standard-devices.js';
-export { VcpuHandle } from './machine/vcpu-handle.js';
-export { configureVcpuThreads, drainVcpuThreads, vcpuThreads, type VcpuThreadPoolOptions } from './machine/thread-pool.js';
-export { GuestCrashError, VcpuThreadError } from './errors.js';
-export { ElfError, loadElf, parseElf, type ElfImage, type ElfSegment } from './loader/elf.js';
+export { configureVcpuThreads, drainVcpuThreads, type VcpuThreadPoolOptions } from './machine/thread-pool.js';
+export type { Inspection, VcpuInspection } from './machine/inspect.js';
+export type { RestoreOptions, SnapshotInfo } from './machine/snapshot.js';
+export { SNAPSHOT_VERSION } from './snapshot/format.js';
+export { SDK_DIR, compileGuest, type CompileGuestOptions } from './sandbox/sdk.js';
 export {
-  SandboxVm, SandboxCancelledError, CALL_CONTROL, type SandboxVmOptions, type CallOptions, type CallResult,
-  type SyncHostFunction, type RemoteHostCall,
-} from './sandbox/sandbox-vm.js';
-export { SDK_DIR, GUEST_CFLAGS, compileGuest, type CompileGuestOptions } from './sandbox/sdk.js';
-export { SandboxTimeoutError, GuestError, HostFunctionError } from './errors.js';
-export { SandboxPool, type SandboxPoolOptions, type SandboxPoolStats, type AsyncHostFunction, type CallOptionsPublic } from './sandbox/pool.js';
-export { LatencyHistogram, type LatencySummary } from './sandbox/histogram.js';
-export { captureVcpuState, completePendingExit, restoreVcpuState, type VcpuSnapshot } from './vcpu-state.js';
-export { SnapshotError, SNAPSHOT_VERSION } from './snapshot/format.js';
-export { snapshotMachine, restoreMachine, type RestoreOptions, type SnapshotInfo } from './machine/snapshot.js';
-export { inspectMachine, readVirtual, writeVirtual, scanMemory, type Inspection, type VcpuInspection } from './machine/inspect.js';
-export { walkPageTables, type WalkResult } from './cpu/page-walk.js';
-export { guestDebugRegisters } from './debug/guest-debug.js';
-export type { GuestDebugConfig, VcpuThreadEvent } from './machine/protocol.js';
-export { debugSupport, DebugUnsupportedError, type DebugSupport, type DebugSupportLevel } from './debug/support.js';
+  SandboxPool, type SandboxPoolOptions, type SandboxPoolStats, type AsyncHostFunction, type CallOptionsPublic as SandboxCallOptions,
+} from './sandbox/pool.js';
+export type { SyncHostFunction } from './sandbox/sandbox-vm.js';
+export type { LatencySummary } from './sandbox/histogram.js';
+export { debugSupport, type DebugSupport, type DebugSupportLevel } from './debug/support.js';
 export { GuestDebugger, type StopEvent } from './debug/debugger.js';
-export type { DebugStop } from './machine/machine.js';
 export { GdbStub, type GdbStubOptions } from './debug/gdb-stub.js';
-export { CoalescedRing, KVM_COALESCED_MMIO_PAGE_OFFSET, type CoalescedWrite } from './coalesced-ring.js';
+export type { Bytes } from './util/bytes.js';

@@ -31,6 +31,7 @@ export interface DispatcherStats {
 
 export class DeviceAccessError extends Error {
   override readonly name = 'DeviceAccessError';
+  readonly code = 'ERR_KVMPOOL_DEVICE';
   readonly device: string;
   readonly vcpu: number;
   constructor(device: string, vcpu: number, access: string, cause: unknown) {

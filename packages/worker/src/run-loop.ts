@@ -6,7 +6,7 @@
 import {
   CONTROL, KICK_SIGNAL, REQUEST, consumePending, describeExit, type CoalescedRing, type IoExit, type MmioExit, type RunEnd,
   type Vcpu,
-} from '@kvmpool/core';
+} from '@kvmpool/core/internal';
 import { RECORD_KIND, RingProducer, type WaitCheck } from '@kvmpool/devices';
 
 export interface FastRegisterView {

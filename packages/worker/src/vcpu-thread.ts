@@ -13,7 +13,7 @@ import {
   setEntryPoint, setVcpuMode, type KvmRegs, type KvmSregs, type RunEnd, type Vcpu, type VcpuConfig, type VcpuState,
   type VcpuThreadApi, type VcpuThreadInit, type Vm, VCPU_STATE_NAME, captureVcpuState, restoreVcpuState,
   type VcpuSnapshot, type VcpuThreadEvent, type GuestDebugConfig, guestDebugRegisters,
-} from '@kvmpool/core';
+} from '@kvmpool/core/internal';
 import { RingProducer } from '@kvmpool/devices';
 import { RunLoop, type FastRegisterView } from './run-loop.js';
 

@@ -5,6 +5,7 @@
  * fails here (on kvm_pvm a CPL 3 single step shuts the guest down) is refused up front with a
  * clear error instead of being tried on a real guest.
  */
+import { DebugUnsupportedError } from '../errors.js';
 import type { Kvm } from '../kvm.js';
 import { guestCpuid } from '../cpu/cpuid.js';
 import { setEntryPoint, setupCpuMode } from '../cpu/modes.js';
@@ -81,13 +82,4 @@ export function debugSupport(kvm: Kvm): DebugSupport {
   return cached;
 }
 
-export class DebugUnsupportedError extends Error {
-  override readonly name = 'DebugUnsupportedError';
-  readonly feature: keyof DebugSupportLevel;
-  readonly cpl: 0 | 3;
-  constructor(feature: keyof DebugSupportLevel, cpl: 0 | 3, module: string) {
-    super(`${feature} at CPL ${cpl} does not work on this host (${module}); kvmpool refuses it rather than risk the guest`);
-    this.feature = feature;
-    this.cpl = cpl;
-  }
-}
+export { DebugUnsupportedError };

@@ -3,14 +3,10 @@
  * field that points into the file or into guest memory is checked, and each problem is named:
  * not an ELF file, not x86-64, segments outside guest memory or overlapping each other.
  */
+import { ElfError } from '../errors.js';
 import type { GuestMemory } from '../memory.js';
 
-export class ElfError extends Error {
-  override readonly name = 'ElfError';
-  constructor(source: string, message: string) {
-    super(`${source}: ${message}`);
-  }
-}
+export { ElfError };
 
 export interface ElfSegment {
   vaddr: bigint;

@@ -1,6 +1,6 @@
 /**
  * A running VM: guest memory, one worker thread per vCPU, the exit bus and its dispatcher,
- * and the devices. `createVm()` builds it; `close()` (or `await using`) releases everything.
+ * and the devices. `createMachine()` builds it; `close()` (or `await using`) releases everything.
  */
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
@@ -289,15 +289,6 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     await Promise.all(this.#vcpus.map((v) => v.resume()));
   }
 
-  /** `pause()`, by its snapshot/inspection name. */
-  pauseAll(): Promise<void> {
-    return this.pause();
-  }
-
-  resumeAll(): Promise<void> {
-    return this.resume();
-  }
-
   /** The devices on this machine's buses, standard ones first, in a stable order. */
   get devices(): readonly DeviceSpec[] {
     return this.#devices;
@@ -436,7 +427,11 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
   }
 }
 
-/** Creates and starts the threads of a VM: `await using vm = await createVm({ memory: '64 MiB', vcpus: 4 })`. */
-export function createVm(options: MachineOptions): Promise<Machine> {
+/**
+ * Builds a whole machine (a `Machine`: memory, vCPU threads, exit bus, devices):
+ * `await using m = await createMachine({ memory: '64 MiB', vcpus: 4 })`. Compare `kvm.createVm()`,
+ * which returns the bare `Vm` handle.
+ */
+export function createMachine(options: MachineOptions): Promise<Machine> {
   return Machine.create(options);
 }

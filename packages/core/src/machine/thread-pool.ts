@@ -15,7 +15,7 @@ function threadEntry(): URL {
   try {
     return new URL(import.meta.resolve('@kvmpool/worker/vcpu-thread'));
   } catch (e) {
-    throw new Error('createVm needs the @kvmpool/worker package (the vCPU thread); install it next to @kvmpool/core', { cause: e });
+    throw new Error('createMachine needs the @kvmpool/worker package (the vCPU thread); install it next to @kvmpool/core', { cause: e });
   }
 }
 

@@ -6,10 +6,9 @@
 import { workerData } from 'node:worker_threads';
 import { RECORD_KIND, RingProducer } from '@kvmpool/devices';
 import { parseElf } from '../loader/elf.js';
-import { HostFunctionError } from '../errors.js';
+import { HostFunctionError, encodeError, type EncodedError } from '../errors.js';
 import { CALL_CONTROL, SandboxVm, type SyncHostFunction } from './sandbox-vm.js';
 import { CALL_BUFFER_BYTES, CB, REMOTE_CALL_PORT, REMOTE_STATUS, type RemoteSlot } from './remote-call.js';
-import { encodeError, type EncodedError } from './wire-errors.js';
 import { CH, CHANNEL_META_BYTES, channelLayout } from './call-channel.js';
 
 export interface PoolWorkerData {

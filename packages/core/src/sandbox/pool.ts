@@ -17,9 +17,8 @@ import { parseSize, type Size } from '../util/size.js';
 import { CALL_CONTROL, asBytes, sandboxLayout } from './sandbox-vm.js';
 import type { PoolWorkerData, ServeTask } from './pool-worker.js';
 import { CH, CHANNEL_NAME_BYTES, channelLayout, type ChannelLayout } from './call-channel.js';
-import type { EncodedError } from './wire-errors.js';
 import { CALL_BUFFER_BYTES, CB, REMOTE_CALL_PORT, REMOTE_STATUS, type RemoteSlot } from './remote-call.js';
-import { decodeError } from './wire-errors.js';
+import { AbortError, decodeError, type EncodedError } from '../errors.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
 
 type Reply =
@@ -82,9 +81,7 @@ export interface SandboxPoolStats {
 }
 
 function abortError(fn: string, reason: unknown): Error {
-  const e = new Error(`sandbox call ${fn} was aborted${reason instanceof Error ? `: ${reason.message}` : ''}`);
-  Object.defineProperty(e, 'name', { value: 'AbortError' });
-  return e;
+  return new AbortError(`sandbox call ${fn} was aborted${reason instanceof Error ? `: ${reason.message}` : ''}`, reason);
 }
 
 export class SandboxPool implements AsyncDisposable {

@@ -7,7 +7,7 @@
  * Guest memory:  [system area 0x1000–0xafff][call area 0xc000][image from 1 MiB]…[stack]
  *                [input region][output region] (the last two at the top).
  */
-import { GuestCrashError, GuestError, HostFunctionError, SandboxTimeoutError } from '../errors.js';
+import { AbortError, GuestCrashError, GuestError, HostFunctionError, SandboxTimeoutError } from '../errors.js';
 import { describeExit } from '../exits.js';
 import { Kvm } from '../kvm.js';
 import { guestCpuid } from '../cpu/cpuid.js';
@@ -57,12 +57,6 @@ export interface CallResult {
 
 export const CALL_CONTROL = { CANCEL: 0, TID: 1, WORDS: 2 } as const;
 
-export class SandboxCancelledError extends Error {
-  override readonly name = 'AbortError';
-  constructor(fn: string) {
-    super(`sandbox call ${fn} was aborted`);
-  }
-}
 
 /** A host function's result as bytes: nothing, a string (UTF-8), or any view. */
 export function asBytes(v: Uint8Array | ArrayBufferView | string | void): Uint8Array {
@@ -218,7 +212,7 @@ export class SandboxVm {
   #runToReturn(name: string, deadline: number, timeoutMs: number, ctl: Int32Array | undefined): void {
     const vcpu = this.#vcpu;
     for (;;) {
-      if (ctl && Atomics.load(ctl, CALL_CONTROL.CANCEL) !== 0) throw new SandboxCancelledError(name);
+      if (ctl && Atomics.load(ctl, CALL_CONTROL.CANCEL) !== 0) throw new AbortError(`sandbox call ${name} was aborted`);
       const exit = vcpu.run();
       if (exit.kind === 'io' && exit.direction === 'out') {
         if (exit.port === PORT_RETURN) return;

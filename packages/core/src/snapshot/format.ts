@@ -9,6 +9,7 @@
  * decodes anything, so a bad file never yields a half-restored VM.
  */
 import { createHash } from 'node:crypto';
+import { SnapshotError } from '../errors.js';
 import { fromJson, toJson } from './json.js';
 
 export const SNAPSHOT_MAGIC = 'KVMPSNAP';
@@ -17,14 +18,7 @@ const HEADER = 24;
 const DIGEST = 32;
 const PAGE = 4096;
 
-export class SnapshotError extends Error {
-  override readonly name = 'SnapshotError';
-  readonly path: string;
-  constructor(path: string, message: string) {
-    super(`${path}: ${message}`);
-    this.path = path;
-  }
-}
+export { SnapshotError };
 
 export interface SnapshotPages {
   /** Page index within the slot → 4096 bytes. */

@@ -1,0 +1,56 @@
+/**
+ * @kvmpool/core/internal — for kvmpool's own packages (the vCPU thread), its tests and benchmarks.
+ * Not a stable API: the thread protocol, signals, codecs and building blocks live here.
+ */
+export * from './index.js';
+export { Kvm, KVM_API_VERSION, detectKvmModule, type KvmModule } from './kvm.js';
+export { Vm, type VmOptions, type MemorySlotOptions } from './vm.js';
+export { Vcpu, MP_STATE, GUEST_DEBUG, type MpState, type Translation } from './vcpu.js';
+export { GuestMemory, MemorySlot, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY } from './memory.js';
+export {
+  KVM_EXIT, KVM_INTERNAL_ERROR, KVM_SYSTEM_EVENT, decodeExit, describeExit, type IoExit, type MmioExit, type VcpuExit,
+  type VcpuExitKind,
+} from './exits.js';
+export { encodeError, decodeError, invalidArgument, outOfRange, describeValue, type EncodedError } from './errors.js';
+export { setupCpuMode, setEntryPoint, writeModeTables, setVcpuMode, CPU_MODES, SYSTEM_AREA_SIZE, type CpuMode, type CpuModeOptions } from './cpu/modes.js';
+export { CR0, CR4, EFER, RFLAGS, PTE, SELECTOR } from './cpu/descriptors.js';
+export { guestCpuid, cpuidSignature, cpuidEntry, KVM_CPUID_SIGNATURE, KVM_SIGNATURE } from './cpu/cpuid.js';
+export { KVM_CAPS, type KvmCapName } from './caps/capability-table.js';
+export { KVM_IOCTLS, type IoctlName } from './ffi/ioctls.js';
+export type {
+  KvmRegs, KvmSregs, KvmSegment, KvmDtable, KvmFpu, KvmDebugregs, KvmLapicState, KvmVcpuEvents, KvmCpuidEntry,
+  KvmMsrEntry, KvmClockData, KvmXcrs, KvmGuestDebug,
+} from './ffi/kvm-abi.js';
+export { parseSize, formatBytes, hex, PAGE_SIZE, type Size } from './util/size.js';
+/** Struct layouts of KVM's ABI and their codecs (for tools and tests; most code needs none of it). */
+export * as abi from './ffi/abi-public.js';
+export {
+  buildCapsReport, formatCapsReport, featureMsrName, jsonify, decodeVmxMsrs, decodeVmxBasic, decodeVmxControls, decodeVmxMisc,
+  controlSetting, vmxMsrName, VMX_MSR, VMX_MSR_FIRST, VMX_MSR_LAST, VMX_CONTROL_FIELDS, VMX_MEMORY_TYPES, EPT_VPID_CAP_BITS,
+  VMFUNC_BITS, CR0_BIT_NAMES, CR4_BIT_NAMES, type CapsReport, type CapsVmx, type Jsonified, type VmxMsrName,
+  type VmxControlField, type VmxControlSetting, type VmxControl, type VmxControls, type VmxBasic, type VmxMisc,
+  type VmxFixedBit, type VmxFixedBits, type VmxCapabilityBit, type VmxCapabilityBits, type VmxVmcsEnum, type VmxMsrs,
+} from './caps/report.js';
+export {
+  CONTROL, REQUEST, KICK_SIGNAL, VCPU_STATE, VCPU_STATE_NAME, type VcpuState, type VcpuThreadApi, type VcpuThreadInit,
+  type VcpuConfig, type RunEnd, type FastPathEntry,
+} from './machine/protocol.js';
+export { nodeEndpoint } from './machine/endpoint.js';
+export { ThreadTimer, blockSignal, consumePending, currentTid, runMaskWithout, signalThread } from './signals.js';
+export { COM_PORTS, DEFAULT_DEBUG_EXIT_PORT, DEFAULT_HALT_PORT, type StandardDeviceOptions } from './machine/standard-devices.js';
+export { VcpuHandle } from './machine/vcpu-handle.js';
+export { configureVcpuThreads, drainVcpuThreads, vcpuThreads, type VcpuThreadPoolOptions } from './machine/thread-pool.js';
+export { loadElf, parseElf, type ElfImage, type ElfSegment } from './loader/elf.js';
+export {
+  SandboxVm, CALL_CONTROL, type SandboxVmOptions, type CallOptions, type CallResult,
+  type SyncHostFunction, type RemoteHostCall,
+} from './sandbox/sandbox-vm.js';
+export { GUEST_CFLAGS } from './sandbox/sdk.js';
+export { LatencyHistogram, type LatencySummary } from './sandbox/histogram.js';
+export { captureVcpuState, completePendingExit, restoreVcpuState, type VcpuSnapshot } from './vcpu-state.js';
+export { snapshotMachine, restoreMachine, type RestoreOptions, type SnapshotInfo } from './machine/snapshot.js';
+export { inspectMachine, readVirtual, writeVirtual, scanMemory, type Inspection, type VcpuInspection } from './machine/inspect.js';
+export { walkPageTables, type WalkResult } from './cpu/page-walk.js';
+export { guestDebugRegisters } from './debug/guest-debug.js';
+export type { GuestDebugConfig, VcpuThreadEvent } from './machine/protocol.js';
+export { CoalescedRing, KVM_COALESCED_MMIO_PAGE_OFFSET, type CoalescedWrite } from './coalesced-ring.js';

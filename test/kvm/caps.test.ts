@@ -1,6 +1,6 @@
 /** `kvmpool caps`: the real CLI (packages/core/dist/cli.js) against this host's /dev/kvm. */
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import type { CapsReport } from '@kvmpool/core';
@@ -71,6 +71,16 @@ describe('kvmpool caps', () => {
     expect(unknown.stderr).toContain('usage: kvmpool');
     expect(kvmpool('caps', '--bogus').status).toBe(2);
     expect(kvmpool().status).toBe(2);
+  });
+
+  it('--version prints the package name and the version in its package.json', () => {
+    const pkg = JSON.parse(readFileSync(new URL('../../packages/core/package.json', import.meta.url), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) {
+      const r = kvmpool(flag);
+      expect(r.status).toBe(0);
+      expect(r.stdout).toBe(`@kvmpool/core ${pkg.version}\n`);
+    }
+    expect(kvmpool('--help').stdout).toContain('kvmpool --version');
   });
 
   it('a device that cannot be opened: the error and its hint, exit 1', () => {

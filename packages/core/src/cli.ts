@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 /** The `kvmpool` command. Each command is one entry in COMMANDS; `main` only parses and dispatches. */
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Kvm } from './kvm.js';
 import { buildCapsReport, formatCapsReport } from './caps/report.js';
@@ -51,11 +52,22 @@ const COMMANDS: Record<string, Command> = {
 function usage(): string {
   const width = Math.max(...Object.values(COMMANDS).map((c) => c.usage.length));
   const lines = Object.values(COMMANDS).map((c) => `  ${c.usage.padEnd(width)}  ${c.summary}`);
-  return `usage: kvmpool <command> [options]\n\ncommands:\n${lines.join('\n')}\n  kvmpool --help${' '.repeat(Math.max(0, width - 14))}  show this help\n`;
+  const pad = (u: string): string => u.padEnd(width);
+  return `usage: kvmpool <command> [options]\n\ncommands:\n${lines.join('\n')}\n  ${pad('kvmpool --help')}  show this help\n  ${pad('kvmpool --version')}  print the package version\n`;
+}
+
+/** This package's version, from its package.json (one level above dist/). */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { name: string; version: string };
+  return `${pkg.name} ${pkg.version}`;
 }
 
 function main(argv: readonly string[]): number {
   const [name, ...rest] = argv;
+  if (name === '--version' || name === '-V' || name === 'version') {
+    process.stdout.write(`${version()}\n`);
+    return 0;
+  }
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     (name === undefined ? process.stderr : process.stdout).write(usage());
     return name === undefined ? USAGE_ERROR : 0;

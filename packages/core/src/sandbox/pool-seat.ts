@@ -130,7 +130,7 @@ export class Seat {
       if (w.async) await w.value;
     }
     clearTimeout(this.#startTimer);
-    this.state = 'idle';
+    if (this.state === 'starting') this.state = 'idle';
     this.#worker.unref();
   }
 

@@ -194,6 +194,9 @@ try {
   Atomics.store(h, CH.WORKER_TID, 0);
 }
 if (vm) {
+  const owned = vm;
+  // process.exit() in a host function ends this thread without unwinding: close the VM then.
+  process.once('exit', () => owned.close());
   finish(WORKER_STATE.READY);
   try {
     serve(vm);

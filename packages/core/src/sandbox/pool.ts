@@ -357,10 +357,7 @@ export class SandboxPool implements AsyncDisposable {
     void seat.ready.then(
       () => {
         this.#ready.add(seat);
-        if (this.#closed) {
-          void seat.stop(STOP_GRACE_MS, false);
-          return;
-        }
+        if (seat.state !== 'idle') return; // stopped while it started
         this.#idle.push(seat);
         this.#pump();
       },

@@ -178,6 +178,11 @@ export class Seat {
     };
   }
 
+  /** Whether the worker has answered the last request (its reply may not be handled yet). */
+  answered(): boolean {
+    return Atomics.load(this.#h, CH.DONE) === this.#seq;
+  }
+
   /** Cancels the running call: the flag, then one kick (see the ordering above). */
   cancel(): void {
     Atomics.store(this.#h, CH.CANCEL, 1);

@@ -330,7 +330,7 @@ export class SandboxPool implements AsyncDisposable {
   }
 
   #watchdog(seat: Seat, job: Job): void {
-    if (this.#running.get(seat) !== job || job.state === 'settled') return;
+    if (this.#running.get(seat) !== job || job.state === 'settled' || seat.answered()) return;
     seat.cancel();
     this.#retire(seat);
     this.#settle(job, { error: Object.assign(new SandboxTimeoutError(job.fn, job.timeoutMs), { kind: 'watchdog' }) });

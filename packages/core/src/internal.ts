@@ -47,6 +47,7 @@ export {
 } from './sandbox/sandbox-vm.js';
 export { GUEST_CFLAGS } from './sandbox/sdk.js';
 export { LatencyHistogram, type LatencySummary } from './sandbox/histogram.js';
+export { encodeReply, decodeReply, boundedErrorJson, REPLY_ERROR_BYTES, type DecodedReply } from './sandbox/reply-codec.js';
 export { captureVcpuState, completePendingExit, restoreVcpuState, type VcpuSnapshot } from './vcpu-state.js';
 export { snapshotMachine, restoreMachine, type RestoreOptions, type SnapshotInfo } from './machine/snapshot.js';
 export { inspectMachine, readVirtual, writeVirtual, scanMemory, type Inspection, type VcpuInspection } from './machine/inspect.js';

@@ -1,43 +1,59 @@
 /**
- * The call channel between a SandboxPool and one of its workers: a SharedArrayBuffer holding
- * one request and its reply. Piscina starts the workers and runs one long-lived `serve` task
- * in each; calls then travel through the channel (a store and a futex wake each way) instead
- * of a message per call, which costs an order of magnitude less.
+ * The call channel between a SandboxPool and one of its worker threads: a SharedArrayBuffer
+ * holding one request and its reply, made fresh for every worker (a replaced worker's late
+ * writes land in a buffer nobody reads). Calls travel through it as a store and a futex wake
+ * each way instead of a message per call.
  *
- *   [ header: 16 Int32 words | name 256 B | meta (JSON: error, prints) 64 KiB | input | output ]
+ *   [ header: 32 Int32 words | name 256 B | reply 64 KiB (reply-codec.ts) | input | output ]
  *
- * Ordering: the main thread fills name, input and the header fields, then `Atomics.store`s
- * REQUEST; the worker `Atomics.load`s REQUEST before reading them. The worker fills output and
- * meta, then `Atomics.store`s DONE; the main thread reads them after loading DONE. Each side
- * touches the plain areas only between those two synchronising accesses.
+ * Ordering: the main thread fills name, input and the request words, then `Atomics.store`s
+ * REQUEST; the worker `Atomics.load`s REQUEST before reading them. The worker fills output,
+ * reply and the reply words, then `Atomics.store`s DONE; the main thread reads them after
+ * loading DONE. Each side touches the plain areas only between those two synchronising
+ * accesses. The worker's start follows the same rule with STATE in place of DONE.
+ *
+ * CANCEL and TID are the running call's control words (CALL_CONTROL of sandbox-vm.ts), see
+ * pool-seat.ts for the cancel protocol.
  */
 export const CH = {
   /** Sequence of the last request posted (main thread). */
   REQUEST: 0,
   /** Sequence of the last request finished (worker). */
   DONE: 1,
-  /** Non-zero: the worker's serve loop returns. */
+  /** Non-zero: the worker's serve loop returns after the call it runs. */
   STOP: 2,
   NAME_LEN: 3,
   INPUT_LEN: 4,
   TIMEOUT_MS: 5,
-  CONTROL_SLOT: 6,
+  /** The call's control words: cancel flag (main thread), running thread id (worker). */
+  CANCEL: 6,
+  TID: 7,
   /** 1 when the call succeeded. */
-  OK: 7,
-  OUTPUT_LEN: 8,
-  META_LEN: 9,
+  OK: 8,
+  OUTPUT_LEN: 9,
   RESET_PAGES: 10,
   MICROS: 11,
-  WORDS: 16,
+  /** The host-call slot this call may use (-1: none). */
+  REMOTE_SLOT: 12,
+  /** Set by the worker when it gave up waiting for a host call on REMOTE_SLOT. */
+  REMOTE_ABANDONED: 13,
+  /** The worker thread's id, published once KICK_SIGNAL is blocked in it (0 before). */
+  WORKER_TID: 14,
+  REPLY_LEN: 15,
+  /** The worker's start: WORKER_STATE. */
+  STATE: 16,
+  WORDS: 32,
 } as const;
+
+export const WORKER_STATE = { STARTING: 0, READY: 1, FAILED: 2 } as const;
 
 const HEADER = CH.WORDS * 4;
 const NAME_BYTES = 256;
-const META_BYTES = 64 * 1024;
+const REPLY_BYTES = 64 * 1024;
 
 export interface ChannelLayout {
   name: number;
-  meta: number;
+  reply: number;
   input: number;
   output: number;
   bytes: number;
@@ -45,11 +61,11 @@ export interface ChannelLayout {
 
 export function channelLayout(inputSize: number, outputSize: number): ChannelLayout {
   const name = HEADER;
-  const meta = name + NAME_BYTES;
-  const input = meta + META_BYTES;
+  const reply = name + NAME_BYTES;
+  const input = reply + REPLY_BYTES;
   const output = input + inputSize;
-  return { name, meta, input, output, bytes: output + outputSize };
+  return { name, reply, input, output, bytes: output + outputSize };
 }
 
 export const CHANNEL_NAME_BYTES = NAME_BYTES;
-export const CHANNEL_META_BYTES = META_BYTES;
+export const CHANNEL_REPLY_BYTES = REPLY_BYTES;

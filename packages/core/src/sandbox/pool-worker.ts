@@ -1,15 +1,20 @@
 /**
- * Piscina worker of a SandboxPool: holds one warm sandbox VM, made in this thread, and runs
- * calls on it. Results and errors travel back as plain data (piscina's structured clone would
- * drop the error classes).
+ * A SandboxPool worker thread (started by pool-seat.ts): blocks the kick signal, publishes its
+ * thread id, loads the host-function module, builds one warm sandbox VM in this thread, says
+ * READY (or FAILED, with the error) through its call channel, then serves calls on it until
+ * told to stop, and closes the VM. Replies are bounded binary records (reply-codec.ts).
  */
 import { workerData } from 'node:worker_threads';
 import { RECORD_KIND, RingProducer } from '@kvmpool/devices';
 import { parseElf } from '../loader/elf.js';
-import { HostFunctionError, encodeError, type EncodedError } from '../errors.js';
+import { AbortError, HostFunctionError, SandboxTimeoutError, SandboxWorkerError, decodeError } from '../errors.js';
+import { KICK_SIGNAL } from '../machine/protocol.js';
+import { blockSignal, currentTid } from '../signals.js';
+import { toBytesOrEmpty } from '../util/bytes.js';
 import { CALL_CONTROL, SandboxVm, type SyncHostFunction } from './sandbox-vm.js';
-import { CALL_BUFFER_BYTES, CB, REMOTE_CALL_PORT, REMOTE_STATUS, type RemoteSlot } from './remote-call.js';
-import { CH, CHANNEL_META_BYTES, channelLayout } from './call-channel.js';
+import { CALL_BUFFER_BYTES, CB, CB_GEN_WORD, REMOTE_CALL_PORT, REMOTE_STATUS, type RemoteSlot } from './remote-call.js';
+import { CH, CHANNEL_REPLY_BYTES, WORKER_STATE, channelLayout } from './call-channel.js';
+import { encodeReply, parseErrorJson } from './reply-codec.js';
 
 export interface PoolWorkerData {
   elf: Uint8Array;
@@ -17,72 +22,118 @@ export interface PoolWorkerData {
   memory: number;
   inputSize: number;
   outputSize: number;
+  initTimeoutMs: number;
   kvmPath?: string;
+  /** file: URL of the hostFunctions module, and the option as the user gave it (for messages). */
   hostModule?: string;
+  hostModuleName?: string;
   remoteNames: string[];
   slots: RemoteSlot[];
-  /** One word per slot: 0 free, 1 taken. */
-  claims: SharedArrayBuffer;
   doorbell: SharedArrayBuffer;
-  /** Per-call control words (CALL_CONTROL.WORDS each), indexed by a request's control slot. */
-  controls: SharedArrayBuffer;
-  /** One call channel per worker (see call-channel.ts). */
-  channels: SharedArrayBuffer[];
-}
-
-/** The one task each worker runs: serve calls on channel `channel` until told to stop. */
-export interface ServeTask {
-  channel: number;
+  /** This worker's call channel (call-channel.ts). */
+  channel: SharedArrayBuffer;
 }
 
 const data = workerData as PoolWorkerData;
+// Before anything can kick this thread: the kick signal stays blocked outside KVM_RUN (its
+// default action would end the process), and only then may the main thread know our tid.
+blockSignal(KICK_SIGNAL);
+const h = new Int32Array(data.channel, 0, CH.WORDS);
+Atomics.store(h, CH.WORKER_TID, currentTid());
+const bytes = new Uint8Array(data.channel);
+const at = channelLayout(data.inputSize, data.outputSize);
+const replyArea = bytes.subarray(at.reply, at.reply + CHANNEL_REPLY_BYTES);
+/** The control words of the running call (CALL_CONTROL layout). */
+const control = new Int32Array(data.channel, CH.CANCEL * 4, CALL_CONTROL.WORDS);
 
-function claimSlot(): number {
-  const claims = new Int32Array(data.claims);
-  for (let i = 0; i < claims.length; i++) if (Atomics.compareExchange(claims, i, 0, 1) === 0) return i;
-  return -1;
+/** The call being served: what the host-call wait must watch. */
+const current = { fn: '', deadline: Infinity, timeoutMs: 0 };
+
+async function loadHostFunctions(): Promise<Record<string, SyncHostFunction>> {
+  const fns: Record<string, SyncHostFunction> = {};
+  if (!data.hostModule) return fns;
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(data.hostModule)) as Record<string, unknown>;
+  } catch (e) {
+    throw new SandboxWorkerError(`hostFunctions: cannot load ${data.hostModuleName ?? data.hostModule}: ${e instanceof Error ? e.message : String(e)}`, e);
+  }
+  const table = (typeof mod.default === 'object' && mod.default !== null ? mod.default : mod) as Record<string, unknown>;
+  for (const [k, v] of Object.entries(table)) if (typeof v === 'function') fns[k] = v as SyncHostFunction;
+  return fns;
 }
 
-function remoteCaller(slotIndex: number): (name: string, arg: Uint8Array, cap: number) => Uint8Array {
-  const slot = data.slots[slotIndex];
-  if (!slot) {
-    return (name) => {
-      throw new HostFunctionError(name, 'no exit-bus slot is free for main-thread host calls in this worker');
-    };
-  }
-  const ring = new RingProducer(slot.ring, data.doorbell);
+/** Host calls to the main thread through slot CH.REMOTE_SLOT of the current request. */
+function remoteCall(name: string, arg: Uint8Array, cap: number): Uint8Array {
+  const index = Atomics.load(h, CH.REMOTE_SLOT);
+  const slot = data.slots[index];
+  if (!slot) throw new HostFunctionError(name, 'no host-call slot is free (abandoned host calls still hold them all)');
+  const ring = producerFor(index, slot);
   const buf = new Uint8Array(slot.callBuffer);
   const view = new DataView(slot.callBuffer);
+  const words = new Int32Array(slot.callBuffer, 0, CB.DATA / 4);
+  const nameBytes = new TextEncoder().encode(name);
+  if (CB.DATA + nameBytes.length + arg.length > CALL_BUFFER_BYTES) {
+    throw new HostFunctionError(name, `argument of ${arg.length} bytes does not fit the ${CALL_BUFFER_BYTES}-byte call buffer`);
+  }
+  view.setUint32(CB.NAME_LEN, nameBytes.length, true);
+  view.setUint32(CB.ARG_LEN, arg.length, true);
+  view.setUint32(CB.RESULT_CAP, Math.min(cap, CALL_BUFFER_BYTES - CB.DATA), true);
+  buf.set(nameBytes, CB.DATA);
+  buf.set(arg, CB.DATA + nameBytes.length);
   const status = new Uint8Array(4);
-  const enc = new TextEncoder();
-  return (name, arg, cap) => {
-    const nameBytes = enc.encode(name);
-    if (CB.DATA + nameBytes.length + arg.length > CALL_BUFFER_BYTES) {
-      throw new HostFunctionError(name, `argument of ${arg.length} bytes does not fit the ${CALL_BUFFER_BYTES}-byte call buffer`);
-    }
-    view.setUint32(CB.NAME_LEN, nameBytes.length, true);
-    view.setUint32(CB.ARG_LEN, arg.length, true);
-    view.setUint32(CB.RESULT_CAP, Math.min(cap, CALL_BUFFER_BYTES - CB.DATA), true);
-    buf.set(nameBytes, CB.DATA);
-    buf.set(arg, CB.DATA + nameBytes.length);
-    ring.request(RECORD_KIND.IO_IN, REMOTE_CALL_PORT, 4, status, () => 'go-on');
-    const st = new DataView(status.buffer).getInt32(0, true);
-    const len = view.getUint32(CB.OUT_LEN, true);
-    const out = buf.slice(CB.DATA, CB.DATA + len);
-    if (st >= 0) return out;
-    const text = new TextDecoder().decode(out);
-    if (st === REMOTE_STATUS.TOO_LARGE) throw new HostFunctionError(name, `returned more than the guest's buffer holds (${cap} bytes)`);
-    throw new HostFunctionError(name, text || 'failed on the main thread');
-  };
+  let stopped: 'cancel' | 'timeout' | undefined;
+  // The wait looks at the cancel flag and the deadline before each sleep (≤ 50 ms; the main
+  // thread also wakes it on cancel).
+  const answered = ring.request(RECORD_KIND.IO_IN, REMOTE_CALL_PORT, 4, status, () => {
+    if (Atomics.load(control, CALL_CONTROL.CANCEL) !== 0) stopped = 'cancel';
+    else if (performance.now() >= current.deadline) stopped = 'timeout';
+    return stopped ? 'stop' : 'go-on';
+  });
+  if (!answered) {
+    // Abandon: a late answer must see another generation, and the pool must not hand this
+    // slot out again until the main thread has settled the call.
+    Atomics.add(words, CB_GEN_WORD, 1);
+    Atomics.store(h, CH.REMOTE_ABANDONED, 1);
+    if (stopped === 'cancel') throw new AbortError(`sandbox call ${current.fn} was aborted while host function ${name} ran`);
+    throw Object.assign(new SandboxTimeoutError(current.fn, current.timeoutMs), { kind: 'host-call', hostFunction: name });
+  }
+  const st = new DataView(status.buffer).getInt32(0, true);
+  const len = Math.min(view.getUint32(CB.OUT_LEN, true), CALL_BUFFER_BYTES - CB.DATA);
+  const out = buf.slice(CB.DATA, CB.DATA + len);
+  if (st >= 0) return out;
+  const encoded = parseErrorJson(out);
+  const cause = encoded ? decodeError(encoded) : undefined;
+  if (cause instanceof HostFunctionError && cause.function === name) throw cause;
+  if (st === REMOTE_STATUS.UNKNOWN) throw new HostFunctionError(name, 'no such host function');
+  throw new HostFunctionError(name, cause?.message ?? 'failed on the main thread', cause);
+}
+
+const producers = new Map<number, RingProducer>();
+function producerFor(index: number, slot: RemoteSlot): RingProducer {
+  let p = producers.get(index);
+  if (!p) producers.set(index, (p = new RingProducer(slot.ring, data.doorbell)));
+  return p;
+}
+
+/**
+ * Sync host functions with results checked as async ones are: a number or an object is a
+ * TypeError (the VM makes it a HostFunctionError with that cause), never 0 bytes.
+ */
+function strict(fns: Record<string, SyncHostFunction>): Record<string, SyncHostFunction> {
+  const out: Record<string, SyncHostFunction> = {};
+  for (const [name, fn] of Object.entries(fns)) out[name] = (arg) => toBytesOrEmpty(fn(arg), `hostFunctions.${name} result`);
+  return out;
+}
+
+function finish(state: number, error?: unknown): void {
+  h[CH.REPLY_LEN] = encodeReply(replyArea, [], error);
+  Atomics.store(h, CH.STATE, state);
+  Atomics.notify(h, CH.STATE);
 }
 
 async function start(): Promise<SandboxVm> {
-  let hostFunctions: Record<string, SyncHostFunction> = {};
-  if (data.hostModule) {
-    const mod = (await import(data.hostModule)) as Record<string, unknown>;
-    const fns = (typeof mod.default === 'object' && mod.default !== null ? mod.default : mod) as Record<string, unknown>;
-    for (const [k, v] of Object.entries(fns)) if (typeof v === 'function') hostFunctions[k] = v as SyncHostFunction;
-  }
+  const hostFunctions = strict(await loadHostFunctions());
   return SandboxVm.create({
     image: parseElf(data.elf, data.source),
     memory: data.memory,
@@ -90,61 +141,68 @@ async function start(): Promise<SandboxVm> {
     outputSize: data.outputSize,
     hostFunctions,
     remoteNames: new Set(data.remoteNames),
-    remoteCall: remoteCaller(claimSlot()),
+    remoteCall,
+    initTimeoutMs: data.initTimeoutMs,
     ...(data.kvmPath ? { kvmPath: data.kvmPath } : {}),
   });
 }
 
-const ready = start();
-ready.catch(() => {}); // a start failure is reported through each call
-
-const enc = new TextEncoder();
-const dec = new TextDecoder();
-
-/** Serves calls on one channel: wait for a request, run it on the warm VM, write the reply. */
-export default async function serve(task: ServeTask): Promise<void> {
-  const buf = data.channels[task.channel];
-  if (!buf) throw new RangeError(`sandbox worker: no channel ${task.channel}`);
-  const h = new Int32Array(buf, 0, CH.WORDS);
-  const bytes = new Uint8Array(buf);
-  const at = channelLayout(data.inputSize, data.outputSize);
-  let vm: SandboxVm | undefined;
-  let startError: unknown;
-  try {
-    vm = await ready;
-  } catch (e) {
-    startError = e;
-  }
+/** Serves calls until STOP: wait for a request, run it on the warm VM, write the reply. */
+function serve(vm: SandboxVm): void {
+  const dec = new TextDecoder();
   let seen = Atomics.load(h, CH.DONE);
   for (;;) {
     // Wait for a request (or stop); never spin.
-    while (Atomics.load(h, CH.REQUEST) === seen && Atomics.load(h, CH.STOP) === 0) Atomics.wait(h, CH.REQUEST, seen, 1000);
-    if (Atomics.load(h, CH.STOP) !== 0) return;
+    while (Atomics.load(h, CH.REQUEST) === seen && Atomics.load(h, CH.STOP) === 0) Atomics.wait(h, CH.REQUEST, seen);
+    if (Atomics.load(h, CH.REQUEST) === seen) return; // stopped while idle
     const seq = Atomics.load(h, CH.REQUEST);
     const t0 = performance.now();
-    const name = dec.decode(bytes.subarray(at.name, at.name + Atomics.load(h, CH.NAME_LEN)));
-    const input = bytes.subarray(at.input, at.input + Atomics.load(h, CH.INPUT_LEN));
-    const control = new Int32Array(data.controls, Atomics.load(h, CH.CONTROL_SLOT) * CALL_CONTROL.WORDS * 4, CALL_CONTROL.WORDS);
-    let meta: { error?: EncodedError; prints: string[] };
+    const name = dec.decode(bytes.subarray(at.name, at.name + Math.min(h[CH.NAME_LEN]!, 256)));
+    const input = bytes.subarray(at.input, at.input + Math.min(h[CH.INPUT_LEN]!, data.inputSize));
+    const timeoutMs = h[CH.TIMEOUT_MS]!;
+    current.fn = name;
+    current.timeoutMs = timeoutMs;
+    current.deadline = timeoutMs > 0 ? t0 + timeoutMs : Infinity;
+    h[CH.REMOTE_ABANDONED] = 0;
+    let replyLen: number;
     try {
-      if (!vm) throw startError;
-      const r = vm.call(name, input, { timeoutMs: Atomics.load(h, CH.TIMEOUT_MS), control });
+      const r = vm.call(name, input, { timeoutMs, control });
       bytes.set(r.output, at.output);
       h[CH.OUTPUT_LEN] = r.output.length;
       h[CH.RESET_PAGES] = r.resetPages;
       h[CH.OK] = 1;
-      meta = { prints: r.prints };
+      replyLen = encodeReply(replyArea, r.prints, undefined, (r as { printsDropped?: number }).printsDropped ?? 0);
     } catch (e) {
       h[CH.OK] = 0;
       h[CH.OUTPUT_LEN] = 0;
-      meta = { error: encodeError(e), prints: [] };
+      replyLen = encodeReply(replyArea, [], e);
     }
-    const json = enc.encode(JSON.stringify(meta)).subarray(0, CHANNEL_META_BYTES);
-    bytes.set(json, at.meta);
-    h[CH.META_LEN] = json.length;
+    h[CH.REPLY_LEN] = replyLen;
     h[CH.MICROS] = Math.round((performance.now() - t0) * 1000);
     seen = seq;
     Atomics.store(h, CH.DONE, seq);
     Atomics.notify(h, CH.DONE);
+    if (Atomics.load(h, CH.STOP) !== 0) return;
+  }
+}
+
+let vm: SandboxVm | undefined;
+try {
+  vm = await start();
+} catch (e) {
+  finish(WORKER_STATE.FAILED, e);
+  Atomics.store(h, CH.WORKER_TID, 0);
+}
+if (vm) {
+  const owned = vm;
+  // process.exit() in a host function ends this thread without unwinding: close the VM then.
+  process.once('exit', () => owned.close());
+  finish(WORKER_STATE.READY);
+  try {
+    serve(vm);
+  } finally {
+    vm.close();
+    // Once this thread ends its id may be reused: nobody may kick it from here on.
+    Atomics.store(h, CH.WORKER_TID, 0);
   }
 }

@@ -1,67 +1,83 @@
 /**
- * SandboxPool: many short-lived, hardware-isolated calls in parallel. Each piscina worker keeps
- * one warm sandbox VM; every call runs on a pristine copy of the guest's initialised state.
+ * SandboxPool: many short-lived, hardware-isolated calls in parallel. Each worker thread (a
+ * seat, pool-seat.ts) keeps one warm sandbox VM; every call runs on a pristine copy of the
+ * guest's initialised state.
  *
  *   const pool = new SandboxPool({ guest: 'sha.elf', memory: '8 MiB', timeoutMs: 100 });
  *   const out = await pool.call('sha256', input, { signal });
  *   await pool.close();
+ *
+ * This file is the supervisor: the queue, the calls' lifecycles and their deadlines. Rules:
+ * - every call settles exactly once (#settle), with its output or a typed error;
+ * - a call with a time limit has a main-thread watchdog: if the worker has not answered by
+ *   the deadline plus WATCHDOG_GRACE_MS (a host function that blocks, say), the call fails
+ *   with SandboxTimeoutError and the seat is retired and replaced at once;
+ * - a seat whose thread dies fails its call with SandboxWorkerError and is replaced; one that
+ *   cannot start (bad hostFunctions module, no KVM, kvmpool_init past initTimeoutMs) fails the
+ *   pool: queued and later calls reject with that error, nothing restarts in a loop;
+ * - an aborted running call is cancelled by one flag and one kick; if its worker has not come
+ *   back after ABORT_GRACE_MS it is replaced.
  */
-import { readFileSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
-import { Piscina } from 'piscina';
-import { Bus, Dispatcher, createDoorbell, createRingBuffer, type Device } from '@kvmpool/devices';
-import { parseElf, type ElfImage } from '../loader/elf.js';
-import { KICK_SIGNAL } from '../machine/protocol.js';
-import { signalThread } from '../signals.js';
-import { parseSize, type Size } from '../util/size.js';
-import { CALL_CONTROL, asBytes, sandboxLayout } from './sandbox-vm.js';
-import type { PoolWorkerData, ServeTask } from './pool-worker.js';
-import { CH, CHANNEL_NAME_BYTES, channelLayout, type ChannelLayout } from './call-channel.js';
-import { CALL_BUFFER_BYTES, CB, REMOTE_CALL_PORT, REMOTE_STATUS, type RemoteSlot } from './remote-call.js';
-import { AbortError, decodeError, type EncodedError } from '../errors.js';
+import { AbortError, ClosedError, SandboxTimeoutError, SandboxWorkerError, decodeError, invalidArgument } from '../errors.js';
+import type { ElfImage } from '../loader/elf.js';
+import { toBytes, type Bytes } from '../util/bytes.js';
+import type { Size } from '../util/size.js';
+import { CHANNEL_NAME_BYTES } from './call-channel.js';
+import { HostCallSlots } from './host-call-device.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
+import { checkSignal, checkTimeout, resolvePoolOptions, type ResolvedPoolOptions } from './pool-options.js';
+import { Seat, type SeatReply } from './pool-seat.js';
+import type { PoolWorkerData } from './pool-worker.js';
 
-type Reply =
-  | { ok: true; output: Uint8Array; prints: string[]; resetPages: number }
-  | { ok: false; error: EncodedError; prints: string[]; ran: boolean };
-
-interface Job {
-  fn: string;
-  input: Uint8Array;
-  timeoutMs: number;
-  slot: number;
-  resolve: (r: Reply) => void;
-}
-
-/** Calls queued or running at once (each holds a slot of control words). */
-const MAX_IN_FLIGHT = 65_536;
+/** How long past its deadline a call may take before the main thread fails it. */
+export const WATCHDOG_GRACE_MS = 200;
+/** How long an aborted call's worker may take to come back before it is replaced. */
+const ABORT_GRACE_MS = 1000;
+/** How long a retired or stopping worker may take to end before it is terminated. */
+const RETIRE_GRACE_MS = 1000;
+const STOP_GRACE_MS = 2000;
+const FORCE_GRACE_MS = 200;
+/** Calls queued at once. */
+const MAX_QUEUED = 65_536;
 
 export type AsyncHostFunction = (arg: Uint8Array) => Promise<Uint8Array | ArrayBufferView | string | void> | Uint8Array | ArrayBufferView | string | void;
 
 export interface SandboxPoolOptions {
-  /** The guest: a path to a static x86-64 ELF built with the SDK, or its bytes. */
-  guest: string | Uint8Array;
-  /** Guest memory per VM. Default '8 MiB'. */
+  /** The guest: a static x86-64 ELF built with the SDK, as a path, a file: URL or its bytes. */
+  guest: string | URL | Uint8Array | ArrayBuffer;
+  /**
+   * Guest memory per VM (bytes or e.g. '8 MiB'; a multiple of 4 KiB, at most 4 GiB). Default
+   * '8 MiB'. It must hold the image (linked from 1 MiB), 64 KiB of stack, inputSize and outputSize.
+   */
   memory?: Size;
-  /** Input region size. Default '1 MiB'. */
+  /** Input region size (a multiple of 4 KiB). Default '1 MiB'. */
   inputSize?: Size;
-  /** Output region size. Default '1 MiB'. */
+  /** Output region size (a multiple of 4 KiB). Default '1 MiB'. */
   outputSize?: Size;
-  /** Worker threads (one warm VM each). Default os.availableParallelism(). */
+  /** Worker threads, one warm VM each (1–256). Default os.availableParallelism(). */
   threads?: number;
-  /** Per-call time limit in ms (0: none). Default 0. */
+  /**
+   * Per-call time limit in ms (a whole number up to 2^31-1; 0: none), covering guest code and
+   * host functions. Default 0.
+   */
   timeoutMs?: number;
-  /** A module whose exported functions are host functions run in the worker, synchronously. */
+  /**
+   * Time limit for the guest's kvmpool_init in each worker (ms, 0: none). Default 10 000. A
+   * worker that has not started within this plus 5 s fails the pool with SandboxWorkerError.
+   */
+  initTimeoutMs?: number;
+  /** A module (path or URL) whose exported functions are host functions run in the worker, synchronously. */
   hostFunctions?: string | URL;
   /** Host functions run on the main thread (they may be async); the vCPU waits for them. */
   asyncHostFunctions?: Record<string, AsyncHostFunction>;
-  /** Text the guest prints (kvmpool_print). */
+  /** Text the guest prints (kvmpool_print); each call's prints are bounded (~64 KiB), the rest counted in stats. */
   onPrint?: (text: string, fn: string) => void;
   kvmPath?: string;
 }
 
 export interface CallOptionsPublic {
   signal?: AbortSignal;
+  /** This call's time limit in ms (0: none); default the pool's timeoutMs. */
   timeoutMs?: number;
 }
 
@@ -74,298 +90,337 @@ export interface SandboxPoolStats {
   resetPages: number;
   crashes: number;
   timeouts: number;
+  /** guest: the guest ran past its limit; hostCall: a main-thread host call did; watchdog: the worker did not answer and was replaced. */
+  timeoutsByKind: { guest: number; hostCall: number; watchdog: number };
   aborted: number;
   hostFunctionErrors: number;
+  /** Worker threads started to replace one that died or wedged. */
+  workerReplacements: number;
+  /** Prints left out of replies, and their bytes (with the bytes cut from long prints). */
+  printsDropped: number;
+  printBytesDropped: number;
   /** Per-call latency on the main thread, from call() to result. */
   latency: LatencySummary;
 }
 
-function abortError(fn: string, reason: unknown): Error {
+interface Job {
+  fn: string;
+  input: Uint8Array;
+  timeoutMs: number;
+  signal: AbortSignal | undefined;
+  t0: number;
+  state: 'queued' | 'running' | 'settled';
+  promise: Promise<Uint8Array>;
+  resolve: (v: Uint8Array) => void;
+  reject: (e: unknown) => void;
+  onAbort: (() => void) | undefined;
+  watchdog: NodeJS.Timeout | undefined;
+}
+
+function abortError(fn: string, reason: unknown): AbortError {
   return new AbortError(`sandbox call ${fn} was aborted${reason instanceof Error ? `: ${reason.message}` : ''}`, reason);
 }
+
+const RUNTIME = new Set(['memcpy', 'memmove', 'memset', 'memcmp', 'strlen']);
 
 export class SandboxPool implements AsyncDisposable {
   readonly image: ElfImage;
   readonly threads: number;
-  readonly #piscina: Piscina<ServeTask, void>;
-  #channels: SharedArrayBuffer[] = [];
-  #layout!: ChannelLayout;
-  #inputSize = 0;
-  #idle: number[] = [];
+  readonly #opts: ResolvedPoolOptions;
+  readonly #data: Omit<PoolWorkerData, 'channel'>;
+  readonly #slots: HostCallSlots | undefined;
+  readonly #seats = new Set<Seat>();
+  readonly #idle: Seat[] = [];
+  /** What each busy seat runs. */
+  readonly #running = new Map<Seat, Job>();
+  /** Seats told to stop (their exit is expected). */
+  readonly #retired = new Set<Seat>();
+  readonly #ready = new WeakSet<Seat>();
   #queue: Job[] = [];
-  /** Per channel: settles with 'worker-ended' when its serve task ends. */
-  #serving: Promise<'worker-ended'>[] = [];
-  readonly #timeoutMs: number;
-  readonly #onPrint: SandboxPoolOptions['onPrint'];
-  readonly #dispatcher: Dispatcher | undefined;
-  readonly #running = new Set<Promise<Reply>>();
+  readonly #jobs = new Set<Job>();
   readonly #latency = new LatencyHistogram();
+  #nextSeat = 0;
   #closed = false;
-  /** Per-call control words (cancel flag, running thread), one slot per call in flight. */
-  #controls!: SharedArrayBuffer;
-  #freeControls: number[] = [];
-  readonly #stats = { calls: 0, completed: 0, failed: 0, resets: 0, resetPages: 0, crashes: 0, timeouts: 0, aborted: 0, hostFunctionErrors: 0 };
+  #closing: Promise<void> | undefined;
+  #startError: Error | undefined;
+  readonly #stats = {
+    calls: 0, completed: 0, failed: 0, resets: 0, resetPages: 0, crashes: 0, timeouts: 0, aborted: 0, hostFunctionErrors: 0, workerReplacements: 0,
+    printsDropped: 0, printBytesDropped: 0,
+  };
+  readonly #timeoutKinds = { guest: 0, hostCall: 0, watchdog: 0 };
 
-  /** Validates the guest (throws ElfError / RangeError at once) and starts the workers. */
+  /** Checks every option and the guest (throws TypeError / RangeError / ElfError at once) and starts the workers. */
   constructor(options: SandboxPoolOptions) {
-    const source = typeof options.guest === 'string' ? options.guest : 'guest image';
-    let elf: Uint8Array;
-    try {
-      elf = typeof options.guest === 'string' ? new Uint8Array(readFileSync(options.guest)) : options.guest;
-    } catch (e) {
-      throw new Error(`SandboxPool: cannot read guest ${source}: ${e instanceof Error ? e.message : String(e)}`);
-    }
-    this.image = parseElf(elf, source);
-    const memory = parseSize(options.memory ?? '8 MiB', 'memory');
-    const inputSize = parseSize(options.inputSize ?? '1 MiB', 'inputSize');
-    const outputSize = parseSize(options.outputSize ?? '1 MiB', 'outputSize');
-    sandboxLayout({ image: this.image, memory, inputSize, outputSize });
-    this.threads = options.threads ?? availableParallelism();
-    if (!Number.isInteger(this.threads) || this.threads < 1) throw new RangeError(`threads: ${this.threads} is not a positive whole number`);
-    this.#timeoutMs = options.timeoutMs ?? 0;
-    this.#onPrint = options.onPrint;
-
-    const remote = options.asyncHostFunctions ?? {};
-    const slots: RemoteSlot[] = [];
-    const doorbell = createDoorbell();
-    const remoteNames = Object.keys(remote);
-    if (remoteNames.length > 0) {
-      // Two slots per thread: a worker that piscina replaces takes a fresh one.
-      for (let i = 0; i < this.threads * 2; i++) slots.push({ ring: createRingBuffer(), callBuffer: new SharedArrayBuffer(CALL_BUFFER_BYTES) });
-      const pio = new Bus('pio');
-      pio.register(REMOTE_CALL_PORT, 1, hostCallDevice(slots, remote, () => this.#stats.hostFunctionErrors++));
-      this.#dispatcher = new Dispatcher(pio, new Bus('mmio'), doorbell);
-      slots.forEach((s, i) => this.#dispatcher?.addRing(i, s.ring, doorbell));
-      this.#dispatcher.start();
-    }
-    this.#controls = new SharedArrayBuffer(MAX_IN_FLIGHT * CALL_CONTROL.WORDS * 4);
-    this.#freeControls = Array.from({ length: MAX_IN_FLIGHT }, (_, i) => MAX_IN_FLIGHT - 1 - i);
-    this.#inputSize = inputSize;
-    this.#layout = channelLayout(inputSize, outputSize);
-    this.#channels = Array.from({ length: this.threads }, () => new SharedArrayBuffer(this.#layout.bytes));
-    const workerData: PoolWorkerData = {
-      elf,
-      source,
-      memory,
-      inputSize,
-      outputSize,
+    const o = resolvePoolOptions(options);
+    this.#opts = o;
+    this.image = o.image;
+    this.threads = o.threads;
+    const remoteNames = Object.keys(o.asyncHostFunctions);
+    // Two slots per thread and two spare: a slot an abandoned host call still holds is not reused.
+    this.#slots = remoteNames.length > 0 ? new HostCallSlots(o.threads * 2 + 2, o.asyncHostFunctions) : undefined;
+    this.#data = {
+      elf: o.elf,
+      source: o.source,
+      memory: o.memory,
+      inputSize: o.inputSize,
+      outputSize: o.outputSize,
+      initTimeoutMs: o.initTimeoutMs,
       remoteNames,
-      slots,
-      claims: new SharedArrayBuffer(4 * Math.max(slots.length, 1)),
-      doorbell,
-      controls: this.#controls,
-      channels: this.#channels,
-      ...(options.hostFunctions ? { hostModule: String(options.hostFunctions instanceof URL ? options.hostFunctions : new URL(options.hostFunctions, `file://${process.cwd()}/`)) } : {}),
-      ...(options.kvmPath ? { kvmPath: options.kvmPath } : {}),
+      slots: this.#slots?.slots ?? [],
+      doorbell: this.#slots?.doorbell ?? new SharedArrayBuffer(16),
+      ...(o.hostModule ? { hostModule: o.hostModule.url, hostModuleName: o.hostModule.name } : {}),
+      ...(o.kvmPath ? { kvmPath: o.kvmPath } : {}),
     };
-    // Piscina runs the threads; each gets one long-lived serve task on its own call channel.
-    this.#piscina = new Piscina<ServeTask, void>({
-      filename: new URL('./pool-worker.js', import.meta.url).href,
-      minThreads: this.threads,
-      maxThreads: this.threads,
-      idleTimeout: Infinity,
-      workerData,
-    });
-    this.#serving = this.#channels.map((_, i) =>
-      this.#piscina.run({ channel: i }).then(
-        () => 'worker-ended' as const,
-        () => 'worker-ended' as const,
-      ),
-    );
-    this.#idle = this.#channels.map((_, i) => i).reverse();
+    for (let i = 0; i < o.threads; i++) this.#spawn();
   }
 
   /** Exported guest functions. */
   get exports(): string[] {
-    return [...this.image.functions.keys()].filter((n) => !n.startsWith('_') && !n.startsWith('kvmpool_') && !['memcpy', 'memmove', 'memset', 'memcmp', 'strlen'].includes(n));
+    return [...this.image.functions.keys()].filter((n) => !n.startsWith('_') && !n.startsWith('kvmpool_') && !RUNTIME.has(n));
   }
 
   /**
-   * Runs exported function `fn` on a fresh sandbox with `input`; resolves with its output.
-   * Rejects with SandboxTimeoutError, GuestCrashError, GuestError, HostFunctionError or an
-   * AbortError; the pool stays usable after each.
+   * Runs exported function `fn` on a fresh sandbox with `input` (bytes, or a string as UTF-8);
+   * resolves with its output. Rejects with SandboxTimeoutError, GuestCrashError, GuestError,
+   * HostFunctionError, SandboxWorkerError, AbortError or ClosedError; the pool stays usable
+   * after each (but ClosedError).
    */
-  call(fn: string, input: Uint8Array, options: CallOptionsPublic = {}): Promise<Uint8Array> {
-    if (this.#closed) return Promise.reject(new Error('SandboxPool is closed'));
-    if (!this.image.functions.has(fn)) return Promise.reject(new RangeError(`the guest exports no function ${JSON.stringify(fn)} (exports: ${this.exports.join(', ')})`));
-    if (Buffer.byteLength(fn) > CHANNEL_NAME_BYTES) return Promise.reject(new RangeError(`function name ${JSON.stringify(fn)} is longer than ${CHANNEL_NAME_BYTES} bytes`));
-    if (input.length > this.#inputSize) {
-      return Promise.reject(new RangeError(`sandbox call ${fn}: input of ${input.length} bytes exceeds the ${this.#inputSize}-byte input region`));
+  call(fn: string, input: Bytes, options: CallOptionsPublic = {}): Promise<Uint8Array> {
+    let job: Job;
+    try {
+      job = this.#check(fn, input, options);
+    } catch (e) {
+      return Promise.reject(e);
     }
-    const signal = options.signal;
-    if (signal?.aborted) return Promise.reject(abortError(fn, signal.reason));
-    const slot = this.#freeControls.pop();
-    if (slot === undefined) return Promise.reject(new RangeError(`SandboxPool: more than ${MAX_IN_FLIGHT} calls in flight`));
     this.#stats.calls++;
-    const t0 = performance.now();
-    const ctl = new Int32Array(this.#controls, slot * CALL_CONTROL.WORDS * 4, CALL_CONTROL.WORDS);
-    ctl.fill(0);
-    const job: Job = { fn, input, timeoutMs: options.timeoutMs ?? this.#timeoutMs, slot, resolve: () => {} };
-    const task = new Promise<Reply>((resolve) => (job.resolve = resolve));
-    this.#queue.push(job);
-    this.#pump();
-    this.#running.add(task);
-    void task.finally(() => {
-      this.#running.delete(task);
-      this.#freeControls.push(slot);
-    });
-
-    const result = task.then((r) => {
-      this.#latency.add((performance.now() - t0) * 1000);
-      for (const text of r.prints) this.#onPrint?.(text, fn);
-      if (r.ok) {
-        this.#stats.completed++;
-        this.#stats.resets++;
-        this.#stats.resetPages += r.resetPages;
-        return r.output;
-      }
-      if (r.error.name !== 'AbortError' || r.ran) this.#stats.resets++;
-      this.#stats.failed++;
-      const error = decodeError(r.error);
-      if (error.name === 'SandboxTimeoutError') this.#stats.timeouts++;
-      else if (error.name === 'GuestCrashError') this.#stats.crashes++;
-      else if (error.name === 'HostFunctionError') this.#stats.hostFunctionErrors++;
-      else if (error.name === 'AbortError') throw abortError(fn, signal?.reason);
-      throw error;
-    });
-    if (!signal) return result;
-    return new Promise<Uint8Array>((resolve, reject) => {
-      const onAbort = (): void => {
-        this.#stats.aborted++;
-        // Queued: it leaves the queue. Running: kick its thread out of KVM_RUN until the call
-        // ends (it checks CANCEL at every exit).
-        Atomics.store(ctl, CALL_CONTROL.CANCEL, 1);
-        const queued = this.#queue.indexOf(job);
-        if (queued >= 0) {
-          this.#queue.splice(queued, 1);
-          job.resolve({ ok: false, error: { name: 'AbortError', message: 'aborted', fields: {} }, prints: [], ran: false });
-        } else {
-          void this.#kickUntilDone(ctl, task);
-        }
-        reject(abortError(fn, signal.reason));
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      result.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-    });
+    this.#jobs.add(job);
+    if (job.signal) {
+      const signal = job.signal;
+      job.onAbort = () => this.#abort(job, signal.reason);
+      signal.addEventListener('abort', job.onAbort, { once: true });
+    }
+    const seat = this.#takeIdle();
+    if (seat) this.#dispatch(seat, job);
+    else {
+      job.input = job.input.slice(); // the caller may reuse its buffer while the call waits
+      this.#queue.push(job);
+    }
+    return job.promise;
   }
 
-  /** Sends queued calls to idle workers. */
+  #check(fn: unknown, input: unknown, options: unknown): Job {
+    if (this.#closed) throw new ClosedError('SandboxPool');
+    if (typeof fn !== 'string') throw invalidArgument('fn', 'the name of an exported function', fn);
+    if (!this.image.functions.has(fn)) throw new RangeError(`the guest exports no function ${JSON.stringify(fn)} (exports: ${this.exports.join(', ')})`);
+    if (Buffer.byteLength(fn) > CHANNEL_NAME_BYTES) throw new RangeError(`function name ${JSON.stringify(fn)} is longer than ${CHANNEL_NAME_BYTES} bytes`);
+    const bytes = toBytes(input, 'input');
+    if (typeof options !== 'object' || options === null) throw invalidArgument('options', 'an object', options);
+    const o = options as Record<string, unknown>;
+    const signal = checkSignal(o.signal);
+    const timeoutMs = checkTimeout('timeoutMs', o.timeoutMs, this.#opts.timeoutMs);
+    if (bytes.length > this.#opts.inputSize) {
+      throw new RangeError(`sandbox call ${fn}: input of ${bytes.length} bytes exceeds the ${this.#opts.inputSize}-byte input region`);
+    }
+    if (signal?.aborted) throw abortError(fn, signal.reason);
+    if (this.#startError) throw this.#startError;
+    if (this.#queue.length >= MAX_QUEUED) throw new RangeError(`SandboxPool: more than ${MAX_QUEUED} calls queued`);
+    let resolve!: (v: Uint8Array) => void;
+    let reject!: (e: unknown) => void;
+    const promise = new Promise<Uint8Array>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    return { fn, input: bytes, timeoutMs, signal, t0: performance.now(), state: 'queued', promise, resolve, reject, onAbort: undefined, watchdog: undefined };
+  }
+
+  /** Settles a call once: its output, or an error (counted by kind). */
+  #settle(job: Job, result: { output: Uint8Array } | { error: unknown }): void {
+    if (job.state === 'settled') return;
+    job.state = 'settled';
+    clearTimeout(job.watchdog);
+    if (job.onAbort) job.signal?.removeEventListener('abort', job.onAbort);
+    this.#jobs.delete(job);
+    this.#latency.add((performance.now() - job.t0) * 1000);
+    if ('output' in result) {
+      this.#stats.completed++;
+      job.resolve(result.output);
+      return;
+    }
+    const e = result.error as { name?: unknown; kind?: unknown };
+    this.#stats.failed++;
+    if (e?.name === 'SandboxTimeoutError') {
+      this.#stats.timeouts++;
+      this.#timeoutKinds[e.kind === 'watchdog' ? 'watchdog' : e.kind === 'host-call' ? 'hostCall' : 'guest']++;
+    } else if (e?.name === 'GuestCrashError') this.#stats.crashes++;
+    else if (e?.name === 'HostFunctionError') this.#stats.hostFunctionErrors++;
+    job.reject(result.error);
+  }
+
+  #takeIdle(): Seat | undefined {
+    for (;;) {
+      const seat = this.#idle.pop();
+      if (!seat || seat.state === 'idle') return seat;
+    }
+  }
+
+  /** Sends queued calls to idle seats. */
   #pump(): void {
-    while (this.#idle.length > 0 && this.#queue.length > 0) {
-      const channel = this.#idle.pop()!;
-      const job = this.#queue.shift()!;
-      void this.#send(channel, job);
+    while (this.#queue.length > 0) {
+      const seat = this.#takeIdle();
+      if (!seat) return;
+      this.#dispatch(seat, this.#queue.shift()!);
     }
   }
 
-  /** One call through channel `ch`: fill the request, wake the worker, wait for its reply. */
-  async #send(ch: number, job: Job): Promise<void> {
-    const buf = this.#channels[ch]!;
-    const h = new Int32Array(buf, 0, CH.WORDS);
-    const bytes = new Uint8Array(buf);
-    const at = this.#layout;
-    const name = new TextEncoder().encode(job.fn);
-    bytes.set(name, at.name);
-    bytes.set(job.input, at.input);
-    h[CH.NAME_LEN] = name.length;
-    h[CH.INPUT_LEN] = job.input.length;
-    h[CH.TIMEOUT_MS] = job.timeoutMs;
-    h[CH.CONTROL_SLOT] = job.slot;
-    const seq = (Atomics.load(h, CH.REQUEST) + 1) | 0;
-    Atomics.store(h, CH.REQUEST, seq);
-    Atomics.notify(h, CH.REQUEST);
-    const ended = this.#serving[ch]!;
-    while (Atomics.load(h, CH.DONE) !== seq) {
-      const w = Atomics.waitAsync(h, CH.DONE, (seq - 1) | 0, 1000);
-      if (w.async && (await Promise.race([w.value, ended])) === 'worker-ended') {
-        job.resolve({ ok: false, error: { name: 'Error', message: 'the sandbox worker thread ended during the call', fields: {} }, prints: [], ran: true });
-        return; // this channel is gone: not put back
+  #dispatch(seat: Seat, job: Job): void {
+    job.state = 'running';
+    this.#running.set(seat, job);
+    if (this.#slots && seat.remoteSlot < 0) seat.remoteSlot = this.#slots.acquire(seat.id);
+    if (job.timeoutMs > 0) job.watchdog = setTimeout(() => this.#watchdog(seat, job), job.timeoutMs + WATCHDOG_GRACE_MS);
+    seat
+      .run({ fn: job.fn, input: job.input, timeoutMs: job.timeoutMs, remoteSlot: seat.remoteSlot })
+      .then((r) => this.#onReply(seat, job, r))
+      .catch((e: unknown) => this.#settle(job, { error: new SandboxWorkerError(`sandbox call ${job.fn}: the reply could not be handled`, e) }));
+  }
+
+  #onReply(seat: Seat, job: Job, r: SeatReply): void {
+    if (r.kind === 'gone') return; // the seat's exit fails the call
+    if (this.#running.get(seat) === job) this.#running.delete(seat);
+    if (r.remoteAbandoned && seat.remoteSlot >= 0) {
+      this.#slots?.release(seat.remoteSlot);
+      seat.remoteSlot = -1;
+    }
+    this.#stats.resets++;
+    this.#stats.printsDropped += r.printsDropped;
+    this.#stats.printBytesDropped += r.printBytesDropped;
+    if (job.state !== 'settled') {
+      if (r.ok) {
+        this.#stats.resetPages += r.resetPages;
+        try {
+          for (const text of r.prints) this.#opts.onPrint?.(text, job.fn);
+          this.#settle(job, { output: r.output });
+        } catch (e) {
+          this.#settle(job, { error: e }); // onPrint threw
+        }
+      } else {
+        const error = r.error ? decodeError(r.error) : new SandboxWorkerError(`sandbox call ${job.fn} failed without an error`);
+        this.#settle(job, { error: error.name === 'AbortError' ? abortError(job.fn, job.signal?.reason) : error });
       }
     }
-    const meta = JSON.parse(new TextDecoder().decode(bytes.subarray(at.meta, at.meta + h[CH.META_LEN]!))) as { error?: EncodedError; prints: string[] };
-    if (h[CH.OK] === 1) {
-      const output = bytes.slice(at.output, at.output + h[CH.OUTPUT_LEN]!);
-      job.resolve({ ok: true, output, prints: meta.prints, resetPages: h[CH.RESET_PAGES]! });
-    } else {
-      job.resolve({ ok: false, error: meta.error ?? { name: 'Error', message: 'sandbox call failed', fields: {} }, prints: meta.prints, ran: true });
-    }
-    this.#idle.push(ch);
+    if (seat.state === 'idle') this.#idle.push(seat);
     this.#pump();
   }
 
-  async #kickUntilDone(ctl: Int32Array, task: Promise<unknown>): Promise<void> {
-    let done = false;
-    void task.finally(() => (done = true)).catch(() => {});
-    while (!done) {
-      const tid = Atomics.load(ctl, CALL_CONTROL.TID);
-      if (tid !== 0) signalThread(tid, KICK_SIGNAL);
-      await new Promise((r) => setTimeout(r, 1));
+  #abort(job: Job, reason: unknown): void {
+    if (job.state === 'settled') return;
+    this.#stats.aborted++;
+    if (job.state === 'queued') {
+      this.#queue = this.#queue.filter((j) => j !== job);
+      this.#settle(job, { error: abortError(job.fn, reason) });
+      return;
     }
+    const seat = [...this.#running].find(([, j]) => j === job)?.[0];
+    this.#settle(job, { error: abortError(job.fn, reason) });
+    if (!seat) return;
+    seat.cancel();
+    if (seat.remoteSlot >= 0) this.#slots?.wake(seat.remoteSlot);
+    setTimeout(() => {
+      if (this.#running.get(seat) === job) this.#retire(seat);
+    }, ABORT_GRACE_MS).unref();
+  }
+
+  #watchdog(seat: Seat, job: Job): void {
+    if (this.#running.get(seat) !== job || job.state === 'settled' || seat.answered()) return;
+    seat.cancel();
+    this.#retire(seat);
+    this.#settle(job, { error: Object.assign(new SandboxTimeoutError(job.fn, job.timeoutMs), { kind: 'watchdog' }) });
+  }
+
+  /** Takes a wedged seat out of service (it ends when it can) and starts a replacement. */
+  #retire(seat: Seat): void {
+    if (this.#retired.has(seat)) return;
+    this.#retired.add(seat);
+    this.#running.delete(seat);
+    void seat.stop(RETIRE_GRACE_MS, true);
+    this.#replace();
+  }
+
+  #replace(): void {
+    if (this.#closed || this.#startError) return;
+    this.#stats.workerReplacements++;
+    this.#spawn();
+  }
+
+  #spawn(): void {
+    const seat = new Seat(this.#nextSeat++, this.#data, this.#opts.initTimeoutMs);
+    this.#seats.add(seat);
+    void seat.ready.then(
+      () => {
+        this.#ready.add(seat);
+        if (seat.state !== 'idle') return; // stopped while it started
+        this.#idle.push(seat);
+        this.#pump();
+      },
+      (e: unknown) => this.#startFailed(e),
+    );
+    void seat.exited.then((code) => this.#onExit(seat, code));
+  }
+
+  #startFailed(e: unknown): void {
+    if (this.#closed) return;
+    const error = e instanceof Error ? e : new SandboxWorkerError(String(e));
+    this.#startError ??= error;
+    const queued = this.#queue;
+    this.#queue = [];
+    for (const job of queued) this.#settle(job, { error: this.#startError });
+  }
+
+  #onExit(seat: Seat, code: number): void {
+    this.#seats.delete(seat);
+    if (seat.remoteSlot >= 0) this.#slots?.release(seat.remoteSlot);
+    seat.remoteSlot = -1;
+    const job = this.#running.get(seat);
+    this.#running.delete(seat);
+    if (job) this.#settle(job, { error: new SandboxWorkerError(`sandbox call ${job.fn}: the worker thread ended (exit code ${code}); the pool replaced it`) });
+    const expected = this.#retired.delete(seat) || this.#closed || !this.#ready.has(seat);
+    if (!expected) this.#replace();
   }
 
   stats(): SandboxPoolStats {
-    return { ...this.#stats, latency: this.#latency.summary() };
+    return { ...this.#stats, timeoutsByKind: { ...this.#timeoutKinds }, latency: this.#latency.summary() };
   }
 
-  /** Waits for running and queued calls, then ends every worker and VM. Idempotent. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  /**
+   * Refuses new calls, lets queued and running calls finish, then ends every worker and VM.
+   * `force: true` ends at once instead: queued and running calls fail with ClosedError.
+   * Idempotent.
+   */
+  close(options: { force?: boolean } = {}): Promise<void> {
+    if (options.force) return this.destroy();
     this.#closed = true;
-    await Promise.allSettled([...this.#running]);
-    for (const buf of this.#channels) {
-      const h = new Int32Array(buf, 0, CH.WORDS);
-      Atomics.store(h, CH.STOP, 1);
-      Atomics.notify(h, CH.REQUEST);
-    }
-    await Promise.allSettled(this.#serving);
-    await this.#piscina.close();
-    await this.#dispatcher?.stop();
+    this.#closing ??= (async () => {
+      await Promise.allSettled([...this.#jobs].map((j) => j.promise));
+      await this.#end(STOP_GRACE_MS, false);
+    })();
+    return this.#closing;
+  }
+
+  /** Ends the pool now: queued and running calls fail with ClosedError; every worker is cancelled and ended. */
+  async destroy(): Promise<void> {
+    this.#closed = true;
+    const error = new ClosedError('SandboxPool');
+    this.#queue = [];
+    for (const job of [...this.#jobs]) this.#settle(job, { error });
+    await this.#end(FORCE_GRACE_MS, true);
+    await this.#closing;
+  }
+
+  async #end(graceMs: number, cancel: boolean): Promise<void> {
+    await Promise.all([...this.#seats].map((s) => s.stop(graceMs, cancel)));
+    await this.#slots?.stop();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
-}
-
-/** The main-thread end of remote host calls: a device whose reads run the async function. */
-function hostCallDevice(slots: RemoteSlot[], fns: Record<string, AsyncHostFunction>, onError: () => void): Device {
-  const dec = new TextDecoder();
-  const enc = new TextEncoder();
-  return {
-    name: 'sandbox-host-call',
-    write: () => {},
-    read: async (_offset, status, source) => {
-      const slot = slots[source ?? -1];
-      const st = new DataView(status.buffer, status.byteOffset, 4);
-      if (!slot) {
-        st.setInt32(0, REMOTE_STATUS.UNKNOWN, true);
-        return;
-      }
-      const buf = new Uint8Array(slot.callBuffer);
-      const view = new DataView(slot.callBuffer);
-      const nameLen = view.getUint32(CB.NAME_LEN, true);
-      const argLen = view.getUint32(CB.ARG_LEN, true);
-      const cap = view.getUint32(CB.RESULT_CAP, true);
-      const name = dec.decode(buf.subarray(CB.DATA, CB.DATA + nameLen));
-      const arg = buf.slice(CB.DATA + nameLen, CB.DATA + nameLen + argLen);
-      const fn = fns[name];
-      const fail = (code: number, text: string): void => {
-        const t = enc.encode(text).subarray(0, CALL_BUFFER_BYTES - CB.DATA);
-        buf.set(t, CB.DATA);
-        view.setUint32(CB.OUT_LEN, t.length, true);
-        st.setInt32(0, code, true);
-      };
-      if (!fn) return fail(REMOTE_STATUS.UNKNOWN, 'no such host function');
-      try {
-        const out = asBytes(await fn(arg));
-        if (out.length > cap) return fail(REMOTE_STATUS.TOO_LARGE, `returned ${out.length} bytes`);
-        buf.set(out, CB.DATA);
-        view.setUint32(CB.OUT_LEN, out.length, true);
-        st.setInt32(0, out.length, true);
-      } catch (e) {
-        onError();
-        fail(REMOTE_STATUS.THREW, e instanceof Error ? e.message : String(e));
-      }
-    },
-  };
 }

@@ -1,0 +1,52 @@
+// Supervision: a worker that dies is replaced with its channel and serve loop, its call fails
+// with SandboxWorkerError, host-call slots are reused, and an idle pool lets the process end.
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { SandboxPool, SandboxWorkerError } from '@kvmpool/core';
+import { buildSandboxGuest } from '../support/build-c.js';
+
+const hostModule = new URL('../fixtures/pool-host-functions.mjs', import.meta.url);
+const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+const dec = (b: Uint8Array): string => new TextDecoder().decode(b);
+const guest = (): string => buildSandboxGuest('pool-guest.c');
+
+describe('SandboxPool supervision', () => {
+  it('a worker that dies fails its call with SandboxWorkerError and is replaced, again and again', async () => {
+    const pool = new SandboxPool({ guest: guest(), threads: 1, hostFunctions: hostModule });
+    try {
+      for (let i = 0; i < 3; i++) {
+        await expect(pool.call('call_host', enc('die\0x'))).rejects.toThrow(SandboxWorkerError);
+        expect(dec(await pool.call('call_host', enc(`upper\0round ${i}`)))).toBe(`ROUND ${i}`);
+      }
+      expect(pool.stats().workerReplacements).toBe(3);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('host-call slots of dead workers are released and reused', async () => {
+    // Two threads have four slots; six deaths would use them all up if none came back.
+    const pool = new SandboxPool({ guest: guest(), threads: 2, hostFunctions: hostModule, asyncHostFunctions: { twice: async (a) => `${dec(a)}${dec(a)}` } });
+    try {
+      for (let i = 0; i < 6; i++) {
+        await expect(pool.call('call_host', enc('die\0x'))).rejects.toThrow(SandboxWorkerError);
+        expect(dec(await pool.call('call_host', enc(`twice\0${i}`)))).toBe(`${i}${i}`);
+      }
+      const all = await Promise.all([0, 1, 2, 3].map((i) => pool.call('call_host', enc(`twice\0p${i}`))));
+      expect(all.map(dec)).toEqual(['p0p0', 'p1p1', 'p2p2', 'p3p3']);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('an idle pool that is never closed does not keep the process alive', async () => {
+    const child = fileURLToPath(new URL('../fixtures/pool-child.mjs', import.meta.url));
+    const result = await new Promise<{ code: number | null; stdout: string; killed: boolean }>((resolve) => {
+      const p = execFile(process.execPath, [child, guest(), 'idle'], { timeout: 20_000 }, (error, stdout) => {
+        resolve({ code: error ? (error.code as number | null) ?? null : 0, stdout, killed: p.killed });
+      });
+    });
+    expect(result).toEqual({ code: 0, stdout: 'ping\n', killed: false });
+  });
+});

@@ -133,7 +133,8 @@ export class SandboxPool implements AsyncDisposable {
       // Two slots per thread: a worker that piscina replaces takes a fresh one.
       for (let i = 0; i < this.threads * 2; i++) slots.push({ ring: createRingBuffer(), callBuffer: new SharedArrayBuffer(CALL_BUFFER_BYTES) });
       const pio = new Bus('pio');
-      pio.register(REMOTE_CALL_PORT, 1, hostCallDevice(slots, remote, () => this.#stats.hostFunctionErrors++));
+      // The sandbox thread reads a 4-byte status at the port: the range must hold all of it.
+      pio.register(REMOTE_CALL_PORT, 4, hostCallDevice(slots, remote, () => this.#stats.hostFunctionErrors++));
       this.#dispatcher = new Dispatcher(pio, new Bus('mmio'), doorbell);
       slots.forEach((s, i) => this.#dispatcher?.addRing(i, s.ring, doorbell));
       this.#dispatcher.start();

@@ -8,9 +8,11 @@
  *   2. `--vms N` cycles (default 10,000) of `createMachine` + run a guest to its debug exit +
  *      close, and as many of bare `Kvm.open()` → `createVm()` + memory + vCPU + one run → close.
  *
- * Each phase measures open fds, mappings and RSS after a warm-up and again at its end (after a
- * GC when run with --expose-gc, as `npm run soak` does); growth beyond the tolerances below is a
- * leak. The process exits 1 on any wrong result, unexpected error class, leak or pool-counter
+ * Each phase measures open fds, mappings, RSS and the live JS heap after a warm-up, half-way and
+ * at its end (after a GC when run with --expose-gc, as `npm run soak` does). Growth over the
+ * second half beyond the tolerances below is a leak: a leak grows with the work done, while
+ * what the first calls of each kind set up once (allocator arenas, worker heaps, V8's young
+ * generation) stops growing, and the warm-up runs every kind many times to get there. The process exits 1 on any wrong result, unexpected error class, leak or pool-counter
  * mismatch, and 3 if calls stop completing for a minute. A line of progress every
  * `--progress-ms` (default 5000), a summary table at the end.
  */
@@ -18,15 +20,15 @@ import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Kvm, SDK_DIR, SandboxPool, compileGuest, createMachine, setEntryPoint, setupCpuMode } from '@kvmpool/core';
-import { ASYNC_HOST_FUNCTIONS, CALL_KINDS, describeError, pickKind, type Outcome } from './soak-calls.js';
+import { ASYNC_HOST_FUNCTIONS, CALL_KINDS, describeError, pickKind, type CallKind, type Outcome } from './soak-calls.js';
 import { MiB, formatResources, leaks, settledResources, type Resources, type Tolerance } from './soak-resources.js';
 
 const BENCH_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Pool phase: the warm VMs, their threads and the V8 heap are in place before "before". */
-const POOL_TOLERANCE: Tolerance = { fds: 2, maps: 32, rss: 96 * MiB, heapUsed: 4 * MiB };
+const POOL_TOLERANCE: Tolerance = { fds: 2, maps: 32, rss: 96 * MiB, heapUsed: 2 * MiB };
 /** VM phase: every cycle releases all it took. */
-const VM_TOLERANCE: Tolerance = { fds: 2, maps: 32, rss: 48 * MiB, heapUsed: 4 * MiB };
+const VM_TOLERANCE: Tolerance = { fds: 2, maps: 32, rss: 48 * MiB, heapUsed: 2 * MiB };
 const STALL_MS = 60_000;
 
 interface Options {
@@ -95,13 +97,12 @@ const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 
 let completed = 0;
 
-/** Runs `count` calls over `lanes` concurrent lanes. */
-async function runCalls(pool: SandboxPool, count: number, o: Options, rnd: () => number): Promise<void> {
+/** Runs `count` calls over `lanes` concurrent lanes, of kinds `pick` chooses. */
+async function runCalls(pool: SandboxPool, count: number, o: Options, rnd: () => number, pick: (i: number) => CallKind = () => pickKind(rnd)): Promise<void> {
   let issued = 0;
   const lane = async (): Promise<void> => {
     while (issued < count) {
-      issued++;
-      const kind = pickKind(rnd);
+      const kind = pick(issued++);
       const t = tallies.get(kind.name)!;
       t.calls++;
       let outcome: Outcome;
@@ -194,17 +195,24 @@ async function main(): Promise<number> {
   }, o.progressMs);
   progress.unref();
 
-  const warm = Math.min(o.calls, Math.max(100, Math.floor(o.calls / 50)));
-  await runCalls(pool, warm, o, rnd);
-  const poolBefore = await settledResources();
-  rows.push(['pool before', poolBefore]);
+  // Warm-up: every kind WARM_EACH times, in turn, then mixed calls up to 2% of the run.
+  const WARM_EACH = 100;
+  const warmKinds = Math.min(o.calls, CALL_KINDS.length * WARM_EACH);
+  await runCalls(pool, warmKinds, o, rnd, (i) => CALL_KINDS[i % CALL_KINDS.length]!);
+  const warm = Math.min(o.calls, Math.max(warmKinds, Math.floor(o.calls / 50)));
+  await runCalls(pool, warm - warmKinds, o, rnd);
+  rows.push(['pool before', await settledResources()]);
   phaseStart = performance.now();
   phaseDone = completed;
-  await runCalls(pool, o.calls - warm, o, rnd);
+  const half = Math.floor((o.calls - warm) / 2);
+  await runCalls(pool, half, o, rnd);
+  const poolHalf = await settledResources();
+  rows.push(['pool half-way', poolHalf]);
+  await runCalls(pool, o.calls - warm - half, o, rnd);
   const callMs = performance.now() - phaseStart;
   const poolAfter = await settledResources();
   rows.push(['pool after', poolAfter]);
-  for (const l of leaks(poolBefore, poolAfter, POOL_TOLERANCE)) leaksFound.push(`sandbox calls: ${l}`);
+  for (const l of leaks(poolHalf, poolAfter, POOL_TOLERANCE)) leaksFound.push(`sandbox calls, second half: ${l}`);
   const stats = pool.stats();
   await pool.close();
   clearInterval(progress);
@@ -225,11 +233,16 @@ async function main(): Promise<number> {
       await machineCycle();
       bareCycle();
     }
-    const vmBefore = await settledResources();
-    rows.push(['vms before', vmBefore]);
+    rows.push(['vms before', await settledResources()]);
     const t0 = performance.now();
     let last = t0;
+    const halfVms = warmVms + Math.floor((o.vms - warmVms) / 2);
+    let vmHalf: Resources | undefined;
     for (let i = warmVms; i < o.vms; i++) {
+      if (i === halfVms) {
+        vmHalf = await settledResources();
+        rows.push(['vms half-way', vmHalf]);
+      }
       try {
         await machineCycle();
         bareCycle();
@@ -247,7 +260,7 @@ async function main(): Promise<number> {
     vmMs = performance.now() - t0;
     const vmAfter = await settledResources();
     rows.push(['vms after', vmAfter]);
-    for (const l of leaks(vmBefore, vmAfter, VM_TOLERANCE)) leaksFound.push(`vm cycles: ${l}`);
+    for (const l of leaks(vmHalf ?? vmAfter, vmAfter, VM_TOLERANCE)) leaksFound.push(`vm cycles, second half: ${l}`);
   }
 
   // ---- summary ----
@@ -269,7 +282,7 @@ async function main(): Promise<number> {
   console.log(`resources           fds    maps   rss MiB  heap MiB  heap reserved`);
   for (const [label, r] of rows) console.log(formatResources(label, r));
   const tol = (t: Tolerance): string => `fds +${t.fds}, maps +${t.maps} beyond V8 heap pages, rss +${t.rss / MiB} MiB, live heap +${t.heapUsed / MiB} MiB`;
-  console.log(`tolerance: pool phase ${tol(POOL_TOLERANCE)}; vm phase ${tol(VM_TOLERANCE)}`);
+  console.log(`leak check: growth from half-way to the end of each phase; tolerance: pool phase ${tol(POOL_TOLERANCE)}; vm phase ${tol(VM_TOLERANCE)}`);
   console.log(`duration: ${seconds(performance.now() - started)}`);
   const failures = [
     ...(wrong ? [`${wrong} wrong results`] : []),

@@ -43,7 +43,7 @@ async function machine(vcpus: number, code: Uint8Array, extra: Device[] = []): P
     vcpus,
     devices: [
       { device: doneDevice, pio: { base: DONE_PORT, length: 1 }, stopsVcpu: true },
-      ...extra.map((device, i) => ({ device, pio: { base: i === 0 ? DATA_PORT : READ_PORT, length: 1 } })),
+      ...extra.map((device, i) => ({ device, pio: { base: i === 0 ? DATA_PORT : READ_PORT, length: 4 } })),
     ],
   });
   m.load(CODE, code);

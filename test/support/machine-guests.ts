@@ -1,13 +1,14 @@
 /** Guest programs (user mode, CPL 3) for exit-bus tests, as bytes with their assembly. */
 import { imm32 } from './guest.js';
 
+/** DATA_PORT and READ_PORT take 32-bit accesses: a device there spans 4 ports (the bus routes an access only to a device that holds all of it). */
 export const DATA_PORT = 0x3f0;
 /** An OUT here stops the vCPU that made it (registered with `stopsVcpu`). */
-export const DONE_PORT = 0x3f1;
-export const READ_PORT = 0x3f2;
+export const DONE_PORT = 0x3ef;
+export const READ_PORT = 0x3f4;
 
 const done = [
-  0x66, 0xba, 0xf1, 0x03, //   mov  $DONE_PORT, %dx
+  0x66, 0xba, 0xef, 0x03, //   mov  $DONE_PORT, %dx
   0xee, //                     out  %al, (%dx)
 ];
 
@@ -32,7 +33,7 @@ export function readsEchoed(n: number): Uint8Array {
     0x89, 0xfb, //               mov  %edi, %ebx
     0xc1, 0xe3, 0x18, //         shl  $24, %ebx
     0xb9, ...imm32(n), //        mov  $n, %ecx
-    0x66, 0xba, 0xf2, 0x03, //1: mov  $READ_PORT, %dx
+    0x66, 0xba, 0xf4, 0x03, //1: mov  $READ_PORT, %dx
     0xed, //                     in   (%dx), %eax
     0x09, 0xd8, //               or   %ebx, %eax
     0x66, 0xba, 0xf0, 0x03, //   mov  $DATA_PORT, %dx
@@ -51,7 +52,7 @@ export const SPIN = Uint8Array.from([
 
 /** Reads READ_PORT forever. */
 export const READ_FOREVER = Uint8Array.from([
-  0x66, 0xba, 0xf2, 0x03, //   mov  $READ_PORT, %dx
+  0x66, 0xba, 0xf4, 0x03, //   mov  $READ_PORT, %dx
   0xed, //               1:    in   (%dx), %eax
   0xeb, 0xfd, //               jmp  1b
 ]);

@@ -2,10 +2,10 @@
  * Prints one plain closing line, `kvmpool: N passed, N failed, N skipped`, after vitest's own
  * summary, so that CI logs carry a runner-independent count.
  */
-import type { Reporter, TestModule } from 'vitest/node';
+import type { Reporter, SerializedError, TestModule } from 'vitest/node';
 
 export default class SummaryReporter implements Reporter {
-  onTestRunEnd(modules: ReadonlyArray<TestModule>): void {
+  onTestRunEnd(modules: ReadonlyArray<TestModule>, unhandledErrors: ReadonlyArray<SerializedError> = []): void {
     let passed = 0;
     let failed = 0;
     let skipped = 0;
@@ -17,6 +17,7 @@ export default class SummaryReporter implements Reporter {
         else skipped++;
       }
     }
-    process.stdout.write(`\nkvmpool: ${passed} passed, ${failed} failed, ${skipped} skipped\n`);
+    const errors = unhandledErrors.length > 0 ? `, ${unhandledErrors.length} unhandled errors (the run fails)` : '';
+    process.stdout.write(`\nkvmpool: ${passed} passed, ${failed} failed, ${skipped} skipped${errors}\n`);
   }
 }

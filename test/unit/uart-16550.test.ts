@@ -300,3 +300,105 @@ describe('Uart16550 stream', () => {
     expect(t).not.toBe(s);
   });
 });
+
+describe('Uart16550 bounded transmit buffer', () => {
+  const fast = (u: Uart16550): number => Atomics.load(u.fastState, 0);
+  const THRE_TEMT = UART_LSR.THRE | UART_LSR.TEMT;
+
+  it('holds at most txLimit bytes for a reader that never reads, and counts the bytes it drops', async () => {
+    const u = new Uart16550({ txLimit: 1000, txHighWater: 500 });
+    const s = u.stream();
+    for (let burst = 0; burst < 50; burst++) {
+      for (let i = 0; i < 100; i++) wr(u, R.THR, (burst * 100 + i) & 0xff);
+      await tick();
+    }
+    expect(s.readableLength).toBe(1000);
+    expect(u.stats()).toEqual({ txBytes: 1000, txDropped: 4000, txBuffered: 1000, txLimit: 1000, txHighWater: 500 });
+    expect(s.stats()).toEqual(u.stats());
+    const got = s.read() as Buffer;
+    expect([...got]).toEqual(Array.from({ length: 1000 }, (_, i) => i & 0xff)); // the first 1000, in order
+  });
+
+  it('bounds an unread stream at 1 MiB by default', async () => {
+    const u = new Uart16550();
+    const s = u.stream();
+    const total = 1_100_000;
+    for (let i = 0; i < total; i++) {
+      wr(u, R.THR, 0x2e);
+      if (i % 65536 === 0) await tick();
+    }
+    await tick();
+    expect(s.readableLength).toBe(1 << 20);
+    expect(u.stats().txDropped).toBe(total - (1 << 20));
+  });
+
+  it('clears THRE and TEMT at the high-water mark, in LSR and the fast-path state, until the reader takes bytes', async () => {
+    const irq = recorder();
+    const u = new Uart16550({ irq, txLimit: 400, txHighWater: 100 });
+    const s = u.stream();
+    wr(u, R.MCR, UART_MCR.OUT2);
+    wr(u, R.IER, UART_IER.ETBEI);
+    expect(rd(u, R.IIR)).toBe(0x02);
+    for (let i = 0; i < 99; i++) wr(u, R.THR, i);
+    expect(rd(u, R.LSR) & THRE_TEMT).toBe(THRE_TEMT);
+    wr(u, R.THR, 99); // the 100th byte reaches the mark
+    expect(rd(u, R.LSR) & THRE_TEMT).toBe(0);
+    expect(fast(u) & THRE_TEMT).toBe(0);
+    expect(rd(u, R.IIR)).toBe(0x01); // THR not empty: no THRE interrupt
+    expect(irq.levels.at(-1)).toBe(false);
+    await tick();
+    expect(rd(u, R.LSR) & THRE_TEMT).toBe(0); // still full once pushed into the stream
+    expect(fast(u) & THRE_TEMT).toBe(0);
+    expect((s.read(60) as Buffer).length).toBe(60);
+    await tick();
+    expect(rd(u, R.LSR) & THRE_TEMT).toBe(THRE_TEMT);
+    expect(fast(u)).toBe(rd(u, R.LSR));
+    expect(irq.levels.at(-1)).toBe(true); // THR empty again: the interrupt is raised
+    expect(rd(u, R.IIR)).toBe(0x02);
+    expect(u.stats().txDropped).toBe(0);
+  });
+
+  it('slows a guest that polls LSR to the reader, losing nothing', async () => {
+    const u = new Uart16550({ txLimit: 64, txHighWater: 32 });
+    const s = u.stream();
+    const got: number[] = [];
+    const n = 5000;
+    let sent = 0;
+    let waits = 0;
+    while (sent < n) {
+      if (rd(u, R.LSR) & UART_LSR.THRE) {
+        wr(u, R.THR, sent++ & 0xff);
+        continue;
+      }
+      waits++;
+      await tick(); // the guest spins on LSR; the host reader takes a few bytes meanwhile
+      const chunk = s.read(7) as Buffer | null;
+      if (chunk) got.push(...chunk);
+      await tick();
+    }
+    await tick();
+    for (let c = s.read() as Buffer | null; c; c = s.read() as Buffer | null) got.push(...c);
+    expect(got).toEqual(Array.from({ length: n }, (_, i) => i & 0xff));
+    expect(waits).toBeGreaterThan(n / 32); // the guest saw THRE clear, again and again
+    expect(u.stats()).toMatchObject({ txBytes: n, txDropped: 0 });
+  });
+
+  it('gives THRE back when the stream is destroyed', async () => {
+    const u = new Uart16550({ txLimit: 20, txHighWater: 10 });
+    const s = u.stream();
+    for (let i = 0; i < 10; i++) wr(u, R.THR, i);
+    await tick();
+    expect(rd(u, R.LSR) & THRE_TEMT).toBe(0);
+    s.destroy();
+    await tick();
+    expect(rd(u, R.LSR) & THRE_TEMT).toBe(THRE_TEMT);
+    expect(fast(u) & THRE_TEMT).toBe(THRE_TEMT);
+  });
+
+  it('refuses bounds that are not positive integers, or a high-water mark above the limit', () => {
+    expect(() => new Uart16550({ txLimit: 0 })).toThrow(/txLimit must be a positive integer/);
+    expect(() => new Uart16550({ txLimit: 1.5 })).toThrow(RangeError);
+    expect(() => new Uart16550({ txLimit: 10, txHighWater: 11 })).toThrow(/txHighWater must be an integer from 1 to txLimit \(10\)/);
+    expect(new Uart16550({ txLimit: 10 }).stats().txHighWater).toBe(10);
+  });
+});

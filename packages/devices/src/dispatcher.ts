@@ -133,15 +133,16 @@ export class Dispatcher {
       r.data.fill(0xff);
       this.onDeviceError(new DeviceAccessError(bus.find(r.address)?.device.name ?? '?', vcpu, access(), e));
     };
-    let later: Promise<void> | undefined;
+    // Items a device answers later (a string read may have several, settling in any order).
+    let later: Promise<void>[] | undefined;
     try {
       // String I/O: `len / size` items to the same port, in order.
-      const step = bus === this.pio ? r.size : r.data.length;
+      const step = bus === this.pio && r.size > 0 ? r.size : r.data.length;
       for (let at = 0; at < r.data.length; at += step) {
         const item = r.data.subarray(at, at + step);
         const done = isRead ? bus.read(r.address, item, vcpu) : bus.write(r.address, item, vcpu);
         if (done === false) this.stats.unmapped++;
-        else if (done !== true) later = done;
+        else if (done !== true) (later ??= []).push(done);
       }
     } catch (e) {
       failed(e);
@@ -152,12 +153,20 @@ export class Dispatcher {
     }
     this.stats.reads++;
     if (later) {
-      // The vCPU waits for this one reply; its ring holds nothing behind the read.
+      // The vCPU waits for this one reply; its ring holds nothing behind the read. The reply
+      // goes out once every item has settled — never earlier, or a late item would write into
+      // the reply area of the vCPU's next read — and a rejection answers it all-ones.
       this.pendingReplies++;
-      later.catch(failed).finally(() => {
-        this.pendingReplies--;
-        ring.reply(r.seq);
-      });
+      Promise.allSettled(later)
+        .then((results) => {
+          const bad = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+          if (bad) failed(bad.reason);
+        })
+        .catch(() => {}) // an onDeviceError that throws must not leave the vCPU waiting
+        .finally(() => {
+          this.pendingReplies--;
+          ring.reply(r.seq);
+        });
     } else {
       ring.reply(r.seq);
     }

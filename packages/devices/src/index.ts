@@ -6,8 +6,8 @@ export {
 } from './exit-ring.js';
 export { DeviceAccessError, Dispatcher, type CoalescedSource, type DispatcherStats } from './dispatcher.js';
 export {
-  UART_FAST_LSR, UART_FCR, UART_FIFO_SIZE, UART_IER, UART_IIR, UART_LCR, UART_LSR, UART_MCR, UART_MSR, UART_REG, Uart16550,
-  type Uart16550Options, type Uart16550State,
+  UART_FAST_LSR, UART_FCR, UART_FIFO_SIZE, UART_IER, UART_IIR, UART_LCR, UART_LSR, UART_MCR, UART_MSR, UART_REG, UART_TX_HIGH_WATER, UART_TX_LIMIT, Uart16550,
+  type Uart16550Options, type Uart16550State, type UartLine, type UartStats,
 } from './uart-16550.js';
 export { DebugExit, type DebugExitOptions } from './debug-exit.js';
 export {

@@ -6,11 +6,16 @@
  *   +2 IIR (read) / FCR (write)
  *   +3 LCR   +4 MCR   +5 LSR   +6 MSR   +7 SCR
  *
- * The line is virtual. The transmitter drains at once (THRE and TEMT are always set), so
- * guest output is never throttled; the receiver is a 16-byte FIFO (one byte in 16450 mode,
- * FCR.0 = 0) fed from host input that is queued, never dropped, and handed over as the guest
- * reads. Overrun (LSR.OE) can therefore only happen in loopback mode. Parity, framing and
- * break errors are never generated.
+ * The line is virtual. The transmitter hands each byte to a host-side buffer (the stream's
+ * readable side) at once; that buffer is bounded. While it holds `txHighWater` bytes or more,
+ * THRE and TEMT read clear (and the THR-empty interrupt waits), so a guest that polls LSR, or
+ * waits for the interrupt, before each write is slowed to the pace of the host reader instead
+ * of losing bytes — kvmtool's serial drops THRE at half-full the same way. At `txLimit` bytes
+ * further writes are dropped and counted (`stats().txDropped`): a guest that ignores LSR cannot
+ * grow the host heap. The receiver is a 16-byte FIFO (one byte in 16450 mode, FCR.0 = 0) fed
+ * from host input that is queued, never dropped, and handed over as the guest reads. Overrun
+ * (LSR.OE) can therefore only happen in loopback mode. Parity, framing and break errors are
+ * never generated.
  *
  * Interrupts follow the datasheet priorities, highest first: receiver line status (IIR 0x06,
  * cleared by reading LSR), received data (0x04 once the FIFO holds its trigger level, else the
@@ -29,12 +34,17 @@
  *   guest runs, e.g. `uart.stream().pipe(process.stdout)` and `process.stdin.pipe(uart.stream())`.
  * - Accesses wider than a byte are split into byte accesses at consecutive offsets, as the
  *   ISA bus does for 8-bit devices; offsets past 7 read 0xff.
- * - LSR is served from `fastState`, updated (Atomics.store) before every read/write returns and
- *   on host input. A fast answer reflects only the writes the main thread has processed: guest
- *   writes are posted (and THR/DLL writes may be coalesced), so a fast LSR read issued right
- *   after an FCR clear or a loopback THR write can be stale unless the worker answers it only
- *   when the vCPU's exit ring and coalesced ring are empty. Outside loopback, THR writes never
- *   change LSR, so the common console path is exact.
+ * - LSR is served from `fastState`, updated (Atomics.store) before every read/write returns,
+ *   on host input, and whenever the host-side transmit buffer crosses `txHighWater` (the
+ *   stream's `_read`, i.e. the host reader taking bytes, and its destruction). A fast answer
+ *   reflects only the writes the main thread has processed: guest writes are posted (and
+ *   THR/DLL writes may be coalesced), so a fast LSR read issued right after an FCR clear or a
+ *   loopback THR write can be stale unless the worker answers it only when the vCPU's exit ring
+ *   and coalesced ring are empty. Outside loopback, THR writes change LSR only by filling the
+ *   transmit buffer to `txHighWater`; a guest may see THRE still set for the THR writes still in
+ *   flight (at most one exit ring plus KVM's coalesced ring, a few hundred bytes), which the
+ *   room between `txHighWater` and `txLimit` takes without a loss. The Atomics.store of LSR
+ *   and the worker's Atomics.load are the only shared access; LSR is one self-contained word.
  */
 import { Duplex } from 'node:stream';
 import type { Device, FastRegister, IrqLine } from './device.js';
@@ -59,12 +69,43 @@ const TRIGGER_LEVELS = [1, 4, 8, 14] as const;
 const LSR_ERRORS = UART_LSR.OE | UART_LSR.PE | UART_LSR.FE | UART_LSR.BI;
 /** Power-on divisor: 12, i.e. 9600 baud from the 1.8432 MHz clock. */
 const DEFAULT_DIVISOR = 12;
+/** Default host-side transmit bounds: THRE clears at 64 KiB buffered, bytes drop at 1 MiB. */
+export const UART_TX_LIMIT = 1 << 20;
+export const UART_TX_HIGH_WATER = 64 << 10;
 
 export interface Uart16550Options {
   /** Device name for messages; default "uart". */
   name?: string;
   /** The interrupt line (IRQ 4 for COM1). Without it, interrupts only show in IIR. */
   irq?: IrqLine;
+  /**
+   * Most bytes of guest output held for the host reader; bytes written beyond it are dropped
+   * and counted. Default 1 MiB.
+   */
+  txLimit?: number;
+  /**
+   * Buffered guest output at which LSR's THRE and TEMT clear until the host reader takes some:
+   * back-pressure for a guest that polls LSR. At most `txLimit`; default 64 KiB (or `txLimit`
+   * if that is smaller).
+   */
+  txHighWater?: number;
+}
+
+/** Transmit-side counters of a UART. */
+export interface UartStats {
+  /** Guest bytes handed to the host-side buffer. */
+  txBytes: number;
+  /** Guest bytes dropped because the host-side buffer held `txLimit` bytes. */
+  txDropped: number;
+  /** Bytes held now for the host reader. */
+  txBuffered: number;
+  txLimit: number;
+  txHighWater: number;
+}
+
+/** The host end of a UART's line (a Duplex), with the UART's transmit counters. */
+export interface UartLine extends Duplex {
+  stats(): UartStats;
 }
 
 export interface Uart16550State {
@@ -90,27 +131,42 @@ export interface Uart16550State {
 type WriteCallback = (error?: Error | null) => void;
 
 
-/** The host end of the line: readable = guest output, writable = guest input. */
-class UartStream extends Duplex {
-  readonly #input: (chunk: Uint8Array, done: WriteCallback) => void;
-  readonly #closed: () => void;
+interface UartStreamHooks {
+  input: (chunk: Uint8Array, done: WriteCallback) => void;
+  pulled: () => void;
+  closed: () => void;
+  stats: () => UartStats;
+}
 
-  constructor(input: (chunk: Uint8Array, done: WriteCallback) => void, closed: () => void) {
-    super({ allowHalfOpen: true });
-    this.#input = input;
-    this.#closed = closed;
+/**
+ * The host end of the line: readable = guest output, writable = guest input. Its readable
+ * high-water mark is the UART's `txHighWater`, so a `push` that fills it returns false, and
+ * Node calls `_read` once the reader has taken the buffer below it again.
+ */
+class UartStream extends Duplex implements UartLine {
+  readonly #hooks: UartStreamHooks;
+
+  constructor(hooks: UartStreamHooks, highWater: number) {
+    super({ allowHalfOpen: true, readableHighWaterMark: highWater });
+    this.#hooks = hooks;
+  }
+
+  stats(): UartStats {
+    return this.#hooks.stats();
   }
 
   override _read(): void {
-    // Guest output is pushed as it is written; there is nothing to pull.
+    // Guest output is pushed as it is written; a pull means the reader took bytes, which may
+    // give THRE back.
+    this.#hooks.pulled();
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: WriteCallback): void {
-    this.#input(chunk, callback);
+    this.#hooks.input(chunk, callback);
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.#closed();
+    this.#hooks.closed();
     callback(error);
   }
 }
@@ -125,7 +181,8 @@ export class Uart16550 implements Device {
   readonly fastState = new Int32Array(new SharedArrayBuffer(4));
   /**
    * THR writes may be coalesced: the host drains THR at once, so a write has no effect the
-   * guest could observe before its next exit, except in loopback (see the file's notes).
+   * guest could observe before its next exit, except in loopback and when it fills the
+   * transmit buffer to its high-water mark (a bounded lag; see the file's notes).
    * DLL shares offset 0 under DLAB; that stays correct because KVM's coalesced ring is drained
    * in order before any other exit of the vCPU is handled, so a later LCR write (DLAB off) or
    * read never overtakes a batched DLL/THR write.
@@ -157,28 +214,57 @@ export class Uart16550 implements Device {
   #hostWaiter: WriteCallback | undefined;
 
   #stream: UartStream | undefined;
+  /** Guest output of the current burst, not yet pushed into the stream. */
   #tx: number[] = [];
   #txScheduled = false;
+  readonly #txLimit: number;
+  readonly #txHighWater: number;
+  #txBytes = 0;
+  #txDropped = 0;
+  /** THRE as last published: false while the host-side buffer is at or over its high-water mark. */
+  #thre = true;
 
   constructor(options: Uart16550Options = {}) {
     this.name = options.name ?? 'uart';
     this.#irq = options.irq;
+    const limit = options.txLimit ?? UART_TX_LIMIT;
+    if (!Number.isSafeInteger(limit) || limit < 1) {
+      throw new RangeError(`${this.name}: option txLimit must be a positive integer (bytes), got ${String(limit)}`);
+    }
+    const high = options.txHighWater ?? Math.min(UART_TX_HIGH_WATER, limit);
+    if (!Number.isSafeInteger(high) || high < 1 || high > limit) {
+      throw new RangeError(`${this.name}: option txHighWater must be an integer from 1 to txLimit (${limit}), got ${String(high)}`);
+    }
+    this.#txLimit = limit;
+    this.#txHighWater = high;
     this.#update();
+  }
+
+  /** Transmit counters: bytes passed on, dropped at the limit, buffered now. */
+  stats(): UartStats {
+    return { txBytes: this.#txBytes, txDropped: this.#txDropped, txBuffered: this.#txBuffered(), txLimit: this.#txLimit, txHighWater: this.#txHighWater };
   }
 
   /**
    * The host end of the line, created on first call. Bytes the guest transmits before the
-   * first call are discarded, like on an unplugged cable; after it they are pushed whether or
-   * not anyone reads (the guest is never throttled). Destroying the stream unplugs it again.
+   * first call are discarded, like on an unplugged cable; after it they are buffered for the
+   * reader up to `txLimit` (see the file's notes). Destroying the stream unplugs it again.
    */
-  stream(): Duplex {
+  stream(): UartLine {
     if (!this.#stream || this.#stream.destroyed) {
       const s: UartStream = new UartStream(
-        (chunk, done) => this.#hostInput(chunk, done),
-        () => {
-          if (this.#stream === s) this.#stream = undefined;
-          this.#hostWaiter = undefined;
+        {
+          input: (chunk, done) => this.#hostInput(chunk, done),
+          // `_read` runs inside `read()` before the bytes leave the buffer: look afterwards.
+          pulled: () => queueMicrotask(() => this.#txChanged()),
+          closed: () => {
+            if (this.#stream === s) this.#stream = undefined;
+            this.#hostWaiter = undefined;
+            this.#txChanged();
+          },
+          stats: () => this.stats(),
         },
+        this.#txHighWater,
       );
       this.#stream = s;
     }
@@ -315,9 +401,9 @@ export class Uart16550 implements Device {
         }
         const enabledThri = value & ~this.#ier & UART_IER.ETBEI;
         this.#ier = value & 0x0f;
-        // Enabling ETBEI while THR is empty (always, here) raises the THRE interrupt at once;
-        // disabling it drops a pending one.
-        if (enabledThri) this.#thrPending = true;
+        // Enabling ETBEI while THR is empty raises the THRE interrupt at once; disabling it
+        // drops a pending one.
+        if (enabledThri && this.#thre) this.#thrPending = true;
         else if (!(this.#ier & UART_IER.ETBEI)) this.#thrPending = false;
         return;
       }
@@ -381,8 +467,10 @@ export class Uart16550 implements Device {
   #transmit(byte: number): void {
     if (this.#loopback) this.#receive(byte);
     else this.#emit(byte);
-    // Writing THR clears the THRE interrupt; the host drains THR at once, which raises it again.
-    this.#thrPending = true;
+    // Writing THR clears the THRE interrupt; the host drains THR at once, which raises it again
+    // unless the host-side buffer is at its high-water mark (then `#txChanged` raises it later).
+    this.#thre = this.#txBuffered() < this.#txHighWater;
+    this.#thrPending = this.#thre;
   }
 
   /** A byte arriving from the shift register (loopback): overrun if the FIFO/RBR is full. */
@@ -413,7 +501,7 @@ export class Uart16550 implements Device {
   }
 
   #lsr(): number {
-    return (this.#rx.length > 0 ? UART_LSR.DR : 0) | this.#lsrErrors | UART_LSR.THRE | UART_LSR.TEMT;
+    return (this.#rx.length > 0 ? UART_LSR.DR : 0) | this.#lsrErrors | (this.#thre ? UART_LSR.THRE | UART_LSR.TEMT : 0);
   }
 
   /** Publishes LSR for the fast path and drives the IRQ line on a change of level. */
@@ -428,10 +516,21 @@ export class Uart16550 implements Device {
 
   // ---- host side ----
 
+  /** Guest output held for the host reader: this burst plus what the stream has buffered. */
+  #txBuffered(): number {
+    const s = this.#stream;
+    return this.#tx.length + (s && !s.destroyed ? s.readableLength : 0);
+  }
+
   #emit(byte: number): void {
     const s = this.#stream;
     if (!s || s.destroyed) return;
+    if (this.#txBuffered() >= this.#txLimit) {
+      this.#txDropped++;
+      return;
+    }
     this.#tx.push(byte);
+    this.#txBytes++;
     if (this.#txScheduled) return;
     this.#txScheduled = true;
     // One chunk per burst of writes (a dispatcher batch or a coalesced ring drain).
@@ -440,8 +539,21 @@ export class Uart16550 implements Device {
       const bytes = Buffer.from(this.#tx);
       this.#tx = [];
       const target = this.#stream;
+      // A push that reaches the stream's high-water mark (= txHighWater) returns false; Node
+      // then calls `_read` when the reader has taken bytes, which re-checks THRE.
       if (target && !target.destroyed) target.push(bytes);
+      else this.#txChanged();
     });
+  }
+
+  /** The host-side buffer shrank (the reader took bytes, or the stream went): THRE may be back. */
+  #txChanged(): void {
+    const thre = this.#txBuffered() < this.#txHighWater;
+    if (thre === this.#thre) return;
+    this.#thre = thre;
+    // THR became empty: the THRE interrupt, as on the chip.
+    if (thre) this.#thrPending = true;
+    this.#update();
   }
 
   #hostInput(chunk: Uint8Array, done: WriteCallback): void {

@@ -27,7 +27,8 @@ export class HostCallSlots {
     this.#owner = this.slots.map(() => -1);
     this.#pending = this.slots.map(() => 0);
     const pio = new Bus('pio');
-    pio.register(REMOTE_CALL_PORT, 1, this.#device(fns));
+    // The sandbox thread reads a 4-byte status: the range must hold the whole access.
+    pio.register(REMOTE_CALL_PORT, 4, this.#device(fns));
     this.#dispatcher = new Dispatcher(pio, new Bus('mmio'), this.doorbell);
     this.slots.forEach((s, i) => this.#dispatcher.addRing(i, s.ring, this.doorbell));
     this.#dispatcher.start();

@@ -49,4 +49,14 @@ describe('SandboxPool supervision', () => {
     });
     expect(result).toEqual({ code: 0, stdout: 'ping\n', killed: false });
   });
+
+  it('an awaited close() finishes with the process otherwise idle (idle workers do not keep it alive, but the close does)', async () => {
+    const child = fileURLToPath(new URL('../fixtures/pool-child.mjs', import.meta.url));
+    const result = await new Promise<{ code: number | null; stdout: string; killed: boolean }>((resolve) => {
+      const p = execFile(process.execPath, [child, guest(), 'close'], { timeout: 20_000 }, (error, stdout) => {
+        resolve({ code: error ? (error.code as number | null) ?? null : 0, stdout, killed: p.killed });
+      });
+    });
+    expect(result).toEqual({ code: 0, stdout: 'ping\npong\nclosed\n', killed: false });
+  });
 });

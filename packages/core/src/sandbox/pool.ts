@@ -138,6 +138,11 @@ export class SandboxPool implements AsyncDisposable {
   readonly #ready = new WeakSet<Seat>();
   #queue: Job[] = [];
   readonly #jobs = new Set<Job>();
+  /**
+   * A ref'd timer while any call is queued or running: a pending call keeps the process alive
+   * (the waits on the channel are Atomics.waitAsync, which do not), an idle pool does not.
+   */
+  #keepAlive: NodeJS.Timeout | undefined;
   readonly #latency = new LatencyHistogram();
   #nextSeat = 0;
   #closed = false;
@@ -190,10 +195,17 @@ export class SandboxPool implements AsyncDisposable {
     try {
       job = this.#check(fn, input, options);
     } catch (e) {
+      if (e instanceof AbortError) {
+        // A signal that was aborted already: a call that was made and aborted, by the stats.
+        this.#stats.calls++;
+        this.#stats.failed++;
+        this.#stats.aborted++;
+      }
       return Promise.reject(e);
     }
     this.#stats.calls++;
     this.#jobs.add(job);
+    this.#keepAlive ??= setInterval(() => {}, 1 << 30);
     if (job.signal) {
       const signal = job.signal;
       job.onAbort = () => this.#abort(job, signal.reason);
@@ -240,6 +252,10 @@ export class SandboxPool implements AsyncDisposable {
     clearTimeout(job.watchdog);
     if (job.onAbort) job.signal?.removeEventListener('abort', job.onAbort);
     this.#jobs.delete(job);
+    if (this.#jobs.size === 0 && this.#keepAlive) {
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = undefined;
+    }
     this.#latency.add((performance.now() - job.t0) * 1000);
     if ('output' in result) {
       this.#stats.completed++;
@@ -416,8 +432,14 @@ export class SandboxPool implements AsyncDisposable {
   }
 
   async #end(graceMs: number, cancel: boolean): Promise<void> {
-    await Promise.all([...this.#seats].map((s) => s.stop(graceMs, cancel)));
-    await this.#slots?.stop();
+    // Workers and their timers are unref'd while idle; a close someone awaits must still finish.
+    const keepAlive = setInterval(() => {}, 1 << 30);
+    try {
+      await Promise.all([...this.#seats].map((s) => s.stop(graceMs, cancel)));
+      await this.#slots?.stop();
+    } finally {
+      clearInterval(keepAlive);
+    }
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -40,6 +40,8 @@ export interface SandboxVmOptions {
   remoteNames?: ReadonlySet<string>;
   remoteCall?: RemoteHostCall;
   kvmPath?: string;
+  /** Time limit for kvmpool_init (ms, 0: none). */
+  initTimeoutMs?: number;
 }
 
 export interface CallOptions {

@@ -4,10 +4,11 @@
  * sends the host is bounded. Guest code: test/fixtures/hostile-guest.c.
  */
 import { readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
-  GuestCrashError, GuestError, GuestLimitError, HostFunctionError, SandboxTimeoutError, SandboxVm, compileGuest, parseElf,
+  GuestCrashError, GuestError, GuestLimitError, HostFunctionError, SANDBOX_LIMITS, SandboxTimeoutError, SandboxVm, compileGuest, parseElf,
   type SandboxVmOptions,
 } from '@kvmpool/core/internal';
 import { buildSandboxGuest } from '../support/build-c.js';
@@ -115,3 +116,107 @@ describe('CPU state does not pass from call to call', () => {
     expect(cpuView(vm.call('read_cpu', new Uint8Array(0)).output)).toEqual(pristine);
   });
 });
+
+describe('what a guest sends the host is bounded', () => {
+  it('a 100 KB kvmpool_print keeps 64 KiB and counts the rest as dropped; the next call is normal', () => {
+    const r = vm.call('print_n', u64s(1n, 100_000n));
+    expect(r.prints.join('').length).toBe(SANDBOX_LIMITS.PRINT_BYTES);
+    expect(r.printsDropped).toBe(100_000 - SANDBOX_LIMITS.PRINT_BYTES);
+    expectHealthy(vm);
+    expect(vm.call('print_n', u64s(1n, 5n))).toMatchObject({ prints: ['ppppp'], printsDropped: 0 });
+  });
+
+  it('2,000 prints keep the first PRINT_RECORDS and count the rest as dropped', () => {
+    const r = vm.call('print_n', u64s(2000n, 10n));
+    expect(r.prints.length).toBe(SANDBOX_LIMITS.PRINT_RECORDS);
+    expect(r.printsDropped).toBe((2000 - SANDBOX_LIMITS.PRINT_RECORDS) * 10);
+    expectHealthy(vm);
+  });
+
+  it('a 100 KB abort message is cut to 4 KiB in the GuestError', () => {
+    const err = catchError(() => vm.call('abort_n', u64s(100_000n)));
+    expect(err).toBeInstanceOf(GuestError);
+    const msg = (err as GuestError).message;
+    expect(msg).toContain(`guest aborted: ${'a'.repeat(SANDBOX_LIMITS.ABORT_BYTES)}… (${100_000 - SANDBOX_LIMITS.ABORT_BYTES} more bytes cut off)`);
+    expect(msg.length).toBeLessThan(SANDBOX_LIMITS.ABORT_BYTES + 100);
+    expectHealthy(vm);
+  });
+
+  it('a 1 MiB host-function name without NUL is a GuestLimitError; the next call is normal', () => {
+    const err = catchError(() => vm.call('raw_call', u64s(3n, 0x100000n, BigInt(MIB), 0n, 0n, 0n, 0n)));
+    expect(err).toBeInstanceOf(GuestLimitError);
+    expect((err as Error).message).toMatch(/host function with 1048576 bytes; names are at most 256 bytes/);
+    expectHealthy(vm);
+  });
+});
+
+describe('host function results and deadlines', () => {
+  it('a sync host function returning a number, an object or a Promise fails the call with HostFunctionError (cause: TypeError)', () => {
+    const v = makeVm({ hostFunctions: { num: () => 42 as never, obj: () => ({}) as never, prom: (async () => 'late') as never, ok: () => 'fine' } });
+    for (const name of ['num', 'obj', 'prom']) {
+      const err = catchError(() => v.call('call_host', enc(`${name}\0x`)));
+      expect(err).toBeInstanceOf(HostFunctionError);
+      expect((err as Error).cause).toBeInstanceOf(TypeError);
+      expect((err as Error).message).toMatch(new RegExp(`^host function ${name}: the result of host function ${name}`));
+    }
+    expect(dec(v.call('call_host', enc('ok\0x')).output)).toBe('fine');
+  });
+
+  it('a slow sync host function makes its call fail with SandboxTimeoutError instead of finishing late', () => {
+    const busy = (ms: number): string => {
+      const until = performance.now() + ms;
+      while (performance.now() < until) {
+        // a host function that blocks its thread
+      }
+      return 'done';
+    };
+    const v = makeVm({ hostFunctions: { slow: () => busy(60) } });
+    expect(() => v.call('call_host', enc('slow\0x'), { timeoutMs: 20 })).toThrow(SandboxTimeoutError);
+    expect(dec(v.call('call_host', enc('slow\0x'), { timeoutMs: 5000 }).output)).toBe('done');
+  });
+
+  it('kvmpool_init is bounded by initTimeoutMs; a failed create releases its timer, VM and KVM fds', () => {
+    const spinning = guestVariant('INIT_SPIN');
+    const crashing = guestVariant('INIT_CRASH');
+    SandboxVm.create({ image: parseElf(elf), memory: 8 * MIB, inputSize: MIB, outputSize: MIB }).close(); // warm up lazily made resources
+    const fds = openFds();
+    const timers = posixTimers();
+    for (let i = 0; i < 3; i++) {
+      const t = catchError(() => makeVm({ initTimeoutMs: 30 }, spinning));
+      expect(t).toBeInstanceOf(SandboxTimeoutError);
+      expect((t as Error).message).toBe('sandbox call kvmpool_init exceeded its initTimeoutMs 30 ms time limit');
+      expect(() => makeVm({}, crashing)).toThrow(GuestCrashError);
+    }
+    expect(openFds()).toBe(fds);
+    expect(posixTimers()).toBe(timers);
+  });
+});
+
+describe('crash reports', () => {
+  it('a crash names the function it happened in, local functions too', () => {
+    const err = catchError(() => vm.call('crash', new Uint8Array(0)));
+    expect(err).toBeInstanceOf(GuestCrashError);
+    expect((err as GuestCrashError).symbol).toBe('crash_in_local+0x2');
+    expect((err as Error).message).toMatch(/at rip 0x[0-9a-f]+ \(crash_in_local\+0x2\)$/);
+    expectHealthy(vm);
+  });
+});
+
+function catchError(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (e) {
+    return e;
+  }
+  throw new Error('expected an error');
+}
+
+/** hostile-guest.c built with -D<define> (a kvmpool_init that spins or crashes). */
+function guestVariant(define: string): Uint8Array {
+  const out = join(dirname(buildSandboxGuest('hostile-guest.c')), `hostile-guest-${define}.elf`);
+  compileGuest({ sources: [fileURLToPath(new URL('../fixtures/hostile-guest.c', import.meta.url))], output: out, cflags: [`-D${define}`] });
+  return new Uint8Array(readFileSync(out));
+}
+
+const openFds = (): number => readdirSync('/proc/self/fd').length;
+const posixTimers = (): number => (readFileSync('/proc/self/timers', 'utf8').match(/^ID:/gm) ?? []).length;

@@ -157,7 +157,7 @@ export class SandboxVm {
       setVcpuMode(vcpu, 'user', mode);
       vcpu.setSignalMask(runMaskWithout(KICK_SIGNAL));
       s = new SandboxVm(kvm, vm, vcpu, slot, opts, { inputBase, outputBase });
-      if (image.functions.has('kvmpool_init')) s.#invoke('kvmpool_init', new Uint8Array(0), { timeoutMs: initTimeoutMs }, 'its init');
+      if (image.functions.has('kvmpool_init')) s.#invoke('kvmpool_init', new Uint8Array(0), { timeoutMs: initTimeoutMs }, 'its initTimeoutMs');
       s.#capture();
       return s;
     } catch (e) {

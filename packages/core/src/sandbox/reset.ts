@@ -9,8 +9,9 @@
  *     call's registers. Completion may write guest memory, so it comes before the dirty log.
  *  2. Memory (sandbox-vm.ts): the pages the guest dirtied and the pages the host wrote.
  *  3. sregs (KVM_SET_SREGS): segment selectors/bases a CPL 3 guest can load (ds, es, fs, gs, ss),
- *     descriptor-table registers, CR0/CR3/CR4/EFER (CR3 reloaded: the translation is rebuilt
- *     from the pristine tables; the tables are read-only to CPL 3 in any case).
+ *     descriptor-table registers, CR0/CR3/CR4/EFER and CR2. CR3 is written back; the tables it
+ *     points at cannot have changed (read-only to CPL 3, cpu/modes.ts `protectSystemArea`, so
+ *     they are never dirty), so the translation the next call runs with is the pristine one.
  *  4. FPU/SSE/AVX: the XSAVE area (x87 stack, control/status/tag words, MXCSR, xmm/ymm and every
  *     component XCR0 enables). Where KVM has no XSAVE, KVM_SET_FPU; that struct carries MXCSR,
  *     but hosts that do not fill it (kvm_pvm) then leave MXCSR to pass between calls — the one
@@ -27,7 +28,7 @@
  */
 import { GuestCrashError } from '../errors.js';
 import { describeExit } from '../exits.js';
-import { KVM_XSAVE } from '../ffi/index.js';
+import { KVM_VCPU_EVENTS, KVM_XSAVE } from '../ffi/index.js';
 import type { Vcpu } from '../vcpu.js';
 import type { Vm } from '../vm.js';
 
@@ -39,7 +40,7 @@ const SETTLE_ROUNDS = 8;
 /** kvm_vcpu_events.flags: also set the NMI pending state and the interrupt shadow. */
 const EVENTS_VALID_NMI_PENDING = 0x1;
 const EVENTS_VALID_SHADOW = 0x4;
-const EVENTS_FLAGS = 36; // offsetof(struct kvm_vcpu_events, flags)
+const EVENTS_FLAGS = KVM_VCPU_EVENTS.offsets.flags;
 
 /**
  * Completes whatever exit the vCPU left pending (an IN or MMIO read KVM finishes on the next

@@ -82,9 +82,10 @@ describe('the page tables and system tables are not the guest’s to edit', () =
   });
 
   it('a write to a page-directory entry crashes that call; the next call runs with the pristine mapping', () => {
-    // PD at 0x7000 (system area 0x1000 + 0x6000). Entry 3 maps [6, 8) MiB, where input and output
-    // live: pointing it at physical 0 would have the next call read and write the wrong pages.
-    for (const at of [0x7000n + 3n * 8n, 0x5000n, 0x6000n]) {
+    // PML4 0x5000, PDPT 0x6000, PD 0x7000, the low 2 MiB's page table 0xa000. PD entry 3 maps
+    // [6, 8) MiB, where input and output live: pointing it at physical 0 would have the next call
+    // read and write the wrong pages.
+    for (const at of [0x7000n + 3n * 8n, 0x5000n, 0x6000n, 0xa000n]) {
       expect(() => vm.call('poke', u64s(at, 0x87n))).toThrow(GuestCrashError);
       expectHealthy(vm);
     }

@@ -20,6 +20,20 @@ describe('page-table walk', () => {
     expect(walkPageTables(m, sregs, 0x1000n)?.user).toBe(false);
   });
 
+  it('user mode with protectSystemArea: the system area read-only to CPL 3, the rest of low memory writable', () => {
+    const m = memory();
+    writeModeTables(m, 'user', { mapSize: 2 << 20, protectSystemArea: true });
+    const sregs = { cr0: CR0.PE | CR0.PG, cr3: TOP, cr4: CR4.PAE, efer: EFER.LME | EFER.LMA };
+    for (const gva of [0x1000n, 0x5008n, 0xa000n, 0xafffn]) {
+      expect(walkPageTables(m, sregs, gva)).toEqual({ physicalAddress: gva, writable: false, user: true });
+    }
+    for (const gva of [0x0n, 0xb000n, 0xc040n, 0x10_0000n, 0xf_ffffn]) {
+      expect(walkPageTables(m, sregs, gva)).toEqual({ physicalAddress: gva, writable: true, user: true });
+    }
+    expect(walkPageTables(m, sregs, 0x20_0000n)).toBeNull(); // past mapSize
+    expect(() => writeModeTables(m, 'user', { mapSize: 4 * 2 ** 30, protectSystemArea: true })).toThrow(/at most 3 GiB/);
+  });
+
   it('long mode with a 4 KiB page remapped by hand', () => {
     const m = memory();
     writeModeTables(m, 'long', { mapSize: 1 << 30 });

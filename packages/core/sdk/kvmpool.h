@@ -8,6 +8,13 @@
  * the caller receives as a GuestError. An export named `kvmpool_init` (same signature, no
  * input) runs once before the VM's state is captured: every call starts from that state.
  *
+ * What a guest sends the host is bounded per call: kvmpool_print keeps 64 KiB of text in at
+ * most 1024 prints (the rest is dropped and counted in the call's `printsDropped`), an abort
+ * message is cut to 4 KiB, and a host-function name longer than 256 bytes fails the call
+ * (GuestLimitError). Every pointer/length the host receives must lie inside guest memory.
+ * Low memory is read-only except the call area: the page tables, GDT and TSS at
+ * 0x1000–0xafff cannot be written (the write crashes the call).
+ *
  * Build: gcc -ffreestanding -nostdlib -static -no-pie -fno-pic -O2 -fno-stack-protector \
  *          -fcf-protection=none -I sdk -T sdk/kvmpool.ld sdk/start.S sdk/runtime.c your.c
  * (or compileGuest() from @kvmpool/core).

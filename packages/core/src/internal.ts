@@ -40,12 +40,14 @@ export { ThreadTimer, blockSignal, consumePending, currentTid, runMaskWithout, s
 export { COM_PORTS, DEFAULT_DEBUG_EXIT_PORT, DEFAULT_HALT_PORT, type StandardDeviceOptions } from './machine/standard-devices.js';
 export { VcpuHandle } from './machine/vcpu-handle.js';
 export { configureVcpuThreads, drainVcpuThreads, vcpuThreads, type VcpuThreadPoolOptions } from './machine/thread-pool.js';
-export { loadElf, parseElf, type ElfImage, type ElfSegment } from './loader/elf.js';
+export { loadElf, parseElf, symbolize, type ElfImage, type ElfSegment, type ElfSymbol } from './loader/elf.js';
 export {
   SandboxVm, CALL_CONTROL, type SandboxVmOptions, type CallOptions, type CallResult,
   type SyncHostFunction, type RemoteHostCall,
 } from './sandbox/sandbox-vm.js';
 export { GUEST_CFLAGS } from './sandbox/sdk.js';
+export { SANDBOX_LIMITS, guestRange } from './sandbox/host-call.js';
+export { OBSERVABLE_MSRS, settlePendingExit } from './sandbox/reset.js';
 export { LatencyHistogram, type LatencySummary } from './sandbox/histogram.js';
 export { encodeReply, decodeReply, boundedErrorJson, REPLY_ERROR_BYTES, type DecodedReply } from './sandbox/reply-codec.js';
 export { captureVcpuState, completePendingExit, restoreVcpuState, type VcpuSnapshot } from './vcpu-state.js';

@@ -51,7 +51,10 @@ function msrsToSave(kvm: Kvm, vcpu: Vcpu): number[] {
 /**
  * Finishes an exit the vCPU has not completed yet (the data of an IN or MMIO read is taken by
  * KVM on the next KVM_RUN): runs KVM_RUN with immediate_exit set, which completes it and
- * returns at once. Call before reading state outside the run loop.
+ * returns at once. Call before reading state outside the run loop. Throws if completing it
+ * makes another exit (a `rep ins`/`rep outs` continuing): a Machine's run loop must serve that
+ * first. Sandboxes, whose failed calls leave exits nobody will serve, use
+ * sandbox/reset.ts `settlePendingExit`, which ends such an instruction instead.
  */
 export function completePendingExit(vcpu: Vcpu): void {
   vcpu.immediateExit = true;

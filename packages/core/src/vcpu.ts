@@ -7,7 +7,7 @@ import { CoalescedRing, KVM_COALESCED_MMIO_PAGE_OFFSET } from './coalesced-ring.
 import { decodeExit, type VcpuExit } from './exits.js';
 import {
   KVM_DEBUGREGS, KVM_FPU, KVM_GUEST_DEBUG, KVM_LAPIC_STATE, KVM_MP_STATE, KVM_REGS, KVM_RUN_STRUCT, KVM_SIGNAL_MASK,
-  KVM_SREGS, KVM_TRANSLATION, KVM_VCPU_EVENTS, KVM_XCRS, MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, decode,
+  KVM_SREGS, KVM_TRANSLATION, KVM_VCPU_EVENTS, KVM_XCRS, KVM_XSAVE, MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, decode,
   decodeCpuid, decodeMsrs, encode, encodeCpuid, zeroed, encodeMsrs, errorFor, ioctlPtr, kvmRun, lastErrno, sysClose, sysMmap,
   sysMunmap, viewOf, type KvmCpuidEntry, type KvmDebugregs, type KvmFpu, type KvmGuestDebug, type KvmLapicState,
   type KvmMsrEntry, type KvmRegs, type KvmSregs, type KvmVcpuEvents, type KvmXcrs,
@@ -140,6 +140,45 @@ export class Vcpu implements Disposable {
   /** KVM_SET_FPU from raw struct kvm_fpu bytes. */
   setFpuBytes(bytes: Uint8Array): void {
     ioctlPtr(this.fd, 'KVM_SET_FPU', bytes);
+  }
+
+  /**
+   * KVM_GET_XSAVE (or KVM_GET_XSAVE2 when `size` > 4096, the size KVM_CAP_XSAVE2 reports) as
+   * raw bytes: the whole FPU/SSE/AVX state including MXCSR, which KVM_GET_FPU may leave out.
+   */
+  getXsaveBytes(size: number = KVM_XSAVE.size): Uint8Array {
+    const b = new Uint8Array(Math.max(size, KVM_XSAVE.size));
+    ioctlPtr(this.fd, size > KVM_XSAVE.size ? 'KVM_GET_XSAVE2' : 'KVM_GET_XSAVE', b);
+    return b;
+  }
+  /** KVM_SET_XSAVE from raw bytes taken by `getXsaveBytes`. */
+  setXsaveBytes(bytes: Uint8Array): void {
+    ioctlPtr(this.fd, 'KVM_SET_XSAVE', bytes);
+  }
+
+  /** KVM_GET_SREGS / KVM_SET_SREGS, KVM_GET/SET_DEBUGREGS and KVM_GET/SET_VCPU_EVENTS as raw bytes. */
+  getSregsBytes(): Uint8Array {
+    return this.#getRaw('KVM_GET_SREGS', KVM_SREGS.size);
+  }
+  setSregsBytes(bytes: Uint8Array): void {
+    ioctlPtr(this.fd, 'KVM_SET_SREGS', bytes);
+  }
+  getDebugRegsBytes(): Uint8Array {
+    return this.#getRaw('KVM_GET_DEBUGREGS', KVM_DEBUGREGS.size);
+  }
+  setDebugRegsBytes(bytes: Uint8Array): void {
+    ioctlPtr(this.fd, 'KVM_SET_DEBUGREGS', bytes);
+  }
+  getVcpuEventsBytes(): Uint8Array {
+    return this.#getRaw('KVM_GET_VCPU_EVENTS', KVM_VCPU_EVENTS.size);
+  }
+  setVcpuEventsBytes(bytes: Uint8Array): void {
+    ioctlPtr(this.fd, 'KVM_SET_VCPU_EVENTS', bytes);
+  }
+  #getRaw(name: 'KVM_GET_SREGS' | 'KVM_GET_DEBUGREGS' | 'KVM_GET_VCPU_EVENTS', size: number): Uint8Array {
+    const b = new Uint8Array(size);
+    ioctlPtr(this.fd, name, b);
+    return b;
   }
 
   getFpu(): KvmFpu {

@@ -12,6 +12,13 @@
  *
  * The GDT, TSS (with its I/O bitmap) and page tables are written to a system area in guest
  * memory: `systemArea`, default 0x1000, SYSTEM_AREA_SIZE bytes (0x1000–0xafff).
+ *
+ * `protectSystemArea` (user mode; what sandboxes use) maps the first 2 MiB with 4 KiB pages so
+ * that the system area is read-only to CPL 3: a guest cannot edit its page tables, GDT or TSS
+ * (the write faults, and with no IDT the guest shuts down), while the rest of low memory — the
+ * sandbox call area at 0xc000 among it — stays user-writable. Read-only rather than supervisor-
+ * only: the tables hold nothing secret (every call sees the same pristine bytes), and guests
+ * that scan all of their memory keep working. Machine guests keep the all-writable layout.
  */
 import type { GuestMemory } from '../memory.js';
 import type { KvmRegs, KvmSregs } from '../ffi/index.js';
@@ -29,6 +36,11 @@ export interface CpuModeOptions {
   systemArea?: bigint;
   /** How many bytes from GPA 0 to identity-map in paged/long/user mode (≤ 4 GiB). Default 1 GiB. */
   mapSize?: number;
+  /**
+   * User mode only: the system area read-only to CPL 3 (4 KiB pages for the low 2 MiB; the page
+   * table goes in the system area's last page, so mapSize is then at most 3 GiB). Default false.
+   */
+  protectSystemArea?: boolean;
   /** 32-bit paging flavour for `paged` mode. Default `pae`. */
   paging?: 'pae' | 'legacy';
   /**
@@ -77,11 +89,19 @@ function writeGdt(mem: GuestMemory, l: Layout, bits: 32 | 64): void {
   mem.writeU8(l.tss + BigInt(TSS_LIMIT), 0xff);
 }
 
-/** 64-bit identity map of [0, mapSize) with 2 MiB pages: PML4 → PDPT → PDs. */
-function writeLongModeTables(mem: GuestMemory, l: Layout, mapSize: number, user: boolean): void {
+/**
+ * 64-bit identity map of [0, mapSize) with 2 MiB pages: PML4 → PDPT → PDs. With `protect`, the
+ * first 2 MiB are 4 KiB pages from a page table in the system area's last page, the system
+ * area's own pages without RW.
+ */
+function writeLongModeTables(mem: GuestMemory, l: Layout, mapSize: number, user: boolean, protect: boolean): void {
   const flags = PTE.P | PTE.RW | PTE.A | (user ? PTE.US : 0n);
   const pdpt = l.next;
   const pds = Math.ceil(mapSize / GIB);
+  const pt = l.gdt + BigInt(SYSTEM_AREA_SIZE - 0x1000);
+  if (protect && pdpt + 0x1000n * BigInt(1 + pds) > pt) {
+    throw new RangeError(`protectSystemArea: mapSize ${mapSize} needs ${pds} page directories; at most 3 GiB fit beside the page table`);
+  }
   mem.fill(l.top, 0x1000 * (2 + pds), 0);
   mem.writeU64(l.top, pdpt | flags);
   for (let g = 0; g < pds; g++) {
@@ -93,6 +113,15 @@ function writeLongModeTables(mem: GuestMemory, l: Layout, mapSize: number, user:
       mem.writeU64(pd + BigInt(8 * i), phys | flags | PTE.D | PTE.PS);
     }
   }
+  if (!protect) return;
+  mem.fill(pt, 0x1000, 0);
+  const sysEnd = l.gdt + BigInt(SYSTEM_AREA_SIZE);
+  for (let i = 0; i < 512 && i * 0x1000 < mapSize; i++) {
+    const phys = BigInt(i) * 0x1000n;
+    const system = phys >= l.gdt && phys < sysEnd;
+    mem.writeU64(pt + BigInt(8 * i), phys | PTE.P | PTE.A | PTE.D | (user ? PTE.US : 0n) | (system ? 0n : PTE.RW));
+  }
+  mem.writeU64(pdpt + 0x1000n, pt | flags); // PD[0] → the page table
 }
 
 /** 32-bit PAE identity map: PDPT (4 entries) → PDs of 2 MiB pages. */
@@ -147,7 +176,7 @@ export function writeModeTables(memory: GuestMemory, mode: CpuMode, options: Cpu
     case 'long':
     case 'user':
       writeGdt(memory, l, 64);
-      writeLongModeTables(memory, l, mapSize, mode === 'user');
+      writeLongModeTables(memory, l, mapSize, mode === 'user', mode === 'user' && options.protectSystemArea === true);
       return;
   }
 }

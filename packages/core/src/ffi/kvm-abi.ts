@@ -103,6 +103,14 @@ const KVM_XCR = defineStruct('kvm_xcr', { xcr: 'u32', reserved: 'u32', value: 'u
 export const KVM_XCRS = defineStruct('kvm_xcrs', {
   nr_xcrs: 'u32', flags: 'u32', xcrs: array(KVM_XCR, 16), padding: array('u64', 16),
 }, 392);
+/**
+ * `struct kvm_xsave`: the XSAVE area as the guest's XSAVE would write it (legacy FPU/SSE region,
+ * header, then the extended components). 4096 bytes; KVM_GET_XSAVE2 may fill a larger buffer
+ * (as many bytes as KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2) says) for components past 4 KiB.
+ */
+export const KVM_XSAVE = defineStruct('kvm_xsave', { region: array('u32', 1024) }, 4096);
+/** Offsets inside the XSAVE area (Intel SDM vol. 1, 13.4.1): FCW, MXCSR. */
+export const XSAVE_OFFSET = { FCW: 0, FSW: 2, MXCSR: 24, XMM0: 160, XSTATE_BV: 512 } as const;
 
 /**
  * `struct kvm_run`, the page shared with the kernel after KVM_RUN. The exit union is
@@ -144,4 +152,5 @@ export type KvmMsrEntry = Infer<typeof KVM_MSR_ENTRY>;
 export type KvmClockData = Infer<typeof KVM_CLOCK_DATA>;
 export type KvmPitState2 = Infer<typeof KVM_PIT_STATE2>;
 export type KvmXcrs = Infer<typeof KVM_XCRS>;
+export type KvmXsave = Infer<typeof KVM_XSAVE>;
 export type KvmGuestDebug = Infer<typeof KVM_GUEST_DEBUG>;

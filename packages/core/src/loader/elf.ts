@@ -2,6 +2,8 @@
  * A validated ELF64 loader for static x86-64 executables (what the guest SDK links). Every
  * field that points into the file or into guest memory is checked, and each problem is named:
  * not an ELF file, not x86-64, segments outside guest memory or overlapping each other.
+ * Whatever the bytes, parseElf either returns an image or throws ElfError, in time linear in
+ * the file's size (test/unit/elf-property.test.ts checks it with arbitrary and mutated files).
  */
 import { ElfError } from '../errors.js';
 import type { GuestMemory } from '../memory.js';
@@ -18,6 +20,13 @@ export interface ElfSegment {
   executable: boolean;
 }
 
+/** A function symbol (global or local) with its size, for naming a guest rip. */
+export interface ElfSymbol {
+  name: string;
+  value: bigint;
+  size: bigint;
+}
+
 export interface ElfImage {
   source: string;
   entry: bigint;
@@ -26,6 +35,8 @@ export interface ElfImage {
   functions: Map<string, bigint>;
   /** Global object symbols (name → address). */
   objects: Map<string, bigint>;
+  /** Every function symbol, local ones too, sorted by address (see `symbolize`). */
+  symbols: ElfSymbol[];
   bytes: Uint8Array;
 }
 
@@ -42,6 +53,8 @@ const SHDR_SIZE = 64;
 const SYM_SIZE = 24;
 /** Sanity bound on a segment's size in memory. */
 const MAX_SEGMENT = 2 ** 32;
+/** Longest symbol name kept; longer ones are skipped (bounds the scan for the NUL). */
+const MAX_NAME = 4096;
 
 export function parseElf(bytes: Uint8Array, source = 'guest'): ElfImage {
   const fail = (msg: string): never => {
@@ -97,6 +110,7 @@ export function parseElf(bytes: Uint8Array, source = 'guest'): ElfImage {
 
   const functions = new Map<string, bigint>();
   const objects = new Map<string, bigint>();
+  const symbols: ElfSymbol[] = [];
   if (shoff !== 0 && shnum > 0) {
     if (shentsize !== SHDR_SIZE) fail(`section header size ${shentsize}, expected ${SHDR_SIZE}`);
     if (shoff + shnum * SHDR_SIZE > bytes.length) fail('section headers run past the end of the file');
@@ -119,17 +133,48 @@ export function parseElf(bytes: Uint8Array, source = 'guest'): ElfImage {
         const info = v.getUint8(at + 4);
         const bind = info >> 4;
         const kind = info & 0xf;
-        if (bind !== STB_GLOBAL || (kind !== STT_FUNC && kind !== STT_OBJECT)) continue;
+        if (kind !== STT_FUNC && (bind !== STB_GLOBAL || kind !== STT_OBJECT)) continue;
         const nameOff = str.offset + v.getUint32(at, true);
+        const limit = Math.min(str.offset + str.size, nameOff + MAX_NAME);
         let end = nameOff;
-        while (end < str.offset + str.size && bytes[end] !== 0) end++;
-        const name = new TextDecoder().decode(bytes.subarray(nameOff, end));
+        while (end < limit && bytes[end] !== 0) end++;
+        if (end >= limit && end !== str.offset + str.size) continue; // no NUL within MAX_NAME bytes
+        const name = decoder.decode(bytes.subarray(nameOff, end));
         const value = v.getBigUint64(at + 8, true);
-        (kind === STT_FUNC ? functions : objects).set(name, value);
+        if (kind === STT_FUNC && name !== '') symbols.push({ name, value, size: v.getBigUint64(at + 16, true) });
+        if (bind === STB_GLOBAL) (kind === STT_FUNC ? functions : objects).set(name, value);
       }
     }
   }
-  return { source, entry, segments, functions, objects, bytes };
+  symbols.sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : 0));
+  return { source, entry, segments, functions, objects, symbols, bytes };
+}
+
+const decoder = new TextDecoder();
+
+/**
+ * `rip` as `symbol+0xoffset` when it falls inside a function symbol of the image (within its
+ * size; a symbol of size 0 only at its own address), else undefined.
+ */
+export function symbolize(image: Pick<ElfImage, 'symbols'>, rip: bigint): string | undefined {
+  const syms = image.symbols;
+  let lo = 0;
+  let hi = syms.length - 1;
+  let best = -1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    if (syms[mid]!.value <= rip) {
+      best = mid;
+      lo = mid + 1;
+    } else hi = mid - 1;
+  }
+  // Several symbols may start at or below rip; the nearest one that contains it wins.
+  for (let i = best; i >= 0 && i > best - 8; i--) {
+    const s = syms[i]!;
+    const off = rip - s.value;
+    if (off < s.size || (s.size === 0n && off === 0n)) return off === 0n ? s.name : `${s.name}+0x${off.toString(16)}`;
+  }
+  return undefined;
 }
 
 /**

@@ -1,31 +1,39 @@
 /**
  * One sandbox micro-VM, run in the calling thread: a single vCPU in 64-bit user mode, a guest
  * ELF loaded and initialised once, and a pristine copy of its state. Every call starts from
- * that state: afterwards only the pages the call dirtied (KVM dirty log, plus the pages the
- * host wrote) are copied back, and the registers and FPU are restored.
+ * that state: afterwards any pending exit is completed, the pages the call dirtied (KVM dirty
+ * log, plus the pages the host wrote) are copied back, and the whole vCPU state is restored
+ * (reset.ts says what that is and why it is complete). The page tables and system tables are
+ * read-only to the guest (cpu/modes.ts `protectSystemArea`), so no call can change the
+ * translation or the descriptors the next one runs with. What the guest sends the host is
+ * bounded in host-call.ts.
  *
  * Guest memory:  [system area 0x1000–0xafff][call area 0xc000][image from 1 MiB]…[stack]
  *                [input region][output region] (the last two at the top).
  */
-import { AbortError, GuestCrashError, GuestError, HostFunctionError, SandboxTimeoutError } from '../errors.js';
+import { AbortError, GuestCrashError, GuestError, HostFunctionError, SandboxTimeoutError, SandboxWorkerError } from '../errors.js';
 import { describeExit } from '../exits.js';
 import { Kvm } from '../kvm.js';
 import { guestCpuid } from '../cpu/cpuid.js';
 import { RFLAGS } from '../cpu/descriptors.js';
 import { setVcpuMode, writeModeTables } from '../cpu/modes.js';
 import { KVM_REGS } from '../ffi/index.js';
-import { loadElf, type ElfImage } from '../loader/elf.js';
+import { loadElf, symbolize, type ElfImage } from '../loader/elf.js';
 import type { MemorySlot } from '../memory.js';
 import { KICK_SIGNAL } from '../machine/protocol.js';
 import { ThreadTimer, blockSignal, consumePending, currentTid, runMaskWithout } from '../signals.js';
+import { toBytesOrEmpty } from '../util/bytes.js';
 import { PAGE_SIZE } from '../util/size.js';
 import type { Vcpu } from '../vcpu.js';
 import type { Vm } from '../vm.js';
-import { CALL, CALL_AREA, IMAGE_MIN, OP, PORT_HOSTCALL, PORT_RETURN } from './abi.js';
+import { CALL, CALL_AREA, IMAGE_MIN, PORT_HOSTCALL, PORT_RETURN } from './abi.js';
+import { PrintLog, hostResultBytes, serveHostCall, type HostCallContext } from './host-call.js';
+import { PristineCpu } from './reset.js';
 
 const SYSTEM_AREA = 0x1000n;
 const MIN_STACK = 64 * 1024;
 
+/** A sync host function: its result must be bytes, a string or nothing (else HostFunctionError). */
 export type SyncHostFunction = (arg: Uint8Array) => Uint8Array | ArrayBufferView | string | void;
 /** Runs a host function elsewhere (the main thread) and waits for it; returns its result bytes. */
 export type RemoteHostCall = (name: string, arg: Uint8Array, resultCap: number) => Uint8Array;
@@ -52,20 +60,19 @@ export interface CallOptions {
 
 export interface CallResult {
   output: Uint8Array;
+  /** What the guest printed: at most SANDBOX_LIMITS.PRINT_BYTES bytes in PRINT_RECORDS records. */
   prints: string[];
+  /** Bytes of prints dropped past those limits. */
+  printsDropped: number;
   /** Pages restored by the reset after the call. */
   resetPages: number;
 }
 
 export const CALL_CONTROL = { CANCEL: 0, TID: 1, WORDS: 2 } as const;
 
-
-/** A host function's result as bytes: nothing, a string (UTF-8), or any view. */
+/** @deprecated Use `toBytesOrEmpty` from util/bytes.ts (kept until pool.ts moves over). */
 export function asBytes(v: Uint8Array | ArrayBufferView | string | void): Uint8Array {
-  if (v === undefined) return new Uint8Array(0);
-  if (typeof v === 'string') return new TextEncoder().encode(v);
-  if (v instanceof Uint8Array) return v;
-  return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  return toBytesOrEmpty(v, 'host function result');
 }
 
 export class SandboxVm {
@@ -78,8 +85,10 @@ export class SandboxVm {
   readonly #opts: SandboxVmOptions;
   readonly #timer: ThreadTimer;
   readonly #pristine: Uint8Array;
-  /** The captured FPU state, encoded once (KVM_SET_FPU takes it as is after every call). */
-  #pristineFpu!: Uint8Array;
+  /** The captured vCPU state (sregs, XSAVE, debug registers, events, MSRs). */
+  #pristineCpu!: PristineCpu;
+  /** Set when a reset could not complete: the VM must not run another call. */
+  #broken: Error | undefined;
   /** struct kvm_regs for the next call, patched field by field. */
   readonly #regsBytes = new Uint8Array(KVM_REGS.size);
   readonly #regsView = new DataView(this.#regsBytes.buffer);
@@ -91,7 +100,8 @@ export class SandboxVm {
   /** Pages the host wrote during a call (the dirty log sees only guest writes). */
   readonly #hostDirty = new Set<number>();
   #inputUsed = 0;
-  #prints: string[] = [];
+  #prints = new PrintLog();
+  readonly #hostCalls: HostCallContext;
   /** Calls and resets, for stats. */
   calls = 0;
   resets = 0;
@@ -108,37 +118,55 @@ export class SandboxVm {
     this.#inputBase = layout.inputBase;
     this.#outputBase = layout.outputBase;
     this.#stackTop = BigInt(layout.inputBase);
-    this.#timer = new ThreadTimer(KICK_SIGNAL);
     this.#pristine = new Uint8Array(slot.size);
+    const prints = (): PrintLog => this.#prints;
+    this.#hostCalls = {
+      mem: this.#mem,
+      view: this.#view,
+      get prints() {
+        return prints();
+      },
+      runHostFunction: (name, arg, cap) => this.#runHostFunction(name, arg, cap),
+      markHostDirty: (at, len) => this.#markHostDirty(at, len),
+    };
+    this.#timer = new ThreadTimer(KICK_SIGNAL); // last: nothing after it can throw
   }
 
   /** Builds the VM in this thread, loads the image, runs `kvmpool_init` if exported, captures the state. */
   static create(opts: SandboxVmOptions): SandboxVm {
     const { image, memory } = opts;
     const { inputBase, outputBase } = sandboxLayout(opts);
+    const initTimeoutMs = opts.initTimeoutMs ?? 0;
+    if (!Number.isFinite(initTimeoutMs) || initTimeoutMs < 0) throw new RangeError(`sandbox: initTimeoutMs must be a number ≥ 0 (got ${initTimeoutMs})`);
     blockSignal(KICK_SIGNAL);
     consumePending(KICK_SIGNAL);
     const kvm = Kvm.open(opts.kvmPath);
     let vm: Vm | undefined;
+    let s: SandboxVm | undefined;
     try {
       vm = kvm.createVm();
       const slot = vm.addMemory({ guestAddress: 0, size: memory, dirtyLog: true });
-      writeModeTables(vm.memory, 'user', { systemArea: SYSTEM_AREA, mapSize: Math.ceil(memory / 0x20_0000) * 0x20_0000 });
+      const mode = { systemArea: SYSTEM_AREA, mapSize: Math.ceil(memory / 0x20_0000) * 0x20_0000, protectSystemArea: true };
+      writeModeTables(vm.memory, 'user', mode);
       loadElf(image, vm.memory, [
         { start: 0n, end: IMAGE_MIN, what: 'low area (system tables and call area)' },
         { start: BigInt(inputBase), end: BigInt(memory), what: 'input/output regions' },
       ]);
       const vcpu = vm.createVcpu(0);
       vcpu.setCpuid(guestCpuid(kvm));
-      setVcpuMode(vcpu, 'user', { systemArea: SYSTEM_AREA });
+      setVcpuMode(vcpu, 'user', mode);
       vcpu.setSignalMask(runMaskWithout(KICK_SIGNAL));
-      const s = new SandboxVm(kvm, vm, vcpu, slot, opts, { inputBase, outputBase });
-      if (image.functions.has('kvmpool_init')) s.#invoke('kvmpool_init', new Uint8Array(0), {});
+      s = new SandboxVm(kvm, vm, vcpu, slot, opts, { inputBase, outputBase });
+      if (image.functions.has('kvmpool_init')) s.#invoke('kvmpool_init', new Uint8Array(0), { timeoutMs: initTimeoutMs }, 'its initTimeoutMs');
       s.#capture();
       return s;
     } catch (e) {
-      vm?.close();
-      kvm.close();
+      // Every failure path releases what it made: the thread timer, the VM (vCPU, memory), the KVM fd.
+      if (s) s.close();
+      else {
+        vm?.close();
+        kvm.close();
+      }
       throw e;
     }
   }
@@ -153,31 +181,35 @@ export class SandboxVm {
   }
 
   #capture(): void {
+    this.#pristineCpu = new PristineCpu(this.#vm, this.#vcpu); // settles init's return first
     this.#vm.dirtyPages(this.#slot); // clear the log: from here on it lists what calls write
     this.#pristine.set(this.#mem);
-    this.#pristineFpu = this.#vcpu.getFpuBytes();
     this.#hostDirty.clear();
   }
 
   /** Calls exported function `name` with `input`; the VM is reset afterwards, whatever happened. */
   call(name: string, input: Uint8Array, options: CallOptions = {}): CallResult {
+    if (this.#broken) throw new SandboxWorkerError('this sandbox VM could not be reset after an earlier call; replace it', this.#broken);
+    let output: Uint8Array;
     try {
-      const output = this.#invoke(name, input, options);
-      return { output, prints: this.#prints, resetPages: this.reset() };
+      output = this.#invoke(name, input, options);
     } catch (e) {
       this.reset();
       throw e;
     }
+    const prints = this.#prints;
+    return { output, prints: prints.texts, printsDropped: prints.dropped, resetPages: this.reset() };
   }
 
-  #invoke(name: string, input: Uint8Array, options: CallOptions): Uint8Array {
+  /** Runs `name` to its return; `limit` names the time limit in a SandboxTimeoutError. */
+  #invoke(name: string, input: Uint8Array, options: CallOptions, limit = 'its'): Uint8Array {
     const fn = this.#opts.image.functions.get(name);
     if (fn === undefined) throw new GuestError(`the guest exports no function ${JSON.stringify(name)}`, -1);
     if (input.length > this.#opts.inputSize) {
       throw new RangeError(`sandbox call ${name}: input of ${input.length} bytes exceeds the ${this.#opts.inputSize}-byte input region`);
     }
     this.calls++;
-    this.#prints = [];
+    this.#prints = new PrintLog();
     this.#mem.set(input, this.#inputBase);
     this.#inputUsed = input.length;
     // Every register is written: nothing of the previous call survives in them.
@@ -198,7 +230,7 @@ export class SandboxVm {
     const deadline = options.timeoutMs ? performance.now() + options.timeoutMs : Infinity;
     if (options.timeoutMs) this.#timer.arm(options.timeoutMs);
     try {
-      this.#runToReturn(name, deadline, options.timeoutMs ?? 0, ctl);
+      this.#runToReturn(name, deadline, options.timeoutMs ?? 0, ctl, limit);
     } finally {
       if (options.timeoutMs) this.#timer.disarm();
       if (ctl) Atomics.store(ctl, CALL_CONTROL.TID, 0);
@@ -211,7 +243,7 @@ export class SandboxVm {
     return this.#mem.slice(this.#outputBase, this.#outputBase + Number(value));
   }
 
-  #runToReturn(name: string, deadline: number, timeoutMs: number, ctl: Int32Array | undefined): void {
+  #runToReturn(name: string, deadline: number, timeoutMs: number, ctl: Int32Array | undefined, limit: string): void {
     const vcpu = this.#vcpu;
     for (;;) {
       if (ctl && Atomics.load(ctl, CALL_CONTROL.CANCEL) !== 0) throw new AbortError(`sandbox call ${name} was aborted`);
@@ -219,14 +251,16 @@ export class SandboxVm {
       if (exit.kind === 'io' && exit.direction === 'out') {
         if (exit.port === PORT_RETURN) return;
         if (exit.port === PORT_HOSTCALL) {
-          this.#hostCall();
+          serveHostCall(this.#hostCalls);
+          // A slow host function must not let the call finish late.
+          if (performance.now() >= deadline) throw new SandboxTimeoutError(name, timeoutMs, limit);
           continue;
         }
       }
       if (exit.kind === 'intr') {
         consumePending(KICK_SIGNAL);
         vcpu.immediateExit = false;
-        if (performance.now() >= deadline) throw new SandboxTimeoutError(name, timeoutMs);
+        if (performance.now() >= deadline) throw new SandboxTimeoutError(name, timeoutMs, limit);
         continue;
       }
       let rip = 0n;
@@ -235,62 +269,21 @@ export class SandboxVm {
       } catch {
         // unreadable after a failed entry
       }
-      throw new GuestCrashError(0, describeExit(exit), rip);
+      throw new GuestCrashError(0, describeExit(exit), rip, symbolize(this.#opts.image, rip));
     }
   }
 
-  /** Checks that [ptr, ptr+len) is guest memory, and returns its offset. */
-  #range(fn: string, what: string, ptr: bigint, len: bigint): number {
-    if (ptr < 0n || len < 0n || ptr + len > BigInt(this.#slot.size)) {
-      throw new HostFunctionError(fn, `${what} [0x${ptr.toString(16)}, +${len}) is outside guest memory (${this.#slot.size} bytes)`);
-    }
-    return Number(ptr);
-  }
-
-  #text(fn: string, ptr: bigint, len: bigint): string {
-    const at = this.#range(fn, 'text', ptr, len);
-    return new TextDecoder().decode(this.#mem.subarray(at, at + Number(len)));
-  }
-
-  #hostCall(): void {
-    const base = Number(CALL_AREA);
-    const v = this.#view;
-    const op = Number(v.getBigUint64(base + CALL.OP, true));
-    const a = (field: number): bigint => v.getBigUint64(base + field, true);
-    switch (op) {
-      case OP.PRINT:
-        this.#prints.push(this.#text('print', a(CALL.A0), a(CALL.A1)));
-        return;
-      case OP.ABORT:
-        throw new GuestError(`guest aborted: ${this.#text('abort', a(CALL.A0), a(CALL.A1))}`, -3);
-      case OP.CALL: {
-        const name = this.#text('call', a(CALL.A0), a(CALL.A1));
-        const argAt = this.#range(name, 'argument', a(CALL.A2), a(CALL.A3));
-        const arg = this.#mem.slice(argAt, argAt + Number(a(CALL.A3)));
-        const resAt = this.#range(name, 'result buffer', a(CALL.A4), a(CALL.A5));
-        const cap = Number(a(CALL.A5));
-        const result = this.#runHostFunction(name, arg, cap);
-        if (result.length > cap) {
-          throw new HostFunctionError(name, `returned ${result.length} bytes; the guest's buffer holds ${cap}`);
-        }
-        this.#mem.set(result, resAt);
-        this.#markHostDirty(resAt, result.length);
-        v.setBigInt64(base + CALL.RET, BigInt(result.length), true);
-        return;
-      }
-      default:
-        throw new GuestError(`guest made an unknown host call (op ${op})`, -4);
-    }
-  }
-
+  /** Runs a sync host function here or a remote one through `remoteCall`; errors become HostFunctionError. */
   #runHostFunction(name: string, arg: Uint8Array, cap: number): Uint8Array {
     const local = this.#opts.hostFunctions?.[name];
     if (local) {
+      let result: unknown;
       try {
-        return asBytes(local(arg));
+        result = local(arg);
       } catch (e) {
         throw new HostFunctionError(name, e instanceof Error ? e.message : String(e), e);
       }
+      return hostResultBytes(name, result);
     }
     if (this.#opts.remoteNames?.has(name) && this.#opts.remoteCall) return this.#opts.remoteCall(name, arg, cap);
     throw new HostFunctionError(name, 'no such host function');
@@ -300,8 +293,18 @@ export class SandboxVm {
     for (let p = Math.floor(at / PAGE_SIZE); p * PAGE_SIZE < at + len; p++) this.#hostDirty.add(p);
   }
 
-  /** Back to the captured state: dirty pages, input bytes, registers (at the next call) and FPU. */
+  /**
+   * Back to the captured state: the pending exit settled, dirty pages and input bytes, then the
+   * vCPU state (reset.ts); the registers are written at the next call. If the vCPU cannot be
+   * settled the VM is marked broken and every later call fails with SandboxWorkerError.
+   */
   reset(): number {
+    try {
+      this.#pristineCpu.settle(this.#vcpu);
+    } catch (e) {
+      this.#broken = e instanceof Error ? e : new Error(String(e));
+      throw e;
+    }
     const dirty = this.#vm.dirtyPages(this.#slot);
     for (const p of this.#hostDirty) dirty.push(p);
     this.#hostDirty.clear();
@@ -313,7 +316,7 @@ export class SandboxVm {
       this.#mem.fill(0, this.#inputBase, this.#inputBase + this.#inputUsed);
       this.#inputUsed = 0;
     }
-    this.#vcpu.setFpuBytes(this.#pristineFpu);
+    this.#pristineCpu.restore(this.#vcpu);
     this.resets++;
     return dirty.length;
   }

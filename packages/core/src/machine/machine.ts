@@ -21,7 +21,7 @@ import { KICK_SIGNAL, type GuestDebugConfig, type RunEnd, type VcpuState } from 
 import type { RestoreOptions, SnapshotInfo } from './snapshot.js';
 import { standardDevices } from './standard-devices.js';
 import type { DeviceSpec, MachineEvents, MachineExit, MachineOptions, StartOptions } from './types.js';
-import { VcpuHandle } from './vcpu-handle.js';
+import { STOP_ACK_MS, VcpuHandle } from './vcpu-handle.js';
 import { threadWiring, wireDevices } from './wiring.js';
 
 export type { DebugStop, DeviceSpec, MachineEvents, MachineExit, MachineOptions, StartOptions } from './types.js';
@@ -274,7 +274,15 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
   #halt(): Promise<void> {
     this.#stopping ??= (async () => {
       await Promise.all(this.#vcpus.map((v) => v.stop()));
-      await Promise.allSettled(this.#runs);
+      // A thread that does not answer (hung) must not hold the machine up: close() ends it.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled(this.#runs),
+        new Promise<void>((r) => {
+          timer = setTimeout(r, STOP_ACK_MS);
+        }),
+      ]);
+      clearTimeout(timer);
       if (this.#flushTimer) clearInterval(this.#flushTimer);
       await this.dispatcher.stop();
     })();

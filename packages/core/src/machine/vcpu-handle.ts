@@ -26,6 +26,8 @@ const KICK_SYNC_WAIT_MS = 0.2;
 const RECHECK_MS = 50;
 /** How long `close()` waits for the thread to close its vCPU before it ends the thread. */
 const CLOSE_TIMEOUT_MS = 1000;
+/** How long `stop()` waits for the thread to see the request. */
+export const STOP_ACK_MS = 1000;
 
 export interface VcpuHandleInit {
   id: number;
@@ -190,9 +192,10 @@ export class VcpuHandle {
   /**
    * Brings the vCPU to its next safe point and resolves once the thread has acknowledged:
    * one kick event (see vcpu-lifecycle.ts), no resend. A vCPU that is not started or has
-   * ended has no safe point to reach: the kick resolves at once.
+   * ended has no safe point to reach: the kick resolves at once. `boundMs` bounds the wait
+   * for the acknowledgement (a thread that hangs never gives one).
    */
-  async kick(): Promise<void> {
+  async kick(boundMs = Infinity): Promise<void> {
     if (this.#dead || this.#closed) return;
     const s = this.state;
     if (s === 'created' || isFinal(s)) return;
@@ -201,8 +204,9 @@ export class VcpuHandle {
     if (signal && signalThread(this.#tid, KICK_SIGNAL)) this.kicksSent++;
     this.#wakeWaits();
     let synced = false;
+    const end = performance.now() + boundMs;
     for (;;) {
-      if (kickAcknowledged(ctl, want) || this.#dead) return;
+      if (kickAcknowledged(ctl, want) || this.#dead || performance.now() > end) return;
       const st = this.state;
       if (st === 'created' || isFinal(st)) return;
       const ack = Atomics.load(ctl, CONTROL.KICK_ACK);
@@ -261,10 +265,14 @@ export class VcpuHandle {
     }
   }
 
-  /** Asks the vCPU to stop, from any state; wakes it from a device wait, a pause or KVM_RUN. */
+  /**
+   * Asks the vCPU to stop, from any state; wakes it from a device wait, a pause or KVM_RUN.
+   * Resolves once the thread has seen the request, or after STOP_ACK_MS if it does not answer
+   * (a hung thread: `close()` ends it).
+   */
   async stop(): Promise<void> {
     this.#requestStop();
-    await this.kick();
+    await this.kick(STOP_ACK_MS);
   }
 
   #requestStop(): void {

@@ -17,6 +17,9 @@
  *   before reusing a slot, so it never overwrites a record still being read;
  * - the consumer writes the reply area, then `Atomics.store(REPLY_SEQ)`; the producer reads the
  *   reply only after loading that seq, so the answer is complete.
+ * - No lost wake-up: a producer loads WAKE before it looks at what it waits for (and at its
+ *   requests), then sleeps on WAKE with that value; whoever changes any of those changes it
+ *   first and bumps WAKE after, so a change the producer missed makes its sleep return at once.
  * TAIL and HEAD are free-running u32 counters (the slot is `counter % SLOTS`, and SLOTS divides
  * 2^32); their difference, taken modulo 2^32, is the fill level, so wrap-around is harmless.
  * The VM-wide sequence skips 0 when it wraps (see `#nextSeq`).
@@ -30,6 +33,11 @@ export const RING = {
   REPLY_LEN: 3,
   /** Set by the producer while it waits for free slots (back-pressure). */
   PRODUCER_WAITING: 4,
+  /**
+   * The word every producer wait sleeps on: bumped (and notified) after each change a waiting
+   * producer must see — a reply, room made while it waits, a control request or kick.
+   */
+  WAKE: 5,
   HEADER_WORDS: 16,
   REPLY_BYTES: 4096,
   SLOTS: 256,
@@ -162,11 +170,11 @@ export class RingProducer extends RingViews {
    */
   awaitReply(seq: number, data: Uint8Array, check: WaitCheck): StepOutcome {
     for (;;) {
-      const got = Atomics.load(this.header, RING.REPLY_SEQ);
-      if (got === (seq | 0)) break;
+      const gen = Atomics.load(this.header, RING.WAKE);
+      if (Atomics.load(this.header, RING.REPLY_SEQ) === (seq | 0)) break;
       const c = check();
       if (c !== 'go-on') return c;
-      Atomics.wait(this.header, RING.REPLY_SEQ, got, WAIT_SLICE_MS);
+      Atomics.wait(this.header, RING.WAKE, gen, WAIT_SLICE_MS);
     }
     this.takeReply(data);
     return 'done';
@@ -207,20 +215,26 @@ export class RingProducer extends RingViews {
    */
   reserve(count: number, check: WaitCheck): StepOutcome {
     if (count > RING.SLOTS) throw new RangeError(`exit ring: ${count} records needed, the ring holds ${RING.SLOTS}`);
-    for (;;) {
-      const head = Atomics.load(this.header, RING.HEAD);
-      const used = (Atomics.load(this.header, RING.TAIL) - head) >>> 0;
-      if (RING.SLOTS - used >= count) return 'done';
-      const c = check();
-      if (c !== 'go-on') return c;
-      // Say we wait before the last look at HEAD: a consumer that moves HEAD after this
-      // store sees the flag and notifies; one that moved it before, we see in the wait's
-      // value check (Atomics.wait returns at once when HEAD is no longer `head`).
-      Atomics.store(this.header, RING.PRODUCER_WAITING, 1);
-      this.#ring(true);
-      Atomics.wait(this.header, RING.HEAD, head, WAIT_SLICE_MS);
+    if (this.#room() >= count) return 'done';
+    try {
+      for (;;) {
+        // Say we wait before looking at HEAD: a consumer that moves HEAD after this store sees
+        // the flag and bumps WAKE; one that moved it before, the look at HEAD sees.
+        Atomics.store(this.header, RING.PRODUCER_WAITING, 1);
+        const gen = Atomics.load(this.header, RING.WAKE);
+        if (this.#room() >= count) return 'done';
+        const c = check();
+        if (c !== 'go-on') return c;
+        this.#ring(true);
+        Atomics.wait(this.header, RING.WAKE, gen, WAIT_SLICE_MS);
+      }
+    } finally {
       Atomics.store(this.header, RING.PRODUCER_WAITING, 0);
     }
+  }
+
+  #room(): number {
+    return RING.SLOTS - ((Atomics.load(this.header, RING.TAIL) - Atomics.load(this.header, RING.HEAD)) >>> 0);
   }
 
   /** Rings the doorbell, e.g. after `postReserved`. */
@@ -252,9 +266,7 @@ export class RingProducer extends RingViews {
    * the coalesced lock, so it looks at its requests now (control paths: stop, pause, kick).
    */
   static wake(ring: SharedArrayBuffer, doorbell?: SharedArrayBuffer): void {
-    const header = new Int32Array(ring, 0, RING.HEADER_WORDS);
-    Atomics.notify(header, RING.REPLY_SEQ);
-    Atomics.notify(header, RING.HEAD);
+    wakeProducer(new Int32Array(ring, 0, RING.HEADER_WORDS));
     if (doorbell) Atomics.notify(new Int32Array(doorbell), DOORBELL.COALESCED_LOCK);
   }
 
@@ -263,6 +275,12 @@ export class RingProducer extends RingViews {
     Atomics.add(this.doorbell, DOORBELL.COUNT, 1);
     if (force || Atomics.load(this.doorbell, DOORBELL.SLEEPING) !== 0) Atomics.notify(this.doorbell, DOORBELL.COUNT);
   }
+}
+
+/** Bumps the ring's WAKE word and wakes a producer sleeping on it (after the change it must see). */
+function wakeProducer(header: Int32Array): void {
+  Atomics.add(header, RING.WAKE, 1);
+  Atomics.notify(header, RING.WAKE);
 }
 
 /**
@@ -350,7 +368,7 @@ export class RingConsumer extends RingViews {
     }
     if (n > 0) {
       Atomics.store(this.header, RING.HEAD, (head + n) | 0);
-      if (Atomics.load(this.header, RING.PRODUCER_WAITING) !== 0) Atomics.notify(this.header, RING.HEAD);
+      if (Atomics.load(this.header, RING.PRODUCER_WAITING) !== 0) wakeProducer(this.header);
     }
     return n;
   }
@@ -370,6 +388,6 @@ export class RingConsumer extends RingViews {
   /** Publishes the answer to read `seq` (its data already written into the record's `data`). */
   reply(seq: number): void {
     Atomics.store(this.header, RING.REPLY_SEQ, seq | 0);
-    Atomics.notify(this.header, RING.REPLY_SEQ);
+    wakeProducer(this.header);
   }
 }

@@ -100,9 +100,11 @@ async function run(l: Live): Promise<RunEnd> {
       setState(l, 'paused');
       // Paused: the event loop is free, so requests (registers…) are served meanwhile. Kicks
       // that arrive now are acknowledged here: the vCPU is already at a safe point.
-      while (Atomics.load(control, CONTROL.REQUEST) === REQUEST.pause) {
+      for (;;) {
+        const gen = Atomics.load(control, CONTROL.WAKE);
+        if (Atomics.load(control, CONTROL.REQUEST) !== REQUEST.pause) break;
         loop.acknowledge();
-        const w = Atomics.waitAsync(control, CONTROL.REQUEST, REQUEST.pause);
+        const w = Atomics.waitAsync(control, CONTROL.WAKE, gen);
         if (w.async) await w.value;
       }
       if (Atomics.load(control, CONTROL.REQUEST) === REQUEST.stop) {

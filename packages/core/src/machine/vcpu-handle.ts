@@ -223,7 +223,8 @@ export class VcpuHandle {
 
   /** Wakes the thread from whatever it waits on (paused, a device reply, ring room, the coalesced lock). */
   #wakeWaits(): void {
-    Atomics.notify(this.control, CONTROL.REQUEST);
+    Atomics.add(this.control, CONTROL.WAKE, 1);
+    Atomics.notify(this.control, CONTROL.WAKE);
     RingProducer.wake(this.ring, this.#doorbell);
   }
 
@@ -257,7 +258,7 @@ export class VcpuHandle {
     // Count resumes, not states: the vCPU may stop again (a debug exit) before we look.
     const before = Atomics.load(this.control, CONTROL.RESUMES);
     if (Atomics.compareExchange(this.control, CONTROL.REQUEST, REQUEST.pause, REQUEST.none) !== REQUEST.pause) return;
-    Atomics.notify(this.control, CONTROL.REQUEST);
+    this.#wakeWaits();
     for (;;) {
       if (this.#dead || Atomics.load(this.control, CONTROL.RESUMES) !== before || this.state !== 'paused') return;
       const w = Atomics.waitAsync(this.control, CONTROL.RESUMES, before, RECHECK_MS);

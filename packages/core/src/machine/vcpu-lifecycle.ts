@@ -64,7 +64,13 @@ export const CONTROL = {
   OWNED: 8,
   /** 1 while a device read of this vCPU waits for its answer (paused or not). */
   READ_PENDING: 9,
-  WORDS: 10,
+  /**
+   * Bumped (and notified) by the main thread after each request or kick: a paused thread
+   * sleeps on it with the value it read before looking at REQUEST/KICK_REQ, so no change is
+   * missed between its look and its sleep.
+   */
+  WAKE: 10,
+  WORDS: 11,
 } as const;
 
 export const REQUEST = { none: 0, pause: 1, stop: 2 } as const;

@@ -21,6 +21,11 @@ export interface CoalescedWrite {
   data: Uint8Array;
 }
 
+/** An index the kernel wrote must lie inside the ring, or a loop to it would never end. */
+function checkIndex(i: number): void {
+  if (!Number.isInteger(i) || i < 0 || i >= ENTRIES) throw new RangeError(`coalesced ring: index ${i} outside 0..${ENTRIES - 1}`);
+}
+
 export class CoalescedRing {
   readonly #view: DataView;
   readonly #bytes: Uint8Array;
@@ -44,6 +49,7 @@ export class CoalescedRing {
 
   /** Looks at the entries from the start up to `stop`, oldest first, without taking them. */
   peekTo(stop: number, visit: (w: CoalescedWrite) => void): number {
+    checkIndex(stop);
     let n = 0;
     for (let first = this.#view.getUint32(FIRST, true); first !== stop; first = (first + 1) % ENTRIES) {
       visit(this.#entry(first));
@@ -66,6 +72,7 @@ export class CoalescedRing {
 
   /** Takes entries, oldest first, until the start reaches `stop` (default: the current end). */
   drainTo(stop: number, handle: (w: CoalescedWrite) => void): number {
+    checkIndex(stop);
     const v = this.#view;
     let first = v.getUint32(FIRST, true);
     let n = 0;

@@ -313,7 +313,10 @@ export class VcpuHandle {
   /** Fault injection for tests: an uncaught exception in the vCPU thread, or a thread that hangs. Resolves once sent. */
   async injectFault(message: string, hang = false): Promise<void> {
     try {
-      await this.#send('injectFault', { message, hang });
+      const sent = this.#send('injectFault', { message, hang });
+      // A running thread serves requests only when it is back in its event loop: kick it there.
+      if (this.state === 'running') void this.kick();
+      await sent;
     } catch (e) {
       // The thread may die before its answer arrives: that is the point.
       if (!(e instanceof VcpuThreadError)) throw e;

@@ -3,7 +3,7 @@
  * kvm_run mapping — and so the kernel VM — are released once the machine is closed; a Machine
  * that fails while it is built releases its VM fd; process.exit() is not held up by vCPUs.
  */
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -86,7 +86,7 @@ describe('vCPU ownership on failure', () => {
       process.exit(7);`;
     const file = join(process.cwd(), 'test', `.exit-probe-${process.pid}.mjs`);
     writeFileSync(file, script);
-    let r: ReturnType<typeof spawnSync<string>>;
+    let r: SpawnSyncReturns<string>;
     try {
       r = spawnSync(process.execPath, [file], { cwd: process.cwd(), timeout: 30_000, encoding: 'utf8' });
     } finally {

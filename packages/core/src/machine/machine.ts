@@ -304,7 +304,12 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
    */
   async pause(): Promise<void> {
     const hold = (this.#userHold ??= this.holdPaused());
-    await hold;
+    try {
+      await hold;
+    } catch (e) {
+      if (this.#userHold === hold) this.#userHold = undefined;
+      throw e;
+    }
     if (this.running) await this.#pauseAll();
   }
 

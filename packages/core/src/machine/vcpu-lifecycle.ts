@@ -241,7 +241,9 @@ export interface VcpuRequests {
 export type VcpuRequestType = keyof VcpuRequests;
 
 const STILL: readonly VcpuState[] = ['created', 'paused'];
-const READABLE: readonly VcpuState[] = ['created', 'paused', 'stopped'];
+/** Reading registers also works once the vCPU has ended (a crashed guest's rip…). */
+const READABLE: readonly VcpuState[] = ['created', 'paused', 'stopped', 'crashed'];
+const SAVABLE: readonly VcpuState[] = ['created', 'paused', 'stopped'];
 const ANY: readonly VcpuState[] = VCPU_STATE_NAME;
 
 /**
@@ -256,7 +258,7 @@ export const ALLOWED: Record<VcpuRequestType, readonly VcpuState[]> = {
   setRegs: STILL,
   getSregs: READABLE,
   setSregs: STILL,
-  saveState: READABLE,
+  saveState: SAVABLE,
   loadState: ['created'],
   setGuestDebug: STILL,
   translate: READABLE,

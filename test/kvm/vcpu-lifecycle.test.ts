@@ -105,10 +105,10 @@ describe('vCPU lifecycle', () => {
     const r = within(m.getRegs(0), BOUND, 'getRegs() of a running vCPU');
     await expect(r).rejects.toThrow(VcpuStateError);
     await expect(r).rejects.toMatchObject({ code: 'ERR_KVMPOOL_VCPU_STATE', vcpu: 0, state: 'running' });
-    await expect(r).rejects.toThrow(/getRegs\(\) needs it created or paused or stopped; pause it first/);
+    await expect(r).rejects.toThrow(/^vCPU 0 is running: getRegs\(\) is allowed only when it is created, paused, stopped, crashed; pause it first$/);
     await m.pause();
     const saved = await m.saveVcpuState(0);
-    await expect(m.loadVcpuState(0, saved)).rejects.toThrow(/loadState\(\) needs it created/);
+    await expect(m.loadVcpuState(0, saved)).rejects.toThrow(/loadState\(\) is allowed only when it is created$/);
     await m.resume();
     await expect(m.loadVcpuState(0, saved)).rejects.toThrow(VcpuStateError);
   });

@@ -269,9 +269,8 @@ export const ALLOWED: Record<VcpuRequestType, readonly VcpuState[]> = {
 /** The refusal of `request` in state `state` (undefined if the state allows it). */
 export function refusal(vcpu: number, state: VcpuState, request: VcpuRequestType): VcpuStateError | undefined {
   if (ALLOWED[request].includes(state)) return undefined;
-  const want = ALLOWED[request].join(' or ');
   const hint = state === 'running' ? '; pause it first' : '';
-  return new VcpuStateError(vcpu, state, `${request}() needs it ${want}${hint}`);
+  return new VcpuStateError(vcpu, state, `${request}() is allowed only when it is ${ALLOWED[request].join(', ')}${hint}`);
 }
 
 /** main → thread */

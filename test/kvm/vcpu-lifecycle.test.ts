@@ -81,7 +81,7 @@ describe('vCPU lifecycle', () => {
     expect(dev.reads).toBe(1);
   });
 
-  it('snapshot and inspect of a vCPU whose device read is pending are refused with VcpuStateError, never hang', async () => {
+  it('snapshot and inspect of a vCPU whose device read is pending are refused with VcpuStateError; a debugger stops it; nothing hangs', async () => {
     const { m, rec, dev } = await readingMachine();
     await using _ = m;
     await m.start({ entry: CODE, stack });
@@ -91,6 +91,11 @@ describe('vCPU lifecycle', () => {
     await expect(snap).rejects.toThrow(VcpuStateError);
     await expect(snap).rejects.toThrow(/read of port 0x3f2 is still waiting for the device/);
     await expect(within(m.inspect(), BOUND, 'inspect()')).rejects.toThrow(VcpuStateError);
+    // A debugger attaching (as gdb does) stops it too, and lets it go on when it detaches.
+    const dbg = new GuestDebugger(m);
+    await within(dbg.interrupt(), BOUND, 'a debugger stopping a vCPU with a read pending');
+    expect(m.vcpuStates()).toEqual(['paused']);
+    await within(dbg.detach(), BOUND, 'detach');
     // The refusals let the vCPU go on waiting: the guest still gets its answer.
     expect(m.vcpuStates()).toEqual(['running']);
     dev.answer(7);

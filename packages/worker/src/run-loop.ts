@@ -91,12 +91,17 @@ export class RunLoop {
   }
 
   /**
-   * Finishes a pending write now (for a state save while paused: the dispatcher keeps draining,
-   * so this ends unless a stop comes). A pending read is left alone.
+   * Finishes a pending write now, for a state save while paused: the dispatcher keeps draining,
+   * so room comes soon — but waits at most `boundMs` (a stopped dispatcher makes none), then
+   * gives up with 'pause'. A pending read is left alone.
    */
-  finishPendingWrite(): StepOutcome {
+  finishPendingWrite(boundMs: number): StepOutcome {
     if (!this.#pending || this.#pending.read) return 'done';
-    const r = this.#advance(() => (this.check() === 'stop' ? 'stop' : 'go-on'));
+    const end = performance.now() + boundMs;
+    const r = this.#advance(() => {
+      if (this.check() === 'stop') return 'stop';
+      return performance.now() > end ? 'pause' : 'go-on';
+    });
     return r === 'pause' || r === 'stop' ? r : 'done';
   }
 

@@ -122,15 +122,22 @@ async function run(l: Live): Promise<RunEnd> {
   }
 }
 
-/** The vCPU's state for a snapshot: refused while a device read waits for its answer. */
+/** How long a state save waits for a pending write to find room in the exit ring. */
+const SAVE_WAIT_MS = 1000;
+
+/**
+ * The vCPU's state for a snapshot. A write still waiting for ring room is posted first
+ * (boundedly); a read still waiting for its device is refused, not waited for.
+ */
 function saveState(l: Live, irqchip: boolean): VcpuRequests['saveState'][1] {
   const state = stateOf(l.control);
-  if (l.loop.finishPendingWrite() !== 'done') throw new VcpuStateError(l.vcpu.id, state, 'saveState() was stopped');
+  l.loop.finishPendingWrite(SAVE_WAIT_MS);
   const pending = l.loop.pendingAccess;
   if (pending) {
+    const what = pending.read ? 'the device' : 'room in the exit ring';
     throw new VcpuStateError(
       l.vcpu.id, state,
-      `its ${pending.description} is still waiting for the device, so its state cannot be saved; resume it and save again once the device has answered`,
+      `its ${pending.description} is still waiting for ${what}, so its state cannot be saved; resume it and save again once the device has answered`,
     );
   }
   return captureVcpuState(l.kvm, l.vcpu, irqchip);

@@ -184,7 +184,13 @@ async function serve(req: VcpuRequest): Promise<unknown> {
       return undefined;
     }
     case 'run':
-      return run(l);
+      try {
+        return await run(l);
+      } catch (e) {
+        // A failed KVM_RUN (or any error in the loop) ends the vCPU: say so before answering.
+        setState(l, 'crashed');
+        throw e;
+      }
     case 'getRegs':
       return vcpu.getRegs();
     case 'setRegs':

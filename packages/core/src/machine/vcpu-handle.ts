@@ -357,7 +357,8 @@ export class VcpuHandle {
     }
     // A thread stuck in KVM_RUN only ends once it is back in JavaScript: stop-kick it first.
     this.#requestStop();
-    if (this.#tid !== 0) signalThread(this.#tid, KICK_SIGNAL);
+    // (Not to a thread already gone: its tid may belong to another thread by now.)
+    if (this.#tid !== 0 && !this.#gone) signalThread(this.#tid, KICK_SIGNAL);
     this.#thread.disown();
     await this.#thread.worker.terminate();
     this.#gone = true;

@@ -22,7 +22,13 @@
  * - machine/machine.ts: all vCPUs together, pause holders, exit reasons, close.
  *
  * Requests travel as typed postMessage events (`VcpuRequest` → `VcpuReply`); errors cross with
- * `encodeError`, so they keep their class, code and cause.
+ * `encodeError`, so they keep their class, code and cause. "running" includes a vCPU waiting
+ * for a device (CONTROL.READ_PENDING); "paused" may too — it goes on waiting when resumed,
+ * and its state cannot be saved until the device answers.
+ *
+ * Waits never miss a wake-up: a thread outside KVM_RUN sleeps on a generation word (CONTROL.WAKE
+ * while paused, the ring's WAKE word in a device wait) read before it looks at its requests; the
+ * main thread changes REQUEST or KICK_REQ first and bumps that word after.
  */
 import type { EncodedError } from '../errors.js';
 import { VcpuStateError } from '../errors.js';

@@ -32,10 +32,10 @@ export {
   type VmxFixedBit, type VmxFixedBits, type VmxCapabilityBit, type VmxCapabilityBits, type VmxVmcsEnum, type VmxMsrs,
 } from './caps/report.js';
 export {
-  CONTROL, REQUEST, KICK_SIGNAL, VCPU_STATE, VCPU_STATE_NAME, type VcpuState, type VcpuThreadApi, type VcpuThreadInit,
-  type VcpuConfig, type RunEnd, type FastPathEntry,
-} from './machine/protocol.js';
-export { nodeEndpoint } from './machine/endpoint.js';
+  ALLOWED, CONTROL, OWNED, REQUEST, KICK_SIGNAL, VCPU_STATE, VCPU_STATE_NAME, acknowledgeKicks, isFinal, kickAcknowledged, recordKick,
+  refusal, waitCheck, type OwnedResources, type VcpuState, type VcpuThreadInit, type VcpuConfig, type VcpuReply, type VcpuRequest,
+  type VcpuRequests, type VcpuRequestType, type RunEnd, type FastPathEntry,
+} from './machine/vcpu-lifecycle.js';
 export { ThreadTimer, blockSignal, consumePending, currentTid, runMaskWithout, signalThread } from './signals.js';
 export { COM_PORTS, DEFAULT_DEBUG_EXIT_PORT, DEFAULT_HALT_PORT, type StandardDeviceOptions } from './machine/standard-devices.js';
 export { VcpuHandle } from './machine/vcpu-handle.js';
@@ -55,5 +55,5 @@ export { snapshotMachine, restoreMachine, type RestoreOptions, type SnapshotInfo
 export { inspectMachine, readVirtual, writeVirtual, scanMemory, type Inspection, type VcpuInspection } from './machine/inspect.js';
 export { walkPageTables, type WalkResult } from './cpu/page-walk.js';
 export { guestDebugRegisters } from './debug/guest-debug.js';
-export type { GuestDebugConfig, VcpuThreadEvent } from './machine/protocol.js';
+export type { GuestDebugConfig, VcpuThreadEvent } from './machine/vcpu-lifecycle.js';
 export { CoalescedRing, KVM_COALESCED_MMIO_PAGE_OFFSET, type CoalescedWrite } from './coalesced-ring.js';

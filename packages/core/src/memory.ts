@@ -4,9 +4,15 @@
  * buffer until the VM is closed: KVM maps the pages, and a collected buffer's memory would
  * be reused by Node while the guest can still write it.
  */
-import { GuestMemoryError } from './errors.js';
+import { GuestMemoryError, outOfRange } from './errors.js';
 import { addressOf } from './ffi/index.js';
-import { PAGE_SIZE, hex } from './util/size.js';
+import { PAGE_SIZE, formatBytes, hex } from './util/size.js';
+
+/**
+ * The largest memory slot: the largest growable SharedArrayBuffer V8 makes (Node 20 refuses a
+ * `maxByteLength` above 4 GiB with "Invalid array buffer max length").
+ */
+export const MAX_SLOT_BYTES = 4 * 2 ** 30;
 
 export const KVM_MEM_LOG_DIRTY_PAGES = 1;
 export const KVM_MEM_READONLY = 2;
@@ -26,6 +32,9 @@ export class MemorySlot {
   constructor(slot: number, guestAddress: bigint, size: number, flags: { readOnly: boolean; dirtyLog: boolean }) {
     if (guestAddress % BigInt(PAGE_SIZE) !== 0n) throw new RangeError(`memory slot ${slot}: guest address ${hex(guestAddress)} is not 4 KiB aligned`);
     if (size <= 0 || size % PAGE_SIZE !== 0) throw new RangeError(`memory slot ${slot}: size ${size} is not a positive multiple of 4096`);
+    if (size > MAX_SLOT_BYTES) {
+      throw outOfRange('memory', `${formatBytes(size)} is more than one memory slot can hold (at most ${formatBytes(MAX_SLOT_BYTES)}, the largest shared buffer Node.js makes)`);
+    }
     this.slot = slot;
     this.guestAddress = guestAddress;
     this.size = size;

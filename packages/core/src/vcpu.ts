@@ -97,6 +97,11 @@ export class Vcpu implements Disposable {
   }
   #coalesced: CoalescedRing | undefined;
 
+  /** @internal Where kvm_run is mapped (for an owner that must unmap it if this thread dies). */
+  get runArea(): { address: bigint; size: number } {
+    return { address: this.#runAddress, size: this.#runSize };
+  }
+
   /** The raw kvm_run mapping, for run loops that decode it themselves. */
   get runMapping(): { bytes: Uint8Array; view: DataView } {
     return { bytes: this.#run, view: this.#runView };

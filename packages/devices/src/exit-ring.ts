@@ -17,8 +17,12 @@
  *   before reusing a slot, so it never overwrites a record still being read;
  * - the consumer writes the reply area, then `Atomics.store(REPLY_SEQ)`; the producer reads the
  *   reply only after loading that seq, so the answer is complete.
- * TAIL and HEAD are free-running u32 counters (the slot is `counter % SLOTS`); their difference,
- * taken modulo 2^32, is the fill level, so wrap-around is harmless.
+ * - No lost wake-up: a producer loads WAKE before it looks at what it waits for (and at its
+ *   requests), then sleeps on WAKE with that value; whoever changes any of those changes it
+ *   first and bumps WAKE after, so a change the producer missed makes its sleep return at once.
+ * TAIL and HEAD are free-running u32 counters (the slot is `counter % SLOTS`, and SLOTS divides
+ * 2^32); their difference, taken modulo 2^32, is the fill level, so wrap-around is harmless.
+ * The VM-wide sequence skips 0 when it wraps (see `#nextSeq`).
  */
 
 export const RING = {
@@ -29,6 +33,11 @@ export const RING = {
   REPLY_LEN: 3,
   /** Set by the producer while it waits for free slots (back-pressure). */
   PRODUCER_WAITING: 4,
+  /**
+   * The word every producer wait sleeps on: bumped (and notified) after each change a waiting
+   * producer must see — a reply, room made while it waits, a control request or kick.
+   */
+  WAKE: 5,
   HEADER_WORDS: 16,
   REPLY_BYTES: 4096,
   SLOTS: 256,
@@ -75,55 +84,116 @@ class RingViews {
   }
 }
 
-/** What a producer does while it cannot go on: `'stop'` abandons the wait. */
-export type WaitCheck = () => 'go-on' | 'stop';
+/**
+ * What a producer's wait asks each time it wakes: go on waiting, or give up because the vCPU
+ * is asked to pause or to stop. Every wait of the producer is a safe point: it calls `check`
+ * before each sleep, and every sleep is bounded (WAIT_SLICE_MS), so a request is seen even
+ * if nobody notifies the word it sleeps on.
+ */
+export type WaitCheck = () => 'go-on' | 'pause' | 'stop';
+/** The outcome of a producer step: done, or abandoned at a safe point with nothing half done. */
+export type StepOutcome = 'done' | 'pause' | 'stop';
+
+/** Longest single sleep of a producer wait before it looks at its `check` again. */
+export const WAIT_SLICE_MS = 50;
+
+/** Records needed to carry `bytes` of data (a read or an empty write still takes one). */
+export function recordsFor(bytes: number): number {
+  return Math.max(1, Math.ceil(bytes / RING.RECORD_DATA));
+}
 
 /** Producer side (the vCPU worker). */
 export class RingProducer extends RingViews {
-  /** A VM-wide sequence number: records of all vCPUs are handled in the order they were posted. */
+  /**
+   * A VM-wide sequence number: records of all vCPUs are handled in the order they were posted.
+   * It never is 0: a ring's REPLY_SEQ starts at 0, and a read numbered 0 after the counter
+   * wraps at 2^32 would take that initial value for its answer.
+   */
   #nextSeq(): number {
-    return (Atomics.add(this.doorbell, DOORBELL.SEQ, 1) + 1) | 0;
+    for (;;) {
+      const seq = (Atomics.add(this.doorbell, DOORBELL.SEQ, 1) + 1) | 0;
+      if (seq !== 0) return seq;
+    }
   }
 
   /**
-   * Posts an access. Data longer than a record is split over several records, in order.
-   * Blocks (Atomics.wait, never spinning) while the ring is full; returns false if `check`
-   * said stop while it waited.
+   * Posts an access. Data longer than a record is split over several records, in order. Waits
+   * (Atomics.wait, never spinning) until the ring has room for all of them, so the post is
+   * all or nothing: 'pause' or 'stop' from `check` leaves the ring untouched and the post can
+   * be made again later.
    */
-  post(kind: RecordKind, address: bigint, size: number, data: Uint8Array, check: WaitCheck): boolean {
+  post(kind: RecordKind, address: bigint, size: number, data: Uint8Array, check: WaitCheck): StepOutcome {
+    const r = this.reserve(recordsFor(data.length), check);
+    if (r !== 'done') return r;
+    this.postReserved(kind, address, size, data);
+    this.#ring();
+    return 'done';
+  }
+
+  /** Publishes an access into slots `reserve` made sure are free (no wait, no doorbell). */
+  postReserved(kind: RecordKind, address: bigint, size: number, data: Uint8Array): void {
     let offset = 0;
     do {
       const len = Math.min(data.length - offset, RING.RECORD_DATA);
-      if (!this.#reserve(check)) return false;
       this.#publish(this.#nextSeq(), kind, address, size, len, data.subarray(offset, offset + len));
       offset += len;
     } while (offset < data.length);
-    this.#ring();
-    return true;
   }
 
   /**
-   * Posts a read of `data.length` bytes and waits for the dispatcher's answer, which it
-   * copies into `data`. Returns false (data untouched) if `check` said stop while waiting.
+   * Posts a read of `length` bytes; returns its sequence number (to wait on with
+   * `awaitReply`), or 'pause' / 'stop' with nothing posted.
+   */
+  postRead(kind: RecordKind, address: bigint, size: number, length: number, check: WaitCheck): number | 'pause' | 'stop' {
+    if (length > RING.REPLY_BYTES) throw new RangeError(`exit ring: a read of ${length} bytes exceeds ${RING.REPLY_BYTES}`);
+    const r = this.reserve(1, check);
+    if (r !== 'done') return r;
+    const seq = this.#nextSeq();
+    this.#publish(seq, kind, address, size, length);
+    this.#ring();
+    return seq;
+  }
+
+  /** True once the dispatcher has answered read `seq` (then `takeReply` copies it out). */
+  replied(seq: number): boolean {
+    return Atomics.load(this.header, RING.REPLY_SEQ) === (seq | 0);
+  }
+
+  /** Copies the answer of the read just replied to into `data`. */
+  takeReply(data: Uint8Array): void {
+    data.set(this.bytes.subarray(REPLY_OFFSET, REPLY_OFFSET + data.length));
+  }
+
+  /**
+   * Waits for the answer to read `seq` and copies it into `data`. 'pause' or 'stop' leaves the
+   * read posted: wait for it again later (the reply slot keeps the answer until the next read).
+   */
+  awaitReply(seq: number, data: Uint8Array, check: WaitCheck): StepOutcome {
+    for (;;) {
+      const gen = Atomics.load(this.header, RING.WAKE);
+      if (Atomics.load(this.header, RING.REPLY_SEQ) === (seq | 0)) break;
+      const c = check();
+      if (c !== 'go-on') return c;
+      Atomics.wait(this.header, RING.WAKE, gen, WAIT_SLICE_MS);
+    }
+    this.takeReply(data);
+    return 'done';
+  }
+
+  /**
+   * Posts a read and waits for its answer, copying it into `data`. For callers that cannot
+   * pause in the middle of a read: 'pause' from `check` is ignored; returns false (data
+   * untouched) if `check` said stop.
    */
   request(kind: RecordKind, address: bigint, size: number, data: Uint8Array, check: WaitCheck): boolean {
-    if (data.length > RING.REPLY_BYTES) throw new RangeError(`exit ring: a read of ${data.length} bytes exceeds ${RING.REPLY_BYTES}`);
-    if (!this.#reserve(check)) return false;
-    const seq = this.#nextSeq();
-    this.#publish(seq, kind, address, size, data.length);
-    this.#ring();
-    for (;;) {
-      const got = Atomics.load(this.header, RING.REPLY_SEQ);
-      if (got === (seq | 0)) break;
-      if (check() === 'stop') return false;
-      Atomics.wait(this.header, RING.REPLY_SEQ, got, 50);
-    }
-    data.set(this.bytes.subarray(REPLY_OFFSET, REPLY_OFFSET + data.length));
-    return true;
+    const noPause: WaitCheck = () => (check() === 'stop' ? 'stop' : 'go-on');
+    const seq = this.postRead(kind, address, size, data.length, noPause);
+    if (typeof seq !== 'number') return false;
+    return this.awaitReply(seq, data, noPause) === 'done';
   }
 
   /**
-   * Fills the record at TAIL (a slot `#reserve` made sure is free) and publishes it. `inline`
+   * Fills the record at TAIL (a slot `reserve` made sure is free) and publishes it. `inline`
    * is the data a write carries; a read carries none (its `len` is the size of the answer).
    */
   #publish(seq: number, kind: RecordKind, address: bigint, size: number, len: number, inline?: Uint8Array): void {
@@ -138,6 +208,49 @@ export class RingProducer extends RingViews {
     Atomics.store(this.header, RING.TAIL, (tail + 1) | 0);
   }
 
+  /**
+   * Waits until `count` slots are free. The dispatcher drains whether or not this vCPU is
+   * paused, so the wait ends as long as it runs; when it does not (the machine is stopping),
+   * `check` ends it.
+   */
+  reserve(count: number, check: WaitCheck): StepOutcome {
+    if (count > RING.SLOTS) throw new RangeError(`exit ring: ${count} records needed, the ring holds ${RING.SLOTS}`);
+    if (this.#room() >= count) return 'done';
+    try {
+      for (;;) {
+        // Say we wait before looking at HEAD: a consumer that moves HEAD after this store sees
+        // the flag and bumps WAKE; one that moved it before, the look at HEAD sees.
+        Atomics.store(this.header, RING.PRODUCER_WAITING, 1);
+        const gen = Atomics.load(this.header, RING.WAKE);
+        if (this.#room() >= count) return 'done';
+        const c = check();
+        if (c !== 'go-on') return c;
+        this.#ring(true);
+        Atomics.wait(this.header, RING.WAKE, gen, WAIT_SLICE_MS);
+      }
+    } finally {
+      Atomics.store(this.header, RING.PRODUCER_WAITING, 0);
+    }
+  }
+
+  #room(): number {
+    return RING.SLOTS - ((Atomics.load(this.header, RING.TAIL) - Atomics.load(this.header, RING.HEAD)) >>> 0);
+  }
+
+  /** Rings the doorbell, e.g. after `postReserved`. */
+  ring(): void {
+    this.#ring();
+  }
+
+  /** Takes the VM-wide coalesced-ring lock, or gives up when `check` says pause or stop. */
+  lockCoalesced(check: WaitCheck): StepOutcome {
+    return lockCoalesced(this.doorbell, check);
+  }
+
+  unlockCoalesced(): void {
+    unlockCoalesced(this.doorbell);
+  }
+
   /** Takes the VM-wide coalesced-ring lock (waiting, never spinning), runs `fn`, releases it. */
   withCoalescedLock<T>(fn: () => T): T {
     return withCoalescedLock(this.doorbell, fn);
@@ -148,24 +261,13 @@ export class RingProducer extends RingViews {
     return Atomics.load(this.header, RING.HEAD) === Atomics.load(this.header, RING.TAIL);
   }
 
-  /** Wakes a waiting producer (used by control paths: stop, kick). */
-  static wake(ring: SharedArrayBuffer): void {
-    const header = new Int32Array(ring, 0, RING.HEADER_WORDS);
-    Atomics.notify(header, RING.REPLY_SEQ);
-    Atomics.notify(header, RING.HEAD);
-  }
-
-  #reserve(check: WaitCheck): boolean {
-    for (;;) {
-      const head = Atomics.load(this.header, RING.HEAD);
-      const used = (Atomics.load(this.header, RING.TAIL) - head) >>> 0;
-      if (used < RING.SLOTS) return true;
-      if (check() === 'stop') return false;
-      Atomics.store(this.header, RING.PRODUCER_WAITING, 1);
-      this.#ring(true);
-      Atomics.wait(this.header, RING.HEAD, head, 50);
-      Atomics.store(this.header, RING.PRODUCER_WAITING, 0);
-    }
+  /**
+   * Wakes a producer waiting on this ring (for a reply or for room) and any vCPU waiting for
+   * the coalesced lock, so it looks at its requests now (control paths: stop, pause, kick).
+   */
+  static wake(ring: SharedArrayBuffer, doorbell?: SharedArrayBuffer): void {
+    wakeProducer(new Int32Array(ring, 0, RING.HEADER_WORDS));
+    if (doorbell) Atomics.notify(new Int32Array(doorbell), DOORBELL.COALESCED_LOCK);
   }
 
   /** Rings the doorbell; wakes the dispatcher only if it said it sleeps (saves a futex wake). */
@@ -173,6 +275,12 @@ export class RingProducer extends RingViews {
     Atomics.add(this.doorbell, DOORBELL.COUNT, 1);
     if (force || Atomics.load(this.doorbell, DOORBELL.SLEEPING) !== 0) Atomics.notify(this.doorbell, DOORBELL.COUNT);
   }
+}
+
+/** Bumps the ring's WAKE word and wakes a producer sleeping on it (after the change it must see). */
+function wakeProducer(header: Int32Array): void {
+  Atomics.add(header, RING.WAKE, 1);
+  Atomics.notify(header, RING.WAKE);
 }
 
 /**
@@ -185,25 +293,38 @@ export function tryWithCoalescedLock<T>(doorbell: Int32Array, fn: () => T): T | 
   try {
     return fn();
   } finally {
-    Atomics.store(doorbell, DOORBELL.COALESCED_LOCK, 0);
-    Atomics.notify(doorbell, DOORBELL.COALESCED_LOCK, 1);
+    unlockCoalesced(doorbell);
   }
 }
 
 /**
- * Runs `fn` holding the lock on KVM's coalesced ring. Whoever drains that ring turns its entries
- * into handled (or posted) accesses under this lock, so entries are never taken twice or out of
- * order. Holders only copy entries out: waits are short, and bounded by a timeout per try.
+ * Takes the lock on KVM's coalesced ring. Whoever drains that ring turns its entries into
+ * handled (or posted) accesses under this lock, so entries are never taken twice or out of
+ * order. Holders only copy entries out and never wait while they hold it (a vCPU reserves the
+ * room it needs first), so a wait here is short; it still is a safe point: 'pause' or 'stop'
+ * from `check` gives up without the lock.
  */
-export function withCoalescedLock<T>(doorbell: Int32Array, fn: () => T): T {
+export function lockCoalesced(doorbell: Int32Array, check: WaitCheck): StepOutcome {
   while (Atomics.compareExchange(doorbell, DOORBELL.COALESCED_LOCK, 0, 1) !== 0) {
-    Atomics.wait(doorbell, DOORBELL.COALESCED_LOCK, 1, 1);
+    const c = check();
+    if (c !== 'go-on') return c;
+    Atomics.wait(doorbell, DOORBELL.COALESCED_LOCK, 1, WAIT_SLICE_MS);
   }
+  return 'done';
+}
+
+export function unlockCoalesced(doorbell: Int32Array): void {
+  Atomics.store(doorbell, DOORBELL.COALESCED_LOCK, 0);
+  Atomics.notify(doorbell, DOORBELL.COALESCED_LOCK, 1);
+}
+
+/** Runs `fn` holding the coalesced lock (for callers that cannot give up; see `lockCoalesced`). */
+export function withCoalescedLock<T>(doorbell: Int32Array, fn: () => T): T {
+  lockCoalesced(doorbell, () => 'go-on');
   try {
     return fn();
   } finally {
-    Atomics.store(doorbell, DOORBELL.COALESCED_LOCK, 0);
-    Atomics.notify(doorbell, DOORBELL.COALESCED_LOCK, 1);
+    unlockCoalesced(doorbell);
   }
 }
 
@@ -247,7 +368,7 @@ export class RingConsumer extends RingViews {
     }
     if (n > 0) {
       Atomics.store(this.header, RING.HEAD, (head + n) | 0);
-      if (Atomics.load(this.header, RING.PRODUCER_WAITING) !== 0) Atomics.notify(this.header, RING.HEAD);
+      if (Atomics.load(this.header, RING.PRODUCER_WAITING) !== 0) wakeProducer(this.header);
     }
     return n;
   }
@@ -267,6 +388,6 @@ export class RingConsumer extends RingViews {
   /** Publishes the answer to read `seq` (its data already written into the record's `data`). */
   reply(seq: number): void {
     Atomics.store(this.header, RING.REPLY_SEQ, seq | 0);
-    Atomics.notify(this.header, RING.REPLY_SEQ);
+    wakeProducer(this.header);
   }
 }

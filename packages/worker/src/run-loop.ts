@@ -1,13 +1,21 @@
 /**
  * The vCPU run loop: KVM_RUN → decode → answer in the worker (fast path) | post to the exit
  * ring | wait for the dispatcher's answer. It returns at a safe point (outside KVM_RUN, no
- * access half-done) when kicked, and when the guest stops or dies.
+ * access half done) when kicked, asked to pause or stop, and when the guest stops or dies.
+ *
+ * An access that needs a device is a `PendingAccess` until it is done: its coalesced
+ * predecessors taken, its record posted, and for a read the answer copied into kvm_run.
+ * Each of those steps either completes or gives up with nothing half done, so every wait in
+ * them (the coalesced lock, ring room, the answer) is a safe point: a pause there returns to
+ * the thread's event loop, which serves requests (registers…) while paused; the next `run()`
+ * takes the access up where it was — a read posted before the pause goes on waiting for its
+ * answer, and the guest gets it.
  */
 import {
-  CONTROL, KICK_SIGNAL, REQUEST, consumePending, describeExit, type CoalescedRing, type IoExit, type MmioExit, type RunEnd,
+  CONTROL, KICK_SIGNAL, REQUEST, acknowledgeKicks, consumePending, describeExit, waitCheck, type CoalescedRing, type RunEnd,
   type Vcpu,
 } from '@kvmpool/core/internal';
-import { RECORD_KIND, RingProducer, type WaitCheck } from '@kvmpool/devices';
+import { RECORD_KIND, RingProducer, recordsFor, type RecordKind, type StepOutcome, type WaitCheck } from '@kvmpool/devices';
 
 export interface FastRegisterView {
   size: number;
@@ -23,41 +31,94 @@ export interface RunLoopOptions {
   coalesced: boolean;
 }
 
+/** A guest access on its way to a device. `data` is the exit's data in kvm_run. */
+interface PendingAccess {
+  kind: RecordKind;
+  address: bigint;
+  size: number;
+  data: Uint8Array;
+  read: boolean;
+  /** Set for an OUT to a port that stops the vCPU. */
+  stopPort: number | undefined;
+  /** The read's sequence number once posted. */
+  seq: number | undefined;
+}
+
+/** Consecutive coalesced writes to one port, carried as one record chain. */
+interface CoalescedRun {
+  pio: boolean;
+  address: bigint;
+  size: number;
+  bytes: number[];
+}
+
 export class RunLoop {
   readonly #vcpu: Vcpu;
   readonly #ring: RingProducer;
   readonly #ctl: Int32Array;
   readonly #opts: RunLoopOptions;
-  readonly #check: WaitCheck;
+  readonly #coalesced: CoalescedRing | undefined;
+  /** Every wait's check: acknowledges kicks, then pause/stop/go on. */
+  readonly check: WaitCheck;
+  #pending: PendingAccess | undefined;
 
   constructor(vcpu: Vcpu, ring: RingProducer, control: Int32Array, options: RunLoopOptions) {
     this.#vcpu = vcpu;
     this.#ring = ring;
     this.#ctl = control;
     this.#opts = options;
-    this.#check = () => (Atomics.load(control, CONTROL.REQUEST) === REQUEST.stop ? 'stop' : 'go-on');
     this.#coalesced = options.coalesced ? vcpu.coalescedRing() : undefined;
+    this.check = waitCheck(control, () => this.acknowledge());
   }
 
-  readonly #coalesced: CoalescedRing | undefined;
+  /** Acknowledges kicks (this thread is at a safe point); true if there were any. */
+  acknowledge(): boolean {
+    return acknowledgeKicks(
+      this.#ctl,
+      () => {
+        this.#vcpu.immediateExit = false;
+      },
+      () => void consumePending(KICK_SIGNAL),
+    );
+  }
 
-  /** Acknowledges any pending kick; true if there was one or a request is waiting. */
-  #safePoint(): boolean {
-    const ctl = this.#ctl;
-    const req = Atomics.load(ctl, CONTROL.KICK_REQ);
-    if (req === Atomics.load(ctl, CONTROL.KICK_ACK) && Atomics.load(ctl, CONTROL.REQUEST) === REQUEST.none) return false;
-    this.#vcpu.immediateExit = false;
-    Atomics.store(ctl, CONTROL.KICK_ACK, req);
-    Atomics.notify(ctl, CONTROL.KICK_ACK);
-    return true;
+  /** What a pending access is, for error messages (undefined when none). */
+  get pendingAccess(): { read: boolean; posted: boolean; description: string } | undefined {
+    const p = this.#pending;
+    if (!p) return undefined;
+    const bus = p.kind === RECORD_KIND.IO_IN || p.kind === RECORD_KIND.IO_OUT ? 'port' : 'MMIO address';
+    return { read: p.read, posted: p.seq !== undefined, description: `${p.read ? 'read' : 'write'} of ${bus} 0x${p.address.toString(16)}` };
+  }
+
+  /**
+   * Finishes a pending write now, for a state save while paused: the dispatcher keeps draining,
+   * so room comes soon — but waits at most `boundMs` (a stopped dispatcher makes none), then
+   * gives up with 'pause'. A pending read is left alone.
+   */
+  finishPendingWrite(boundMs: number): StepOutcome {
+    if (!this.#pending || this.#pending.read) return 'done';
+    const end = performance.now() + boundMs;
+    const r = this.#advance(() => {
+      if (this.check() === 'stop') return 'stop';
+      return performance.now() > end ? 'pause' : 'go-on';
+    });
+    return r === 'pause' || r === 'stop' ? r : 'done';
   }
 
   run(): RunEnd {
     const ctl = this.#ctl;
     const vcpu = this.#vcpu;
     for (;;) {
-      if (this.#safePoint()) {
-        return Atomics.load(ctl, CONTROL.REQUEST) === REQUEST.stop ? { reason: 'stopped' } : { reason: 'kicked' };
+      // The safe point: a kick (even one with no request) returns to the thread's event loop once.
+      const kicked = this.acknowledge();
+      const request = Atomics.load(ctl, CONTROL.REQUEST);
+      if (request === REQUEST.stop) return { reason: 'stopped' };
+      if (request === REQUEST.pause || kicked) return { reason: 'kicked' };
+      if (this.#pending) {
+        const r = this.#advance(this.check);
+        if (r === 'stop') return { reason: 'stopped' };
+        if (r === 'pause') return { reason: 'kicked' };
+        if (r !== 'done') return r;
       }
       const exit = vcpu.run();
       Atomics.add(ctl, CONTROL.EXITS, 1);
@@ -65,16 +126,36 @@ export class RunLoop {
         case 'intr':
           // A kick: the signal is pending in this thread (blocked outside KVM_RUN); take it.
           consumePending(KICK_SIGNAL);
-          vcpu.immediateExit = false;
           Atomics.add(ctl, CONTROL.KICKS_IN_RUN, 1);
           continue;
-        case 'io':
-          if (!this.#io(exit)) return { reason: 'stopped' };
-          if (exit.direction === 'out' && this.#opts.stopPorts.has(exit.port)) return { reason: 'stop-port', port: exit.port };
-          continue;
-        case 'mmio':
-          if (!this.#mmio(exit)) return { reason: 'stopped' };
-          continue;
+        case 'io': {
+          const stopPort = exit.direction === 'out' && this.#opts.stopPorts.has(exit.port) ? exit.port : undefined;
+          if (exit.direction === 'in') {
+            const fast = this.#opts.fastPio.get(exit.port);
+            // A fast answer must not overtake this vCPU's own posted writes (they may change the
+            // register): only answer locally when the dispatcher has taken all of them. Coalesced
+            // writes may still be queued: a device marks a register fast only if they cannot change it.
+            if (fast && fast.size === exit.size && this.#ring.drained()) {
+              fillFromState(fast, exit.data, exit.size);
+              continue;
+            }
+          }
+          const kind = exit.direction === 'out' ? RECORD_KIND.IO_OUT : RECORD_KIND.IO_IN;
+          this.#pending = { kind, address: BigInt(exit.port), size: exit.size, data: exit.data, read: exit.direction === 'in', stopPort, seq: undefined };
+          break;
+        }
+        case 'mmio': {
+          if (exit.direction === 'read') {
+            const fast = this.#opts.fastMmio.get(exit.address);
+            if (fast && fast.size === exit.size && this.#ring.drained()) {
+              fillFromState(fast, exit.data, exit.size);
+              continue;
+            }
+          }
+          const kind = exit.direction === 'write' ? RECORD_KIND.MMIO_WRITE : RECORD_KIND.MMIO_READ;
+          this.#pending = { kind, address: exit.address, size: exit.size, data: exit.data, read: exit.direction === 'read', stopPort: undefined, seq: undefined };
+          break;
+        }
         case 'hlt':
           return { reason: 'hlt' };
         case 'debug':
@@ -91,59 +172,73 @@ export class RunLoop {
           return { reason: 'crashed', exit, rip, description: describeExit(exit) };
         }
       }
+      // The access goes to its device now; the loop's top takes it up again after a pause.
+      const r = this.#advance(this.check);
+      if (r === 'stop') return { reason: 'stopped' };
+      if (r === 'pause') return { reason: 'kicked' };
+      if (r !== 'done') return r;
     }
+  }
+
+  /** Moves the pending access on as far as it goes: done (or a stop port), or pause/stop with nothing half done. */
+  #advance(check: WaitCheck): StepOutcome | RunEnd {
+    const p = this.#pending!;
+    if (p.seq === undefined) {
+      const c = this.#takeCoalesced(check);
+      if (c !== 'done') return c;
+      if (!p.read) {
+        const r = this.#ring.post(p.kind, p.address, p.size, p.data, check);
+        if (r !== 'done') return r;
+        this.#pending = undefined;
+        return p.stopPort === undefined ? 'done' : { reason: 'stop-port', port: p.stopPort };
+      }
+      const seq = this.#ring.postRead(p.kind, p.address, p.size, p.data.length, check);
+      if (typeof seq !== 'number') return seq;
+      p.seq = seq;
+      Atomics.store(this.#ctl, CONTROL.READ_PENDING, 1);
+    }
+    const r = this.#ring.awaitReply(p.seq, p.data, check);
+    if (r !== 'done') return r;
+    this.#pending = undefined;
+    Atomics.store(this.#ctl, CONTROL.READ_PENDING, 0);
+    return 'done';
   }
 
   /**
    * Moves KVM's queued coalesced writes into this vCPU's exit ring, under the VM-wide lock,
    * before this vCPU posts anything: the writes it made before this exit are then handled
-   * before the exit's own access. Consecutive writes to one address share a record.
+   * before the exit's own access. Consecutive writes to one port share a record chain. The
+   * room for all of them is reserved before any entry is taken, so a pause or stop while
+   * waiting leaves KVM's ring as it was.
    */
-  #takeCoalesced(): boolean {
+  #takeCoalesced(check: WaitCheck): StepOutcome {
     const ring = this.#coalesced;
-    if (!ring?.pending()) return true;
-    return this.#ring.withCoalescedLock(() => {
-      let ok = true;
-      let run: { pio: boolean; address: bigint; size: number; bytes: number[] } | undefined;
-      const flush = (): void => {
-        if (!run || !ok) return;
-        ok = this.#ring.post(run.pio ? RECORD_KIND.IO_OUT : RECORD_KIND.MMIO_WRITE, run.address, run.size, Uint8Array.from(run.bytes), this.#check);
-        run = undefined;
-      };
-      ring.drain((w) => {
-        if (!run || run.pio !== w.pio || run.address !== w.address || run.size !== w.data.length || !w.pio) {
-          flush();
+    if (!ring?.pending()) return 'done';
+    const locked = this.#ring.lockCoalesced(check);
+    if (locked !== 'done') return locked;
+    try {
+      const stop = ring.last();
+      const runs: CoalescedRun[] = [];
+      ring.peekTo(stop, (w) => {
+        let run = runs.at(-1);
+        if (!run || !w.pio || !run.pio || run.address !== w.address || run.size !== w.data.length) {
           run = { pio: w.pio, address: w.address, size: w.data.length, bytes: [] };
+          runs.push(run);
         }
         for (const b of w.data) run.bytes.push(b);
       });
-      flush();
-      return ok;
-    });
-  }
-
-  #io(e: IoExit): boolean {
-    const port = BigInt(e.port);
-    if (e.direction === 'out') return this.#takeCoalesced() && this.#ring.post(RECORD_KIND.IO_OUT, port, e.size, e.data, this.#check);
-    const fast = this.#opts.fastPio.get(e.port);
-    // A fast answer must not overtake this vCPU's own posted writes (they may change the
-    // register): only answer locally when the dispatcher has taken all of them. Coalesced
-    // writes may still be queued: a device marks a register fast only if they cannot change it.
-    if (fast && fast.size === e.size && this.#ring.drained()) {
-      fillFromState(fast, e.data, e.size);
-      return true;
+      const need = runs.reduce((n, r) => n + recordsFor(r.bytes.length), 0);
+      const room = this.#ring.reserve(need, check);
+      if (room !== 'done') return room;
+      ring.drainTo(stop, () => {});
+      for (const run of runs) {
+        this.#ring.postReserved(run.pio ? RECORD_KIND.IO_OUT : RECORD_KIND.MMIO_WRITE, run.address, run.size, Uint8Array.from(run.bytes));
+      }
+      this.#ring.ring();
+      return 'done';
+    } finally {
+      this.#ring.unlockCoalesced();
     }
-    return this.#takeCoalesced() && this.#ring.request(RECORD_KIND.IO_IN, port, e.size, e.data, this.#check);
-  }
-
-  #mmio(e: MmioExit): boolean {
-    if (e.direction === 'write') return this.#takeCoalesced() && this.#ring.post(RECORD_KIND.MMIO_WRITE, e.address, e.size, e.data, this.#check);
-    const fast = this.#opts.fastMmio.get(e.address);
-    if (fast && fast.size === e.size && this.#ring.drained()) {
-      fillFromState(fast, e.data, e.size);
-      return true;
-    }
-    return this.#takeCoalesced() && this.#ring.request(RECORD_KIND.MMIO_READ, e.address, e.size, e.data, this.#check);
   }
 }
 

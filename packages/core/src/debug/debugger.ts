@@ -2,8 +2,11 @@
  * All-stop guest debugging of a machine: breakpoints and watchpoints on every vCPU, single
  * steps, and "continue until something stops". What the host cannot do at the guest's CPL
  * (see `debugSupport`) is refused with DebugUnsupportedError before the guest is touched.
+ *
+ * While the guest is stopped under the debugger, the debugger holds one pause hold on the
+ * machine (`machine.holdPaused()`): an inspect or snapshot meanwhile does not let it run.
  */
-import type { DebugStop, Machine, MachineExit } from '../machine/machine.js';
+import type { DebugStop, Machine, MachineExit, PauseHold } from '../machine/machine.js';
 import type { GuestDebugConfig } from '../machine/protocol.js';
 import { DebugUnsupportedError, debugSupport, type DebugSupport, type DebugSupportLevel } from './support.js';
 
@@ -15,6 +18,7 @@ export class GuestDebugger {
   #breakpoints: bigint[] = [];
   #watchpoints: NonNullable<GuestDebugConfig['watchpoints']> = [];
   #waiters: ((e: StopEvent) => void)[] = [];
+  #hold: PauseHold | undefined;
   readonly #onDebug = (stop: DebugStop): void => this.#deliver({ kind: 'debug', stop });
   readonly #onExit = (exit: MachineExit): void => this.#deliver({ kind: 'exit', exit });
 
@@ -93,18 +97,34 @@ export class GuestDebugger {
     return e;
   }
 
-  /** Resumes every vCPU; resolves at the next stop, after pausing all of them (all-stop). */
+  /** Stops every vCPU and holds them stopped (one pause hold) until `continue()` or `detach()`. */
+  async hold(): Promise<void> {
+    this.#hold ??= await this.machine.holdPaused();
+  }
+
+  async #release(): Promise<void> {
+    const h = this.#hold;
+    this.#hold = undefined;
+    await h?.release();
+  }
+
+  /**
+   * Gives up the debugger's hold and the caller's `machine.pause()`, so every vCPU runs unless
+   * another holder keeps them paused; resolves at the next stop, after holding all of them
+   * paused again (all-stop).
+   */
   async continue(): Promise<StopEvent> {
     const stop = this.nextStop();
+    await this.#release();
     await this.machine.resume();
     const e = await stop;
-    if (e.kind !== 'exit') await this.machine.pause();
+    if (e.kind !== 'exit') await this.hold();
     return e;
   }
 
-  /** Stops a `continue()` (gdb's Ctrl-C): pauses every vCPU. */
+  /** Stops a `continue()` (gdb's Ctrl-C): holds every vCPU paused. */
   async interrupt(): Promise<void> {
-    await this.machine.pause();
+    await this.hold();
     this.#deliver({ kind: 'interrupt' });
   }
 
@@ -115,5 +135,6 @@ export class GuestDebugger {
     this.#breakpoints = [];
     this.#watchpoints = [];
     await this.#apply();
+    await this.#release();
   }
 }

@@ -125,8 +125,9 @@ class Session {
 
   async #dbg(): Promise<GuestDebugger> {
     if (!this.#debugger) {
-      await this.#m.pause(); // attaching stops the machine (all-stop)
-      this.#debugger = new GuestDebugger(this.#m);
+      const dbg = new GuestDebugger(this.#m);
+      await dbg.hold(); // attaching stops the machine (all-stop) and holds it paused
+      this.#debugger = dbg;
     }
     return this.#debugger;
   }
@@ -295,9 +296,9 @@ class Session {
 
   async #detach(): Promise<void> {
     if (!this.#debugger) return;
+    // Detaching gives the debugger's pause hold up: the guest runs on unless someone else holds it.
     await this.#debugger.detach();
     this.#debugger = undefined;
-    if (this.#m.vcpuStates().some((s) => s === 'paused')) await this.#m.resume();
   }
 
   /** The debugger went away: take our breakpoints out and let the guest run. */

@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { Bus, Dispatcher, createDoorbell, type IrqLine, type Uart16550 } from '@kvmpool/devices';
 import { writeModeTables } from '../cpu/modes.js';
-import { GuestCrashError } from '../errors.js';
+import { ClosedError, GuestCrashError } from '../errors.js';
 import type { KvmRegs, KvmSregs } from '../ffi/index.js';
 import { Kvm } from '../kvm.js';
 import type { GuestMemory } from '../memory.js';
@@ -21,10 +21,16 @@ import { KICK_SIGNAL, type GuestDebugConfig, type RunEnd, type VcpuState } from 
 import type { RestoreOptions, SnapshotInfo } from './snapshot.js';
 import { standardDevices } from './standard-devices.js';
 import type { DeviceSpec, MachineEvents, MachineExit, MachineOptions, StartOptions } from './types.js';
-import { VcpuHandle } from './vcpu-handle.js';
+import { STOP_ACK_MS, VcpuHandle } from './vcpu-handle.js';
 import { threadWiring, wireDevices } from './wiring.js';
 
 export type { DebugStop, DeviceSpec, MachineEvents, MachineExit, MachineOptions, StartOptions } from './types.js';
+
+/** One reason to keep every vCPU paused; the vCPUs run again when the last hold is released. */
+export interface PauseHold {
+  /** Gives the hold up (idempotent); resolves once the vCPUs run again, if this was the last. */
+  release(): Promise<void>;
+}
 
 const SYSTEM_AREA = 0x1000n;
 
@@ -78,9 +84,15 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     try {
       const max = kvm.vcpuLimits().max;
       if (vcpus > max) throw new RangeError(`vcpus: ${vcpus} is more than this host's limit of ${max}`);
+      const size = parseSize(options.memory, 'memory');
       const vm = kvm.createVm({ irqchip: options.irqchip ?? false });
-      m = new Machine(kvm, vm, options);
-      vm.addMemory({ guestAddress: 0, size: parseSize(options.memory, 'memory') });
+      try {
+        m = new Machine(kvm, vm, options);
+      } catch (e) {
+        vm.close(); // the machine never owned it
+        throw e;
+      }
+      vm.addMemory({ guestAddress: 0, size });
       m.#wireDevices();
       await m.#startThreads(vcpus);
       return m;
@@ -172,7 +184,7 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
    */
   async start(options?: StartOptions): Promise<void> {
     if (this.#started) throw new Error('machine: start() was already called');
-    if (this.#closed) throw new Error('machine: closed');
+    if (this.#closed) throw new ClosedError('machine');
     if (!options && !this.#restored) throw new TypeError('machine: start() needs { entry } (only a restored machine starts without one)');
     this.#started = true;
     if (options) await this.#configure(options);
@@ -245,7 +257,9 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
   #pendingCode: number | undefined;
 
   async #finish(exit: MachineExit): Promise<void> {
-    await this.#halt();
+    await this.#halt().catch((e: unknown) => {
+      this.#failure ??= e instanceof Error ? e : new Error(String(e));
+    });
     if (this.#exit) return;
     const failure = this.#failure;
     if (failure) this.#exit = failure instanceof GuestCrashError ? { reason: 'crashed', error: failure } : { reason: 'error', error: failure };
@@ -260,7 +274,15 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
   #halt(): Promise<void> {
     this.#stopping ??= (async () => {
       await Promise.all(this.#vcpus.map((v) => v.stop()));
-      await Promise.allSettled(this.#runs);
+      // A thread that does not answer (hung) must not hold the machine up: close() ends it.
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled(this.#runs),
+        new Promise<void>((r) => {
+          timer = setTimeout(r, STOP_ACK_MS);
+        }),
+      ]);
+      clearTimeout(timer);
       if (this.#flushTimer) clearInterval(this.#flushTimer);
       await this.dispatcher.stop();
     })();
@@ -275,17 +297,72 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
 
   /**
    * Pauses every vCPU and resolves only when all have acknowledged: none is inside KVM_RUN
-   * (they may be computing at CPL 3, halted, or waiting on a device read). Posted writes
-   * already on the exit bus are handed to their devices before it resolves.
+   * (they may be computing at CPL 3, halted, or waiting on a device read — such a read goes
+   * on waiting for its answer after `resume()`). Posted writes already on the exit bus are
+   * handed to their devices before it resolves. This is the caller's pause hold (one, however
+   * often `pause()` is called): other holders (a debugger, a snapshot) keep theirs.
    */
   async pause(): Promise<void> {
+    const hold = (this.#userHold ??= this.holdPaused());
+    try {
+      await hold;
+    } catch (e) {
+      if (this.#userHold === hold) this.#userHold = undefined;
+      throw e;
+    }
+    if (this.running) await this.#pauseAll();
+  }
+
+  /**
+   * Gives up the caller's pause hold; the vCPUs run again unless someone else holds them
+   * paused (`holdPaused()`, a GuestDebugger, an inspect or snapshot in progress). Without any
+   * hold, every paused vCPU (e.g. stopped at a debug exit) runs again.
+   */
+  async resume(): Promise<void> {
+    const hold = this.#userHold;
+    this.#userHold = undefined;
+    if (hold) await (await hold).release();
+    else if (this.#holds === 0) await this.#resumeAll();
+  }
+
+  /**
+   * Pauses every vCPU and keeps them paused until the hold is released. Holds are counted:
+   * the vCPUs run again only when the last one is released.
+   */
+  async holdPaused(): Promise<PauseHold> {
+    this.#holds++;
+    try {
+      await this.#pauseAll();
+    } catch (e) {
+      this.#holds--;
+      throw e;
+    }
+    let released = false;
+    return {
+      release: async () => {
+        if (released) return;
+        released = true;
+        if (--this.#holds === 0) await this.#resumeAll();
+      },
+    };
+  }
+
+  /** Pause holders now (for tools and tests). */
+  get pauseHolds(): number {
+    return this.#holds;
+  }
+
+  #holds = 0;
+  #userHold: Promise<PauseHold> | undefined;
+
+  async #pauseAll(): Promise<void> {
     await Promise.all(this.#vcpus.map((v) => v.pause()));
     this.dispatcher.drainAll();
     this.dispatcher.flushCoalesced();
   }
 
-  /** Lets every paused vCPU run again; resolves once none is paused. */
-  async resume(): Promise<void> {
+  async #resumeAll(): Promise<void> {
+    if (this.#closed) return;
     await Promise.all(this.#vcpus.map((v) => v.resume()));
   }
 
@@ -360,16 +437,15 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
   }
 
   /**
-   * Runs `fn` with every vCPU paused (a consistent view), then lets the vCPUs that were
-   * running go on, whatever `fn` did.
+   * Runs `fn` with every vCPU paused (a consistent view) under a pause hold of its own, then
+   * gives the hold up: vCPUs someone else holds paused stay paused, whatever `fn` did.
    */
   async whilePaused<T>(fn: () => Promise<T>): Promise<T> {
-    const wasRunning = this.running;
-    await this.pause();
+    const hold = await this.holdPaused();
     try {
       return await fn();
     } finally {
-      if (wasRunning) await this.resume();
+      await hold.release();
     }
   }
 
@@ -400,26 +476,45 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     return this.#vcpu(vcpu).kick();
   }
 
-  /** Fault injection for tests: an uncaught exception in vCPU `vcpu`'s thread. */
-  injectThreadFault(vcpu: number, message = 'injected fault'): Promise<void> {
-    return this.#vcpu(vcpu).injectFault(message);
+  /**
+   * Fault injection for tests: an uncaught exception in vCPU `vcpu`'s thread, or with
+   * `hang`, a thread that stops answering (so `close()` must end it).
+   */
+  injectThreadFault(vcpu: number, message = 'injected fault', options: { hang?: boolean } = {}): Promise<void> {
+    return this.#vcpu(vcpu).injectFault(message, options.hang ?? false);
   }
 
   #vcpu(id: number): VcpuHandle {
+    if (this.#closed) throw new ClosedError('machine');
     const v = this.#vcpus[id];
     if (!v) throw new RangeError(`vCPU ${id} does not exist (this VM has ${this.#vcpus.length})`);
     return v;
   }
 
-  /** Stops the guest if running, ends every thread, closes the VM and every fd. Idempotent. */
+  /**
+   * Stops the guest if running, ends every thread, closes the VM and every fd; `waitForExit()`
+   * settles (with `{ reason: 'stopped' }` if nothing else ended the machine). Idempotent; each
+   * step runs even if an earlier one failed, and the first failure is thrown at the end.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
+    const errors: unknown[] = [];
+    const step = async (fn: () => unknown): Promise<void> => {
+      try {
+        await fn();
+      } catch (e) {
+        errors.push(e);
+      }
+    };
+    await step(() => this.#finish({ reason: 'stopped' }));
     this.#closed = true;
-    if (this.#started) await this.#finish({ reason: 'stopped' });
-    await Promise.all(this.#vcpus.map((v) => v.close()));
+    if (this.#flushTimer) clearInterval(this.#flushTimer);
+    await step(() => this.dispatcher.stop());
+    await step(() => Promise.all(this.#vcpus.map((v) => v.close())));
     this.#vcpus = [];
-    this.vm.close();
-    this.kvm.close();
+    await step(() => this.vm.close());
+    await step(() => this.kvm.close());
+    if (errors.length > 0) throw errors[0];
   }
 
   async [Symbol.asyncDispose](): Promise<void> {

@@ -5,62 +5,75 @@
  * ends after `idleTimeoutMs`. Idle threads do not keep the process alive.
  */
 import { Worker } from 'node:worker_threads';
-import { wrap, type Remote } from 'comlink';
 import { VcpuThreadError } from '../errors.js';
-import { nodeEndpoint } from './endpoint.js';
-import type { VcpuThreadApi, VcpuThreadEvent } from './protocol.js';
+import type { VcpuReply, VcpuRequest } from './vcpu-lifecycle.js';
 
-/** Where the vCPU thread entry lives; resolved at run time (the worker package imports core). */
+/**
+ * Where the vCPU thread entry lives: the @kvmpool/worker package, an optional peer dependency
+ * of core (the worker imports core, so core cannot depend on it at build time).
+ */
 function threadEntry(): URL {
   try {
     return new URL(import.meta.resolve('@kvmpool/worker/vcpu-thread'));
   } catch (e) {
-    throw new Error('createMachine needs the @kvmpool/worker package (the vCPU thread); install it next to @kvmpool/core', { cause: e });
+    throw new Error('createMachine needs the vCPU thread package: npm install @kvmpool/worker (next to @kvmpool/core)', { cause: e });
   }
 }
 
 let nextThreadId = 0;
 
+/** Who holds a thread: hears its replies, its death, and its end. */
+export interface ThreadOwner {
+  onMessage(m: VcpuReply): void;
+  /** The thread failed (an uncaught exception, or it exited); it may still be running native code. */
+  onDeath(e: VcpuThreadError): void;
+  /** The thread is gone: nothing runs in it any more. */
+  onExit(): void;
+}
+
 export class VcpuThread {
   readonly worker: Worker;
-  readonly api: Remote<VcpuThreadApi>;
   readonly serial = nextThreadId++;
   #death: VcpuThreadError | undefined;
-  #owner: ((e: VcpuThreadError) => void) | undefined;
-  #onEvent: ((e: VcpuThreadEvent) => void) | undefined;
+  #exited = false;
+  #owner: ThreadOwner | undefined;
   #vcpu = -1;
 
   constructor() {
     this.worker = new Worker(threadEntry(), { name: `kvmpool-vcpu-thread-${this.serial}` });
-    this.api = wrap<VcpuThreadApi>(nodeEndpoint(this.worker));
     const died = (message: string, cause?: unknown): void => {
       if (this.#death) return;
       this.#death = new VcpuThreadError(this.#vcpu, message, cause);
-      this.#owner?.(this.#death);
+      this.#owner?.onDeath(this.#death);
     };
     this.worker.on('error', (e) => died(e instanceof Error ? e.message : String(e), e));
-    this.worker.on('exit', (code) => died(`exited with code ${code}`));
-    this.worker.on('message', (m: unknown) => {
-      if (typeof m === 'object' && m !== null && 'kvmpoolEvent' in m) this.#onEvent?.(m as VcpuThreadEvent);
+    this.worker.on('exit', (code) => {
+      died(`exited with code ${code}`);
+      this.#exited = true;
+      this.#owner?.onExit();
     });
+    this.worker.on('message', (m: VcpuReply) => this.#owner?.onMessage(m));
   }
 
   get dead(): boolean {
     return this.#death !== undefined;
   }
 
-  /** Gives the thread to vCPU `vcpu`; `onDeath` hears if it dies while owned. */
-  own(vcpu: number, onDeath: (e: VcpuThreadError) => void, onEvent?: (e: VcpuThreadEvent) => void): void {
+  post(request: VcpuRequest): void {
+    this.worker.postMessage(request);
+  }
+
+  /** Gives the thread to vCPU `vcpu`. */
+  own(vcpu: number, owner: ThreadOwner): void {
     this.#vcpu = vcpu;
-    this.#owner = onDeath;
-    this.#onEvent = onEvent;
+    this.#owner = owner;
     this.worker.ref();
-    if (this.#death) onDeath(this.#death);
+    if (this.#death) owner.onDeath(this.#death);
+    if (this.#exited) owner.onExit();
   }
 
   disown(): void {
     this.#owner = undefined;
-    this.#onEvent = undefined;
     this.worker.unref();
   }
 }

@@ -32,8 +32,8 @@ describe('kick', () => {
       memory: '2 MiB',
       devices: [
         { device: done, pio: { base: DONE_PORT, length: 1 }, stopsVcpu: true },
-        { device: rec, pio: { base: DATA_PORT, length: 1 } },
-        { device: reader, pio: { base: READ_PORT, length: 1 } },
+        { device: rec, pio: { base: DATA_PORT, length: 4 } },
+        { device: reader, pio: { base: READ_PORT, length: 4 } },
       ],
     });
     m.load(CODE, readsEchoed(1));

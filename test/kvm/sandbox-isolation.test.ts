@@ -122,15 +122,17 @@ describe('what a guest sends the host is bounded', () => {
   it('a 100 KB kvmpool_print keeps 64 KiB and counts the rest as dropped; the next call is normal', () => {
     const r = vm.call('print_n', u64s(1n, 100_000n));
     expect(r.prints.join('').length).toBe(SANDBOX_LIMITS.PRINT_BYTES);
-    expect(r.printsDropped).toBe(100_000 - SANDBOX_LIMITS.PRINT_BYTES);
+    expect(r.printBytesDropped).toBe(100_000 - SANDBOX_LIMITS.PRINT_BYTES);
+    expect(r.printsDropped).toBe(0);
     expectHealthy(vm);
-    expect(vm.call('print_n', u64s(1n, 5n))).toMatchObject({ prints: ['ppppp'], printsDropped: 0 });
+    expect(vm.call('print_n', u64s(1n, 5n))).toMatchObject({ prints: ['ppppp'], printsDropped: 0, printBytesDropped: 0 });
   });
 
   it('2,000 prints keep the first PRINT_RECORDS and count the rest as dropped', () => {
     const r = vm.call('print_n', u64s(2000n, 10n));
     expect(r.prints.length).toBe(SANDBOX_LIMITS.PRINT_RECORDS);
-    expect(r.printsDropped).toBe((2000 - SANDBOX_LIMITS.PRINT_RECORDS) * 10);
+    expect(r.printsDropped).toBe(2000 - SANDBOX_LIMITS.PRINT_RECORDS);
+    expect(r.printBytesDropped).toBe((2000 - SANDBOX_LIMITS.PRINT_RECORDS) * 10);
     expectHealthy(vm);
   });
 

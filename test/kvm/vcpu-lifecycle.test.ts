@@ -55,8 +55,8 @@ async function readingMachine(): Promise<{ m: Machine; rec: Recorder; dev: Defer
     memory: '2 MiB',
     devices: [
       { device: done, pio: { base: DONE_PORT, length: 1 }, stopsVcpu: true },
-      { device: rec, pio: { base: DATA_PORT, length: 1 } },
-      { device: dev, pio: { base: READ_PORT, length: 1 } },
+      { device: rec, pio: { base: DATA_PORT, length: 4 } },
+      { device: dev, pio: { base: READ_PORT, length: 4 } },
     ],
   });
   m.load(CODE, readsEchoed(1)); // in READ_PORT → eax; out eax → DATA_PORT; out → DONE_PORT
@@ -89,7 +89,7 @@ describe('vCPU lifecycle', () => {
     const path = join(tmpdir(), `kvmpool-pending-${process.pid}.snap`);
     const snap = within(m.snapshot(path), BOUND, 'snapshot()');
     await expect(snap).rejects.toThrow(VcpuStateError);
-    await expect(snap).rejects.toThrow(/read of port 0x3f2 is still waiting for the device/);
+    await expect(snap).rejects.toThrow(new RegExp(`read of port 0x${READ_PORT.toString(16)} is still waiting for the device`));
     await expect(within(m.inspect(), BOUND, 'inspect()')).rejects.toThrow(VcpuStateError);
     // A debugger attaching (as gdb does) stops it too, and lets it go on when it detaches.
     const dbg = new GuestDebugger(m);

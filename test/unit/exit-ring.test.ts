@@ -135,7 +135,7 @@ describe('exit ring', () => {
     const values: number[] = [];
     const dev: Device = { name: 'sink', read: (_o, d) => void d.fill(0), write: (_o, d) => void values.push(value(d)) };
     const pio = new Bus('pio');
-    pio.register(0x3f0, 1, dev);
+    pio.register(0x3f0, 4, dev); // the producer's writes are 4 bytes wide: the range holds all of each
     const dispatcher = new Dispatcher(pio, new Bus('mmio'), r.doorbell);
     dispatcher.addRing(0, r.ring, r.doorbell);
     dispatcher.start();

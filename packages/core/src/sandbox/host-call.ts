@@ -28,13 +28,18 @@ export class PrintLog {
   texts: string[] = [];
   bytes = 0;
   /** Bytes the guest printed past the limits. */
-  dropped = 0;
+  droppedBytes = 0;
+  /** Prints dropped whole (past the record or byte limit). */
+  droppedRecords = 0;
 
   add(text: Uint8Array): void {
     const room = this.texts.length < SANDBOX_LIMITS.PRINT_RECORDS ? SANDBOX_LIMITS.PRINT_BYTES - this.bytes : 0;
     const kept = Math.min(room, text.length);
-    this.dropped += text.length - kept;
-    if (kept === 0) return;
+    this.droppedBytes += text.length - kept;
+    if (kept === 0) {
+      if (text.length > 0) this.droppedRecords++;
+      return;
+    }
     this.texts.push(decoder.decode(text.subarray(0, kept)));
     this.bytes += kept;
   }

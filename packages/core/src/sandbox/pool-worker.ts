@@ -171,7 +171,7 @@ function serve(vm: SandboxVm): void {
       h[CH.OUTPUT_LEN] = r.output.length;
       h[CH.RESET_PAGES] = r.resetPages;
       h[CH.OK] = 1;
-      replyLen = encodeReply(replyArea, r.prints, undefined, (r as { printsDropped?: number }).printsDropped ?? 0);
+      replyLen = encodeReply(replyArea, r.prints, undefined, r.printsDropped, r.printBytesDropped);
     } catch (e) {
       h[CH.OK] = 0;
       h[CH.OUTPUT_LEN] = 0;

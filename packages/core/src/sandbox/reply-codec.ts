@@ -66,7 +66,7 @@ export function boundedErrorJson(error: unknown, maxBytes = REPLY_ERROR_BYTES): 
  * Writes a reply into `area`; returns its length. `droppedBefore` counts prints the VM itself
  * already left out.
  */
-export function encodeReply(area: Uint8Array, prints: readonly string[], error: unknown, droppedBefore = 0): number {
+export function encodeReply(area: Uint8Array, prints: readonly string[], error: unknown, droppedBefore = 0, droppedBytesBefore = 0): number {
   const view = new DataView(area.buffer, area.byteOffset, area.byteLength);
   let at = HEAD;
   let errorLen = 0;
@@ -78,7 +78,7 @@ export function encodeReply(area: Uint8Array, prints: readonly string[], error: 
   }
   let count = 0;
   let dropped = droppedBefore;
-  let droppedBytes = 0;
+  let droppedBytes = droppedBytesBefore;
   for (const text of prints) {
     if (at + 4 >= area.length) {
       dropped++;

@@ -62,8 +62,10 @@ export interface CallResult {
   output: Uint8Array;
   /** What the guest printed: at most SANDBOX_LIMITS.PRINT_BYTES bytes in PRINT_RECORDS records. */
   prints: string[];
-  /** Bytes of prints dropped past those limits. */
+  /** Prints dropped whole past those limits. */
   printsDropped: number;
+  /** Bytes of prints dropped past those limits (whole prints and cut ends). */
+  printBytesDropped: number;
   /** Pages restored by the reset after the call. */
   resetPages: number;
 }
@@ -198,7 +200,7 @@ export class SandboxVm {
       throw e;
     }
     const prints = this.#prints;
-    return { output, prints: prints.texts, printsDropped: prints.dropped, resetPages: this.reset() };
+    return { output, prints: prints.texts, printsDropped: prints.droppedRecords, printBytesDropped: prints.droppedBytes, resetPages: this.reset() };
   }
 
   /** Runs `name` to its return; `limit` names the time limit in a SandboxTimeoutError. */

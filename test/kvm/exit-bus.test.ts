@@ -1,24 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { GuestCrashError, VcpuThreadError, createMachine, type Machine } from '@kvmpool/core';
-import { bytesToValue, type Device } from '@kvmpool/devices';
-import { DATA_PORT, DONE_PORT, READ_FOREVER, READ_PORT, SPIN, postedWrites, readsEchoed } from '../support/machine-guests.js';
+import type { Device } from '@kvmpool/devices';
+import { DATA_PORT, DONE_PORT, READ_FOREVER, READ_PORT, SPIN, postedWrites, readsEchoed, Recorder } from '../support/machine-guests.js';
 
 const CODE = 0x10000n;
 const stack = (i: number): bigint => 0x80000n + BigInt(i) * 0x1000n;
 const regs = (i: number) => ({ rdi: BigInt(i) });
 
 /** Records every 32-bit value written to it. */
-class Recorder implements Device {
-  readonly name = 'recorder';
-  readonly values: number[] = [];
-  read(_o: number, d: Uint8Array): void {
-    d.fill(0);
-  }
-  write(_o: number, d: Uint8Array): void {
-    this.values.push(bytesToValue(d));
-  }
-}
-
 /** Answers each read with the next number of a counter. */
 class Counter implements Device {
   readonly name = 'counter';

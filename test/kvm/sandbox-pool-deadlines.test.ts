@@ -1,10 +1,9 @@
 // Deadlines the pool keeps whatever the guest or a host function does: kvmpool_init, sync and
 // async host functions, process exit, and close({ force: true }).
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ClosedError, SandboxPool, SandboxTimeoutError, SandboxWorkerError } from '@kvmpool/core';
 import { buildSandboxGuest } from '../support/build-c.js';
+import { runPoolChild } from '../support/pool-child.js';
 
 const hostModule = new URL('../fixtures/pool-host-functions.mjs', import.meta.url);
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -87,12 +86,7 @@ describe('SandboxPool deadlines', () => {
   });
 
   it('process.exit() ends the process while a call with no time limit runs', async () => {
-    const child = fileURLToPath(new URL('../fixtures/pool-child.mjs', import.meta.url));
-    const result = await new Promise<{ code: number | null; stdout: string; killed: boolean }>((resolve) => {
-      const p = execFile(process.execPath, [child, guest(), 'exit'], { timeout: 20_000 }, (error, stdout) => {
-        resolve({ code: error ? (error.code as number | null) ?? null : 0, stdout, killed: p.killed });
-      });
-    });
+    const result = await runPoolChild('exit');
     expect(result).toEqual({ code: 0, stdout: 'ping\n', killed: false });
   });
 });

@@ -1,10 +1,9 @@
 // Supervision: a worker that dies is replaced with its channel and serve loop, its call fails
 // with SandboxWorkerError, host-call slots are reused, and an idle pool lets the process end.
-import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { SandboxPool, SandboxWorkerError } from '@kvmpool/core';
 import { buildSandboxGuest } from '../support/build-c.js';
+import { runPoolChild } from '../support/pool-child.js';
 
 const hostModule = new URL('../fixtures/pool-host-functions.mjs', import.meta.url);
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -41,22 +40,12 @@ describe('SandboxPool supervision', () => {
   });
 
   it('an idle pool that is never closed does not keep the process alive', async () => {
-    const child = fileURLToPath(new URL('../fixtures/pool-child.mjs', import.meta.url));
-    const result = await new Promise<{ code: number | null; stdout: string; killed: boolean }>((resolve) => {
-      const p = execFile(process.execPath, [child, guest(), 'idle'], { timeout: 20_000 }, (error, stdout) => {
-        resolve({ code: error ? (error.code as number | null) ?? null : 0, stdout, killed: p.killed });
-      });
-    });
+    const result = await runPoolChild('idle');
     expect(result).toEqual({ code: 0, stdout: 'ping\n', killed: false });
   });
 
   it('an awaited close() finishes with the process otherwise idle (idle workers do not keep it alive, but the close does)', async () => {
-    const child = fileURLToPath(new URL('../fixtures/pool-child.mjs', import.meta.url));
-    const result = await new Promise<{ code: number | null; stdout: string; killed: boolean }>((resolve) => {
-      const p = execFile(process.execPath, [child, guest(), 'close'], { timeout: 20_000 }, (error, stdout) => {
-        resolve({ code: error ? (error.code as number | null) ?? null : 0, stdout, killed: p.killed });
-      });
-    });
+    const result = await runPoolChild('close');
     expect(result).toEqual({ code: 0, stdout: 'ping\npong\nclosed\n', killed: false });
   });
 });

@@ -6,26 +6,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ClosedError, GuestDebugger, VcpuStateError, createMachine, type Machine } from '@kvmpool/core';
-import { bytesToValue, type Device } from '@kvmpool/devices';
+import type { Device } from '@kvmpool/devices';
 import { within, until } from '../support/bounded.js';
-import { DATA_PORT, DONE_PORT, READ_PORT, SPIN, readsEchoed } from '../support/machine-guests.js';
+import { DATA_PORT, DONE_PORT, READ_PORT, SPIN, readsEchoed, Recorder } from '../support/machine-guests.js';
 
 const CODE = 0x10000n;
 const stack = (i: number): bigint => 0x80000n + BigInt(i) * 0x1000n;
 const BOUND = 10_000;
 
 /** Records every 32-bit value written to it. */
-class Recorder implements Device {
-  readonly name = 'recorder';
-  readonly values: number[] = [];
-  read(_o: number, d: Uint8Array): void {
-    d.fill(0);
-  }
-  write(_o: number, d: Uint8Array): void {
-    this.values.push(bytesToValue(d));
-  }
-}
-
 /** Answers each read with a promise the test settles when it wants. */
 class Deferred implements Device {
   readonly name = 'deferred';

@@ -1,5 +1,6 @@
 /** Guest programs (user mode, CPL 3) for exit-bus tests, as bytes with their assembly. */
 import { imm32 } from './guest.js';
+import { bytesToValue, type Device } from '@kvmpool/devices';
 
 /** DATA_PORT and READ_PORT take 32-bit accesses: a device there spans 4 ports (the bus routes an access only to a device that holds all of it). */
 export const DATA_PORT = 0x3f0;
@@ -56,3 +57,15 @@ export const READ_FOREVER = Uint8Array.from([
   0xed, //               1:    in   (%dx), %eax
   0xeb, 0xfd, //               jmp  1b
 ]);
+
+/** A device that keeps every value written to it (as a little-endian number) and reads as 0. */
+export class Recorder implements Device {
+  readonly name = 'recorder';
+  readonly values: number[] = [];
+  read(_o: number, d: Uint8Array): void {
+    d.fill(0);
+  }
+  write(_o: number, d: Uint8Array): void {
+    this.values.push(bytesToValue(d));
+  }
+}

@@ -36,6 +36,7 @@ export {
   refusal, waitCheck, type OwnedResources, type VcpuState, type VcpuThreadInit, type VcpuConfig, type VcpuReply, type VcpuRequest,
   type VcpuRequests, type VcpuRequestType, type RunEnd, type FastPathEntry,
 } from './machine/vcpu-lifecycle.js';
+export { OwnedBlock, closeOwned, reclaimOwned, releaseVia } from './thread-resources.js';
 export { ThreadTimer, blockSignal, consumePending, currentTid, runMaskWithout, signalThread } from './signals.js';
 export { COM_PORTS, DEFAULT_DEBUG_EXIT_PORT, DEFAULT_HALT_PORT, type StandardDeviceOptions } from './machine/standard-devices.js';
 export { VcpuHandle } from './machine/vcpu-handle.js';

@@ -95,6 +95,11 @@ export class ThreadTimer {
     this.#id = new DataView(id.buffer).getBigUint64(0, true);
   }
 
+  /** The kernel's timer id (-1 once deleted); timer_delete works on it from any thread. */
+  get id(): bigint {
+    return this.#id;
+  }
+
   /** Fires once after `ms` milliseconds (0 disarms). */
   arm(ms: number): void {
     const ns = BigInt(Math.round(ms * 1e6));

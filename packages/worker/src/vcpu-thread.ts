@@ -9,7 +9,7 @@
 import { parentPort } from 'node:worker_threads';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import {
-  CONTROL, KICK_SIGNAL, Kvm, OWNED, REQUEST, VCPU_STATE, VCPU_STATE_NAME, VcpuStateError, blockSignal, captureVcpuState,
+  CONTROL, KICK_SIGNAL, Kvm, OWNED, closeOwned, REQUEST, VCPU_STATE, VCPU_STATE_NAME, VcpuStateError, blockSignal, captureVcpuState,
   consumePending, currentTid, encodeError, guestCpuid, guestDebugRegisters, refusal, restoreVcpuState, runMaskWithout,
   setEntryPoint, setVcpuMode, type RunEnd, type Vcpu, type VcpuReply, type VcpuRequest, type VcpuRequests, type VcpuState,
   type VcpuThreadInit, type Vm,
@@ -148,13 +148,12 @@ function close(): void {
   const { vm, kvm, vcpu, control } = live;
   setState(live, 'stopped');
   live = undefined;
-  // Clear each OWNED bit right after closing: the main thread closes what is still marked if
-  // this thread ends before it is done.
-  vcpu.close();
-  Atomics.and(control, CONTROL.OWNED, ~OWNED.vcpu);
+  // Each OWNED bit is cleared before its resource is closed: the main thread closes what is
+  // still marked if this thread ends before it is done (core's thread-resources.ts says why
+  // before, not after).
+  closeOwned(control, CONTROL.OWNED, OWNED.vcpu, () => vcpu.close());
   vm.close();
-  kvm.close();
-  Atomics.and(control, CONTROL.OWNED, ~OWNED.kvm);
+  closeOwned(control, CONTROL.OWNED, OWNED.kvm, () => kvm.close());
 }
 
 async function serve(req: VcpuRequest): Promise<unknown> {

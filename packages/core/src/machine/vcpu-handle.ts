@@ -8,13 +8,13 @@
  */
 import { RingProducer, createRingBuffer } from '@kvmpool/devices';
 import { ClosedError, VcpuThreadError, decodeError } from '../errors.js';
-import { sysClose, sysMunmap } from '../ffi/index.js';
 import { signalThread } from '../signals.js';
+import { reclaimOwned } from '../thread-resources.js';
 import type { VcpuSnapshot } from '../vcpu-state.js';
 import type { Translation } from '../vcpu.js';
 import { vcpuThreads, type VcpuThread } from './thread-pool.js';
 import {
-  CONTROL, KICK_SIGNAL, OWNED, REQUEST, VCPU_STATE_NAME, isFinal, kickAcknowledged, recordKick, refusal, type FastPathEntry,
+  CONTROL, KICK_SIGNAL, REQUEST, VCPU_STATE_NAME, isFinal, kickAcknowledged, recordKick, refusal, type FastPathEntry,
   type GuestDebugConfig, type OwnedResources, type RunEnd, type VcpuConfig, type VcpuReply, type VcpuRequest,
   type VcpuRequests, type VcpuRequestType, type VcpuState, type VcpuThreadEvent,
 } from './vcpu-lifecycle.js';
@@ -367,18 +367,13 @@ export class VcpuHandle {
 
   /**
    * Closes what the (now gone) thread still held: its vCPU fd and kvm_run mapping, its
-   * /dev/kvm fd. The thread clears each OWNED bit right after it closes that resource itself,
-   * so nothing is closed twice.
+   * /dev/kvm fd. The thread clears each OWNED bit before it closes that resource itself, so
+   * nothing is closed twice (thread-resources.ts).
    */
   #reclaim(): void {
     const o = this.#owned;
     if (!o || !this.#gone) return;
-    const bits = Atomics.exchange(this.control, CONTROL.OWNED, 0);
-    if (bits & OWNED.vcpu) {
-      sysMunmap(o.runAddress, o.runSize);
-      sysClose(o.vcpuFd);
-    }
-    if (bits & OWNED.kvm) sysClose(o.kvmFd);
+    reclaimOwned(this.control, CONTROL.OWNED, o);
     this.#owned = undefined;
   }
 

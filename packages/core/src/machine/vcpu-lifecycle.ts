@@ -34,6 +34,7 @@ import type { EncodedError } from '../errors.js';
 import { VcpuStateError } from '../errors.js';
 import type { VcpuExit } from '../exits.js';
 import type { KvmRegs, KvmSregs } from '../ffi/index.js';
+import type { OwnedResources } from '../thread-resources.js';
 import type { VcpuSnapshot } from '../vcpu-state.js';
 import type { Translation } from '../vcpu.js';
 
@@ -66,7 +67,7 @@ export const CONTROL = {
   KICKS_IN_RUN: 6,
   /** Times the thread left the paused state (a resume that already re-paused still counts). */
   RESUMES: 7,
-  /** OWNED bits: what the thread holds open now; it clears each bit once it has closed that. */
+  /** OWNED bits: what the thread holds open now; it clears each bit before it closes that. */
   OWNED: 8,
   /** 1 while a device read of this vCPU waits for its answer (paused or not). */
   READ_PENDING: 9,
@@ -81,17 +82,11 @@ export const CONTROL = {
 
 export const REQUEST = { none: 0, pause: 1, stop: 2 } as const;
 
-/** Resources a vCPU thread opens; the main thread closes what is still open if the thread dies. */
-export const OWNED = { vcpu: 1, kvm: 2 } as const;
-
-/** What a vCPU thread holds, reported at init (numbers and addresses in this process). */
-export interface OwnedResources {
-  vcpuFd: number;
-  kvmFd: number;
-  /** The thread's kvm_run mapping (closing the vCPU unmaps it). */
-  runAddress: bigint;
-  runSize: number;
-}
+/**
+ * Resources a vCPU thread opens (its vCPU and /dev/kvm fds; the VM fd is the Machine's): the
+ * main thread closes what is still marked in CONTROL.OWNED if the thread dies (thread-resources.ts).
+ */
+export { OWNED, type OwnedResources } from '../thread-resources.js';
 
 /** The realtime signal that kicks a vCPU thread out of KVM_RUN (SIGRTMIN+6 under glibc). */
 export const KICK_SIGNAL = 40;

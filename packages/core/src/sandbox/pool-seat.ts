@@ -25,6 +25,7 @@ import { Worker } from 'node:worker_threads';
 import { SandboxTimeoutError, SandboxWorkerError, decodeError } from '../errors.js';
 import { KICK_SIGNAL } from '../machine/protocol.js';
 import { signalThread } from '../signals.js';
+import { OwnedBlock } from '../thread-resources.js';
 import { CH, CHANNEL_NAME_BYTES, CHANNEL_REPLY_BYTES, WORKER_STATE, channelLayout, type ChannelLayout } from './call-channel.js';
 import type { PoolWorkerData } from './pool-worker.js';
 import { decodeReply, type DecodedReply } from './reply-codec.js';
@@ -62,6 +63,8 @@ export class Seat {
   readonly #h: Int32Array;
   readonly #bytes: Uint8Array;
   readonly #at: ChannelLayout;
+  /** What the thread's VM holds; closed from here once the thread has ended (thread-resources.ts). */
+  readonly #owned = OwnedBlock.create();
   state: SeatState = 'starting';
   /** The host-call slot this seat's calls use (-1: none yet). */
   remoteSlot = -1;
@@ -74,19 +77,22 @@ export class Seat {
   #startTimer: NodeJS.Timeout | undefined;
   #stopTimer: NodeJS.Timeout | undefined;
 
-  constructor(id: number, data: Omit<PoolWorkerData, 'channel'>, initTimeoutMs: number) {
+  constructor(id: number, data: Omit<PoolWorkerData, 'channel' | 'owned'>, initTimeoutMs: number) {
     this.id = id;
     this.#at = channelLayout(data.inputSize, data.outputSize);
     const channel = new SharedArrayBuffer(this.#at.bytes);
     this.#h = new Int32Array(channel, 0, CH.WORDS);
     this.#bytes = new Uint8Array(channel);
-    this.#worker = new Worker(new URL('./pool-worker.js', import.meta.url), { workerData: { ...data, channel } satisfies PoolWorkerData });
+    this.#worker = new Worker(new URL('./pool-worker.js', import.meta.url), { workerData: { ...data, channel, owned: this.#owned.buffer } satisfies PoolWorkerData });
     installExitHook();
     live.add(this);
     this.exited = new Promise<number>((resolve) => {
       this.#worker.once('exit', (code) => {
         this.#exitedFlag = true;
         this.state = 'dead';
+        // The thread has been joined: nothing of it runs any more, so what it still marks as
+        // owned (it was terminated, or died, before closing its VM) is closed here, and only that.
+        this.#owned.reclaim();
         live.delete(this);
         clearTimeout(this.#startTimer);
         clearTimeout(this.#stopTimer);
@@ -209,8 +215,8 @@ export class Seat {
 
   /**
    * Ends the thread now: asks V8 to stop it, sets the cancel flag and kicks it out of KVM_RUN
-   * (termination takes effect when it is back in JavaScript). The VM's descriptors of a
-   * terminated thread cannot be closed from here; `stop()` is the clean way.
+   * (termination takes effect when it is back in JavaScript). What its VM still holds (fds,
+   * kvm_run mapping, timer) is closed at its 'exit' (OwnedBlock); `stop()` is the clean way.
    */
   terminate(): void {
     if (this.#exitedFlag) return;

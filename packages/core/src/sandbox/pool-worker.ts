@@ -10,6 +10,7 @@ import { parseElf } from '../loader/elf.js';
 import { AbortError, HostFunctionError, SandboxTimeoutError, SandboxWorkerError, decodeError } from '../errors.js';
 import { KICK_SIGNAL } from '../machine/protocol.js';
 import { blockSignal, currentTid } from '../signals.js';
+import { OwnedBlock } from '../thread-resources.js';
 import { toBytesOrEmpty } from '../util/bytes.js';
 import { CALL_CONTROL, SandboxVm, type SyncHostFunction } from './sandbox-vm.js';
 import { CALL_BUFFER_BYTES, CB, CB_GEN_WORD, REMOTE_CALL_PORT, REMOTE_STATUS, type RemoteSlot } from './remote-call.js';
@@ -32,6 +33,12 @@ export interface PoolWorkerData {
   doorbell: SharedArrayBuffer;
   /** This worker's call channel (call-channel.ts). */
   channel: SharedArrayBuffer;
+  /**
+   * Where this thread reports its VM's fds, kvm_run mapping and timer (an OwnedBlock,
+   * thread-resources.ts): the pool closes what is still marked there once the thread has
+   * ended, so a terminated worker leaks nothing.
+   */
+  owned: SharedArrayBuffer;
 }
 
 const data = workerData as PoolWorkerData;
@@ -143,6 +150,7 @@ async function start(): Promise<SandboxVm> {
     remoteNames: new Set(data.remoteNames),
     remoteCall,
     initTimeoutMs: data.initTimeoutMs,
+    owned: new OwnedBlock(data.owned),
     ...(data.kvmPath ? { kvmPath: data.kvmPath } : {}),
   });
 }

@@ -127,7 +127,7 @@ export class SandboxPool implements AsyncDisposable {
   readonly image: ElfImage;
   readonly threads: number;
   readonly #opts: ResolvedPoolOptions;
-  readonly #data: Omit<PoolWorkerData, 'channel'>;
+  readonly #data: Omit<PoolWorkerData, 'channel' | 'owned'>;
   readonly #slots: HostCallSlots | undefined;
   readonly #seats = new Set<Seat>();
   readonly #idle: Seat[] = [];

@@ -22,6 +22,7 @@ import { loadElf, symbolize, type ElfImage } from '../loader/elf.js';
 import type { MemorySlot } from '../memory.js';
 import { KICK_SIGNAL } from '../machine/protocol.js';
 import { ThreadTimer, blockSignal, consumePending, currentTid, runMaskWithout } from '../signals.js';
+import { OWNED, releaseVia, type OwnedBlock, type OwnedResources } from '../thread-resources.js';
 import { toBytesOrEmpty } from '../util/bytes.js';
 import { PAGE_SIZE } from '../util/size.js';
 import type { Vcpu } from '../vcpu.js';
@@ -50,6 +51,12 @@ export interface SandboxVmOptions {
   kvmPath?: string;
   /** Time limit for kvmpool_init (ms, 0: none). */
   initTimeoutMs?: number;
+  /**
+   * Where to report each fd, the kvm_run mapping and the timer as soon as it exists (before
+   * kvmpool_init runs), so that the owner of this thread can close them if it ends the thread
+   * (thread-resources.ts); each is marked released before it is closed here.
+   */
+  owned?: OwnedBlock;
 }
 
 export interface CallOptions {
@@ -132,6 +139,15 @@ export class SandboxVm {
       markHostDirty: (at, len) => this.#markHostDirty(at, len),
     };
     this.#timer = new ThreadTimer(KICK_SIGNAL); // last: nothing after it can throw
+    opts.owned?.own(OWNED.timer, { timerId: this.#timer.id });
+  }
+
+  /** The fds, the kvm_run mapping and the timer this VM holds (for an owner that must close them if this thread ends). */
+  get resources(): Required<OwnedResources> {
+    const run = this.#vcpu.runArea;
+    return {
+      kvmFd: this.#kvm.fd, vmFd: this.#vm.fd, vcpuFd: this.#vcpu.fd, runAddress: run.address, runSize: run.size, timerId: this.#timer.id,
+    };
   }
 
   /** Builds the VM in this thread, loads the image, runs `kvmpool_init` if exported, captures the state. */
@@ -142,11 +158,15 @@ export class SandboxVm {
     if (!Number.isFinite(initTimeoutMs) || initTimeoutMs < 0) throw new RangeError(`sandbox: initTimeoutMs must be a number ≥ 0 (got ${initTimeoutMs})`);
     blockSignal(KICK_SIGNAL);
     consumePending(KICK_SIGNAL);
+    const owned = opts.owned;
     const kvm = Kvm.open(opts.kvmPath);
+    owned?.own(OWNED.kvm, { kvmFd: kvm.fd });
     let vm: Vm | undefined;
+    let vcpu: Vcpu | undefined;
     let s: SandboxVm | undefined;
     try {
       vm = kvm.createVm();
+      owned?.own(OWNED.vm, { vmFd: vm.fd });
       const slot = vm.addMemory({ guestAddress: 0, size: memory, dirtyLog: true });
       const mode = { systemArea: SYSTEM_AREA, mapSize: Math.ceil(memory / 0x20_0000) * 0x20_0000, protectSystemArea: true };
       writeModeTables(vm.memory, 'user', mode);
@@ -154,7 +174,8 @@ export class SandboxVm {
         { start: 0n, end: IMAGE_MIN, what: 'low area (system tables and call area)' },
         { start: BigInt(inputBase), end: BigInt(memory), what: 'input/output regions' },
       ]);
-      const vcpu = vm.createVcpu(0);
+      vcpu = vm.createVcpu(0);
+      owned?.own(OWNED.vcpu, { vcpuFd: vcpu.fd, runAddress: vcpu.runArea.address, runSize: vcpu.runArea.size });
       vcpu.setCpuid(guestCpuid(kvm));
       setVcpuMode(vcpu, 'user', mode);
       vcpu.setSignalMask(runMaskWithout(KICK_SIGNAL));
@@ -166,8 +187,11 @@ export class SandboxVm {
       // Every failure path releases what it made: the thread timer, the VM (vCPU, memory), the KVM fd.
       if (s) s.close();
       else {
-        vm?.close();
-        kvm.close();
+        const v = vcpu;
+        const m = vm;
+        if (v) releaseVia(owned, OWNED.vcpu, () => v.close());
+        if (m) releaseVia(owned, OWNED.vm, () => m.close());
+        releaseVia(owned, OWNED.kvm, () => kvm.close());
       }
       throw e;
     }
@@ -323,10 +347,13 @@ export class SandboxVm {
     return dirty.length;
   }
 
+  /** Closes the timer, the vCPU (and its mapping), the VM, the KVM fd; each is marked released first. Idempotent. */
   close(): void {
-    this.#timer.close();
-    this.#vm.close();
-    this.#kvm.close();
+    const owned = this.#opts.owned;
+    releaseVia(owned, OWNED.timer, () => this.#timer.close());
+    releaseVia(owned, OWNED.vcpu, () => this.#vcpu.close());
+    releaseVia(owned, OWNED.vm, () => this.#vm.close());
+    releaseVia(owned, OWNED.kvm, () => this.#kvm.close());
   }
 }
 

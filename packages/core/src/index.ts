@@ -22,7 +22,7 @@ export { buildCapsReport, formatCapsReport, type CapsReport } from './caps/repor
 export {
   Machine, createMachine, type MachineOptions, type StartOptions, type MachineExit, type DeviceSpec, type DebugStop,
 } from './machine/machine.js';
-export type { VcpuState, GuestDebugConfig } from './machine/protocol.js';
+export type { VcpuState, GuestDebugConfig } from './machine/vcpu-lifecycle.js';
 export { COM_PORTS, DEFAULT_DEBUG_EXIT_PORT, DEFAULT_HALT_PORT, type StandardDeviceOptions } from './machine/standard-devices.js';
 export { configureVcpuThreads, drainVcpuThreads, type VcpuThreadPoolOptions } from './machine/thread-pool.js';
 export type { Inspection, VcpuInspection } from './machine/inspect.js';

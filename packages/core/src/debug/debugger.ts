@@ -7,7 +7,7 @@
  * machine (`machine.holdPaused()`): an inspect or snapshot meanwhile does not let it run.
  */
 import type { DebugStop, Machine, MachineExit, PauseHold } from '../machine/machine.js';
-import type { GuestDebugConfig } from '../machine/protocol.js';
+import type { GuestDebugConfig } from '../machine/vcpu-lifecycle.js';
 import { DebugUnsupportedError, debugSupport, type DebugSupport, type DebugSupportLevel } from './support.js';
 
 export type StopEvent = { kind: 'debug'; stop: DebugStop } | { kind: 'exit'; exit: MachineExit } | { kind: 'interrupt' };

@@ -1,6 +1,6 @@
 /** KVM_SET_GUEST_DEBUG from a readable configuration: control flags and DR0–DR3/DR7. */
 import type { KvmGuestDebug } from '../ffi/index.js';
-import type { GuestDebugConfig } from '../machine/protocol.js';
+import type { GuestDebugConfig } from '../machine/vcpu-lifecycle.js';
 import { GUEST_DEBUG } from '../vcpu.js';
 
 const RW = { exec: 0b00n, write: 0b01n, access: 0b11n } as const;

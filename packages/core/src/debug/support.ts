@@ -9,7 +9,7 @@ import { DebugUnsupportedError } from '../errors.js';
 import type { Kvm } from '../kvm.js';
 import { guestCpuid } from '../cpu/cpuid.js';
 import { setEntryPoint, setupCpuMode } from '../cpu/modes.js';
-import { KICK_SIGNAL, type GuestDebugConfig } from '../machine/protocol.js';
+import { KICK_SIGNAL, type GuestDebugConfig } from '../machine/vcpu-lifecycle.js';
 import { ThreadTimer, blockSignal, consumePending, runMaskWithout } from '../signals.js';
 import type { VcpuExit } from '../exits.js';
 import { guestDebugRegisters } from './guest-debug.js';

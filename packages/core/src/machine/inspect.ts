@@ -6,7 +6,7 @@
 import { walkPageTables } from '../cpu/page-walk.js';
 import type { VcpuSnapshot } from '../vcpu-state.js';
 import type { Machine } from './machine.js';
-import type { VcpuState } from './protocol.js';
+import type { VcpuState } from './vcpu-lifecycle.js';
 
 export interface VcpuInspection extends VcpuSnapshot {
   state: VcpuState;

@@ -17,7 +17,7 @@ import type { VcpuSnapshot } from '../vcpu-state.js';
 import type { Translation } from '../vcpu.js';
 import type { Vm } from '../vm.js';
 import type { Inspection } from './inspect.js';
-import { KICK_SIGNAL, type GuestDebugConfig, type RunEnd, type VcpuState } from './protocol.js';
+import { KICK_SIGNAL, type GuestDebugConfig, type RunEnd, type VcpuState } from './vcpu-lifecycle.js';
 import type { RestoreOptions, SnapshotInfo } from './snapshot.js';
 import { standardDevices } from './standard-devices.js';
 import type { DeviceSpec, MachineEvents, MachineExit, MachineOptions, StartOptions } from './types.js';

@@ -2,7 +2,7 @@
 import type { Bus } from '@kvmpool/devices';
 import type { Vm } from '../vm.js';
 import type { DeviceSpec } from './machine.js';
-import type { FastPathEntry } from './protocol.js';
+import type { FastPathEntry } from './vcpu-lifecycle.js';
 
 /**
  * Registers each device's ranges (overlaps throw, naming both devices) and, where the host

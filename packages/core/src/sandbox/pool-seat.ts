@@ -23,7 +23,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { SandboxTimeoutError, SandboxWorkerError, decodeError } from '../errors.js';
-import { KICK_SIGNAL } from '../machine/protocol.js';
+import { KICK_SIGNAL } from '../machine/vcpu-lifecycle.js';
 import { signalThread } from '../signals.js';
 import { OwnedBlock } from '../thread-resources.js';
 import { CH, CHANNEL_NAME_BYTES, CHANNEL_REPLY_BYTES, WORKER_STATE, channelLayout, type ChannelLayout } from './call-channel.js';

@@ -8,7 +8,7 @@ import { workerData } from 'node:worker_threads';
 import { RECORD_KIND, RingProducer } from '@kvmpool/devices';
 import { parseElf } from '../loader/elf.js';
 import { AbortError, HostFunctionError, SandboxTimeoutError, SandboxWorkerError, decodeError } from '../errors.js';
-import { KICK_SIGNAL } from '../machine/protocol.js';
+import { KICK_SIGNAL } from '../machine/vcpu-lifecycle.js';
 import { blockSignal, currentTid } from '../signals.js';
 import { OwnedBlock } from '../thread-resources.js';
 import { toBytesOrEmpty } from '../util/bytes.js';

@@ -20,7 +20,7 @@ import { setVcpuMode, writeModeTables } from '../cpu/modes.js';
 import { KVM_REGS } from '../ffi/index.js';
 import { loadElf, symbolize, type ElfImage } from '../loader/elf.js';
 import type { MemorySlot } from '../memory.js';
-import { KICK_SIGNAL } from '../machine/protocol.js';
+import { KICK_SIGNAL } from '../machine/vcpu-lifecycle.js';
 import { ThreadTimer, blockSignal, consumePending, currentTid, runMaskWithout } from '../signals.js';
 import { OWNED, releaseVia, type OwnedBlock, type OwnedResources } from '../thread-resources.js';
 import { toBytesOrEmpty } from '../util/bytes.js';

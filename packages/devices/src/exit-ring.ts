@@ -251,11 +251,6 @@ export class RingProducer extends RingViews {
     unlockCoalesced(this.doorbell);
   }
 
-  /** Takes the VM-wide coalesced-ring lock (waiting, never spinning), runs `fn`, releases it. */
-  withCoalescedLock<T>(fn: () => T): T {
-    return withCoalescedLock(this.doorbell, fn);
-  }
-
   /** True when the dispatcher has taken every record posted so far. */
   drained(): boolean {
     return Atomics.load(this.header, RING.HEAD) === Atomics.load(this.header, RING.TAIL);
@@ -316,16 +311,6 @@ export function lockCoalesced(doorbell: Int32Array, check: WaitCheck): StepOutco
 export function unlockCoalesced(doorbell: Int32Array): void {
   Atomics.store(doorbell, DOORBELL.COALESCED_LOCK, 0);
   Atomics.notify(doorbell, DOORBELL.COALESCED_LOCK, 1);
-}
-
-/** Runs `fn` holding the coalesced lock (for callers that cannot give up; see `lockCoalesced`). */
-export function withCoalescedLock<T>(doorbell: Int32Array, fn: () => T): T {
-  lockCoalesced(doorbell, () => 'go-on');
-  try {
-    return fn();
-  } finally {
-    unlockCoalesced(doorbell);
-  }
 }
 
 export interface RingRecord {

@@ -2,7 +2,7 @@ export { Bus, type BusRange } from './bus.js';
 export { bytesToValue, valueToBytes, type Device, type FastRegister, type IrqLine } from './device.js';
 export {
   DOORBELL, RECORD_KIND, RING, RING_BYTES, RingConsumer, RingProducer, WAIT_SLICE_MS, createDoorbell, createRingBuffer, lockCoalesced,
-  recordsFor, tryWithCoalescedLock, unlockCoalesced, withCoalescedLock, type RecordKind, type RingRecord, type StepOutcome, type WaitCheck,
+  recordsFor, tryWithCoalescedLock, unlockCoalesced, type RecordKind, type RingRecord, type StepOutcome, type WaitCheck,
 } from './exit-ring.js';
 export { DeviceAccessError, Dispatcher, type CoalescedSource, type DispatcherStats } from './dispatcher.js';
 export {

@@ -38,3 +38,4 @@ export { debugSupport, type DebugSupport, type DebugSupportLevel } from './debug
 export { GuestDebugger, type StopEvent } from './debug/debugger.js';
 export { GdbStub, type GdbStubOptions } from './debug/gdb-stub.js';
 export type { Bytes } from './util/bytes.js';
+export type { UartLine, UartStats } from '@kvmpool/devices';

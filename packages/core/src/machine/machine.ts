@@ -3,8 +3,7 @@
  * and the devices. `createMachine()` builds it; `close()` (or `await using`) releases everything.
  */
 import { EventEmitter } from 'node:events';
-import type { Duplex } from 'node:stream';
-import { Bus, Dispatcher, createDoorbell, type IrqLine, type Uart16550 } from '@kvmpool/devices';
+import { Bus, Dispatcher, createDoorbell, type IrqLine, type Uart16550, type UartLine } from '@kvmpool/devices';
 import { writeModeTables } from '../cpu/modes.js';
 import { ClosedError, GuestCrashError } from '../errors.js';
 import type { KvmRegs, KvmSregs } from '../ffi/index.js';
@@ -137,7 +136,7 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
    * UART `index` (COM1 = 0) as a Node Duplex stream: what the guest transmits comes out of it,
    * what you write into it the guest receives. `vm.serial(0).pipe(process.stdout)`.
    */
-  serial(index = 0): Duplex {
+  serial(index = 0): UartLine {
     const uart = this.#uarts[index];
     if (!uart) throw new RangeError(`serial(${index}): this VM has ${this.#uarts.length} UART(s) (option serial)`);
     return uart.stream();

@@ -15,6 +15,13 @@ export const DEFAULT_HALT_PORT = 0x500;
 export interface StandardDeviceOptions {
   /** How many 16550 UARTs (COM1…COM4). Default 1. */
   serial?: number;
+  /**
+   * Bytes each UART keeps for a reader that does not read; past it guest output is dropped and
+   * counted (`machine.serial(i).stats()`). Default 1 MiB.
+   */
+  serialTxLimit?: number;
+  /** Bytes waiting at which each UART's LSR reads busy (back-pressure on a polling guest). Default 64 KiB. */
+  serialTxHighWater?: number;
   /** Port of the debug-exit device (a guest write ends the VM with that code), or false. Default 0x501. */
   debugExit?: number | false;
   /** Port whose OUT stops the vCPU that made it (what HLT is for a kernel), or false. Default 0x500. */
@@ -42,7 +49,12 @@ export function standardDevices(o: StandardDeviceOptions, hooks: StandardDeviceH
   for (let i = 0; i < count; i++) {
     const com = COM_PORTS[i]!;
     const irq = hooks.irqLine(com.irq);
-    const uart = new Uart16550({ name: `uart${i}`, ...(irq ? { irq } : {}) });
+    const uart = new Uart16550({
+      name: `uart${i}`,
+      ...(irq ? { irq } : {}),
+      ...(o.serialTxLimit === undefined ? {} : { txLimit: o.serialTxLimit }),
+      ...(o.serialTxHighWater === undefined ? {} : { txHighWater: o.serialTxHighWater }),
+    });
     uarts.push(uart);
     specs.push({ device: uart, pio: { base: com.base, length: 8 }, ...(irq ? { irq: com.irq } : {}) });
   }

@@ -187,7 +187,7 @@ describe('Bus properties', () => {
           const accepted: { base: bigint; end: bigint }[] = [];
           ranges.forEach((r, i) => {
             const end = r.base + r.length;
-            const valid = r.length > 0n && r.base >= 0n && end <= space(kind);
+            const valid = r.length > 0n && r.length <= 1n << 53n && r.base >= 0n && end <= space(kind);
             const overlaps = accepted.some((a) => r.base < a.end && a.base < end);
             const register = (): void => bus.register(r.base, r.length, new Bounded(`d${i}`, r.length));
             if (valid && !overlaps) {

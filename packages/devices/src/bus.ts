@@ -17,6 +17,7 @@ export interface BusRange {
   readonly device: Device;
 }
 
+const MAX_DEVICE_LENGTH = 1n << 53n;
 const hex = (n: bigint): string => `0x${n.toString(16)}`;
 
 export class Bus {
@@ -45,6 +46,8 @@ export class Bus {
     const b = BigInt(base);
     const len = BigInt(length);
     if (len <= 0n) throw new RangeError(`${this.kind} bus: ${device.name} at ${hex(b)} has length ${len}`);
+    // A device sees offsets as JS numbers: past 2^53 they would no longer be exact.
+    if (len > MAX_DEVICE_LENGTH) throw new RangeError(`${this.kind} bus: ${device.name} at ${hex(b)} is ${hex(len)} long; a device spans at most 2^53 addresses`);
     if (b < 0n || b + len > this.limit) throw new RangeError(`${this.kind} bus: ${device.name} [${hex(b)}, ${hex(b + len)}) is outside the ${this.kind} space`);
     const clash = this.#ranges.find((r) => b < r.base + r.length && r.base < b + len);
     if (clash) {

@@ -76,4 +76,25 @@ describe('host-call ABI property', () => {
     // The generators reach every kind of outcome.
     expect([...seen.keys()].sort()).toEqual(['GuestError', 'GuestLimitError', 'HostFunctionError', 'ok']);
   });
+
+  it('a result buffer in the low area (system tables, page tables, call area) is refused; nothing there changes', () => {
+    const spots = [0x1f00n, 0xa000n, 0xa008n];
+    const peekAll = (): bigint[] => spots.map((at) => new DataView(vm.call('peek', input([at])).output.buffer).getBigUint64(0, true));
+    const before = peekAll();
+    for (const at of [0x1f00n, 0xa000n, 0xa008n, 0xc000n, 0xff000n]) {
+      const b = input([3n, NAME_AT, 4n, NAME_AT, 8n, at, 8n]);
+      expect(() => vm.call('raw_call', b)).toThrow(/result buffer .* below 0x100000/);
+    }
+    expect(peekAll()).toEqual(before);
+  });
+
+  it('host-function names are own names only: constructor, toString, __proto__ are "no such host function"', () => {
+    for (const n of ['constructor', 'toString', 'valueOf', 'hasOwnProperty', '__proto__']) {
+      const b = new Uint8Array(56 + n.length);
+      const v = new DataView(b.buffer);
+      [3n, NAME_AT, BigInt(n.length), NAME_AT, 4n, BigInt(INPUT_BASE + 0x1000), 8n].forEach((x, i) => v.setBigUint64(8 * i, x, true));
+      b.set(enc(n), 56);
+      expect(() => vm.call('raw_call', b)).toThrow(/no such host function/);
+    }
+  });
 });

@@ -7,7 +7,7 @@
  */
 import { GuestError, GuestLimitError, HostFunctionError } from '../errors.js';
 import { toBytesOrEmpty } from '../util/bytes.js';
-import { CALL, CALL_AREA, OP } from './abi.js';
+import { CALL, CALL_AREA, IMAGE_MIN, OP } from './abi.js';
 
 /** What a guest may send the host in one call. */
 export const SANDBOX_LIMITS = {
@@ -110,6 +110,11 @@ export function serveHostCall(ctx: HostCallContext): void {
       const argAt = guestRange(size, name, 'argument', a(CALL.A2), argLen);
       const cap = a(CALL.A5);
       const resAt = guestRange(size, name, 'result buffer', a(CALL.A4), cap);
+      // The host writes only where the guest itself may write: never into the low area (system
+      // tables and page tables, read-only to the guest, and the call area the host reads back).
+      if (cap > 0n && BigInt(resAt) < IMAGE_MIN) {
+        throw new HostFunctionError(name, `result buffer [0x${resAt.toString(16)}, +${cap}) starts below 0x${IMAGE_MIN.toString(16)}, in the area the host keeps for itself`);
+      }
       const arg = ctx.mem.slice(argAt, argAt + Number(argLen));
       const result = hostResultBytes(name, ctx.runHostFunction(name, arg, Number(cap)));
       if (result.length > cap) throw new HostFunctionError(name, `returned ${result.length} bytes; the guest's buffer holds ${cap}`);

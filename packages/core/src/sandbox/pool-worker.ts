@@ -128,7 +128,7 @@ function producerFor(index: number, slot: RemoteSlot): RingProducer {
  * TypeError (the VM makes it a HostFunctionError with that cause), never 0 bytes.
  */
 function strict(fns: Record<string, SyncHostFunction>): Record<string, SyncHostFunction> {
-  const out: Record<string, SyncHostFunction> = {};
+  const out = Object.create(null) as Record<string, SyncHostFunction>;
   for (const [name, fn] of Object.entries(fns)) out[name] = (arg) => toBytesOrEmpty(fn(arg), `hostFunctions.${name} result`);
   return out;
 }

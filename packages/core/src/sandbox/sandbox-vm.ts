@@ -301,7 +301,9 @@ export class SandboxVm {
 
   /** Runs a sync host function here or a remote one through `remoteCall`; errors become HostFunctionError. */
   #runHostFunction(name: string, arg: Uint8Array, cap: number): Uint8Array {
-    const local = this.#opts.hostFunctions?.[name];
+    // Own names only: `constructor`, `toString`… of Object.prototype are no host functions.
+    const fns = this.#opts.hostFunctions;
+    const local = fns && Object.hasOwn(fns, name) ? fns[name] : undefined;
     if (local) {
       let result: unknown;
       try {

@@ -114,6 +114,8 @@ export class LinuxVm {
   readonly #sleeper = new Int32Array(new SharedArrayBuffer(4));
   #pristine!: Pristine;
   #randomAt = 0n;
+  /** AT_HWCAP: CPUID leaf 1 EDX as the guest sees it. */
+  #hwcap = 0;
   #broken: Error | undefined;
   /** The running call's deadline and control words (for sleeps). */
   #deadline = Infinity;
@@ -180,7 +182,8 @@ export class LinuxVm {
       ]);
       vcpu = vm.createVcpu(0);
       owned?.own(OWNED.vcpu, { vcpuFd: vcpu.fd, runAddress: vcpu.runArea.address, runSize: vcpu.runArea.size });
-      vcpu.setCpuid(guestCpuid(kvm));
+      const cpuid = guestCpuid(kvm);
+      vcpu.setCpuid(cpuid);
       setVcpuMode(vcpu, 'user', mode);
       const sregs = vcpu.getSregs();
       sregs.efer |= EFER.SCE;
@@ -188,6 +191,7 @@ export class LinuxVm {
       enableSyscalls(vcpu);
       vcpu.setSignalMask(runMaskWithout(KICK_SIGNAL));
       s = new LinuxVm(kvm, vm, vcpu, slot, opts, layout);
+      s.#hwcap = cpuid.find((e) => e.function === 1)?.edx ?? 0;
       s.#startUp();
       return s;
     } catch (e) {
@@ -225,7 +229,7 @@ export class LinuxVm {
         [AT.EUID, BigInt(config.ids.uid)],
         [AT.GID, BigInt(config.ids.gid)],
         [AT.EGID, BigInt(config.ids.gid)],
-        [AT.HWCAP, BigInt(config.hwcap >>> 0)],
+        [AT.HWCAP, BigInt(this.#hwcap >>> 0)],
         [AT.HWCAP2, 0n],
         [AT.CLKTCK, 100n],
         [AT.SECURE, 0n],

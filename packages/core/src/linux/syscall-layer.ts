@@ -30,10 +30,8 @@ export interface LinuxProgramConfig {
   outputLimit: 'error' | 'truncate';
   /** An unimplemented syscall ends the call with GuestError naming it (else it returns ENOSYS). */
   strict: boolean;
-  /** What getpid/getuid/getgid… return. */
-  ids: { pid: number; uid: number; gid: number };
-  /** AT_HWCAP: CPUID leaf 1 EDX. */
-  hwcap: number;
+  /** What getuid/getgid… return (and AT_UID, AT_GID). */
+  ids: { uid: number; gid: number };
 }
 
 /** How a call ended, or why the run stopped. */

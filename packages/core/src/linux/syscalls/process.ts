@@ -5,6 +5,7 @@
  */
 import type { SyscallFn, SyscallLayer } from '../syscall-layer.js';
 import { PID } from '../syscall-layer.js';
+import { GuestError } from '../../errors.js';
 import { E } from '../errno.js';
 import { MAX_FDS } from '../process-state.js';
 import { NR } from './numbers.js';
@@ -59,7 +60,7 @@ function futex(k: SyscallLayer, a: Float64Array, i: Int32Array): number {
   // The only thread would wait for a wake nobody can send: with a timeout that is ETIMEDOUT,
   // without one the program has deadlocked itself.
   if (a[3] !== 0) return -E.TIMEDOUT;
-  k.end = { kind: 'error', error: new Error('the program waits on a futex with no other thread to wake it (a deadlock)') };
+  k.end = { kind: 'error', error: new GuestError('the program waits on a futex with no other thread to wake it (a deadlock)', -E.DEADLK) };
   return -E.INTR;
 }
 

@@ -15,38 +15,39 @@ export interface OpenFile {
   pos: number;
 }
 
-/** Most bytes one call may write to stdout (and, apart, to stderr) is the config's maxOutput. */
+/**
+ * What a program wrote to stdout or stderr, up to a limit (the config's maxOutput): one buffer
+ * that doubles as it fills, never past the limit, so a million one-byte writes cost a few
+ * copies, not a million objects.
+ */
 export class OutputStream {
-  #chunks: Uint8Array[] = [];
+  #buf: Uint8Array = new Uint8Array(0);
   length = 0;
   /** Bytes past the limit that were dropped. */
   dropped = 0;
 
   append(bytes: Uint8Array, limit: number): void {
-    const room = Math.max(0, limit - this.length);
-    const take = Math.min(room, bytes.length);
+    const take = Math.min(Math.max(0, limit - this.length), bytes.length);
     if (take > 0) {
-      this.#chunks.push(bytes.slice(0, take));
+      if (this.length + take > this.#buf.length) {
+        const grown = new Uint8Array(Math.min(limit, Math.max(4096, 2 * this.#buf.length, this.length + take)));
+        grown.set(this.#buf.subarray(0, this.length));
+        this.#buf = grown;
+      }
+      this.#buf.set(bytes.subarray(0, take), this.length);
       this.length += take;
     }
     this.dropped += bytes.length - take;
   }
 
+  /** A copy of what was written. */
   bytes(): Uint8Array {
-    if (this.#chunks.length === 1) return this.#chunks[0]!;
-    const out = new Uint8Array(this.length);
-    let at = 0;
-    for (const c of this.#chunks) {
-      out.set(c, at);
-      at += c.length;
-    }
-    this.#chunks = this.length > 0 ? [out] : [];
-    return out;
+    return this.#buf.slice(0, this.length);
   }
 
   clone(): OutputStream {
     const o = new OutputStream();
-    if (this.length > 0) o.#chunks = [this.bytes()]; // immutable once written: sharing is safe
+    o.#buf = this.bytes();
     o.length = this.length;
     o.dropped = this.dropped;
     return o;

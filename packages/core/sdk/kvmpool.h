@@ -15,15 +15,41 @@
  * Low memory is read-only except the call area: the page tables, GDT and TSS at
  * 0x1000–0xafff cannot be written (the write crashes the call).
  *
- * Build: gcc -ffreestanding -nostdlib -static -no-pie -fno-pic -O2 -fno-stack-protector \
+ * libc. compileGuest() builds with musl (Debian package musl-tools: musl-gcc) unless told
+ * `libc: 'none'`, and defines KVMPOOL_LIBC: the guest has the C library — malloc/free,
+ * printf/snprintf, string.h, stdlib.h (qsort…), math.h (linked with -lm). musl starts once, at
+ * VM start, from a process stack the host builds (TLS, environ, auxv), before kvmpool_init; its
+ * syscalls are served by the host's syscall layer (an LSTAR stub at 0xb000, read-only, with a
+ * scratch page at 0xd000). What that gives a guest:
+ *   - stdout and stderr: what printf/puts/fputs write reaches the host as prints, bounded as
+ *     above; stdout is line-buffered (a line is one print) and flushed after every exported
+ *     function and before kvmpool_abort.
+ *   - the heap: brk and mmap from the memory between the image and the stack (stack: 1 MiB at
+ *     most, just below the input region). At its end malloc returns NULL (ENOMEM); the host
+ *     allocates nothing for it.
+ *   - every call starts from the state after kvmpool_init: what one call mallocs, frees or
+ *     writes (static data, heap, stdio buffers, errno) is gone in the next.
+ *   - page 0 is not mapped: a NULL dereference crashes the call.
+ *   - no files (open: ENOENT), no threads, no signals delivered; exit() and abort() end the call
+ *     with a GuestError ("called exit(n)", "killed by SIGABRT").
+ * Without libc (`libc: 'none'`: -ffreestanding -nostdlib) the runtime provides memcpy, memmove,
+ * memset, memcmp and strlen, and nothing else.
+ *
+ * Build by hand (what compileGuest() runs):
+ *   with musl: musl-gcc -DKVMPOOL_LIBC -static -no-pie -fno-pic -O2 -fno-stack-protector \
+ *          -fcf-protection=none -Wl,-Ttext-segment=0x100000 -I sdk sdk/start.S sdk/runtime.c \
+ *          sdk/libc.c your.c -lm   (compileGuest() then keeps only the guest's own functions global)
+ *   freestanding: gcc -ffreestanding -nostdlib -static -no-pie -fno-pic -O2 -fno-stack-protector \
  *          -fcf-protection=none -I sdk -T sdk/kvmpool.ld sdk/start.S sdk/runtime.c your.c
- * (or compileGuest() from @kvmpool/core).
  */
 #ifndef KVMPOOL_H
 #define KVMPOOL_H
 
 #include <stddef.h>
 #include <stdint.h>
+#ifdef KVMPOOL_LIBC
+#include <string.h>
+#endif
 
 #define KVMPOOL_EXPORT __attribute__((used, noinline, visibility("default")))
 
@@ -57,11 +83,13 @@ void kvmpool_puts(const char *text);
 /* Ends this call with an error carrying `message`. */
 __attribute__((noreturn)) void kvmpool_abort(const char *message);
 
-/* Freestanding helpers (gcc may also emit calls to the mem* ones). */
+#ifndef KVMPOOL_LIBC
+/* Freestanding helpers (gcc may also emit calls to the mem* ones); with libc, string.h's. */
 void *memcpy(void *dst, const void *src, size_t n);
 void *memmove(void *dst, const void *src, size_t n);
 void *memset(void *dst, int c, size_t n);
 int memcmp(const void *a, const void *b, size_t n);
 size_t strlen(const char *s);
+#endif
 
 #endif

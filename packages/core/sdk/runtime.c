@@ -1,5 +1,9 @@
-/* kvmpool guest runtime: host calls over port I/O, and the freestanding memory and string helpers. */
+/* kvmpool guest runtime: host calls over port I/O, and (without libc) the memory and string helpers. */
 #include "kvmpool.h"
+
+#ifdef KVMPOOL_LIBC
+void _kvmpool_libc_flush(void);
+#endif
 
 static volatile struct kvmpool_call *const call_area = (volatile struct kvmpool_call *)KVMPOOL_CALL_AREA;
 
@@ -31,6 +35,9 @@ void kvmpool_puts(const char *text) {
 }
 
 void kvmpool_abort(const char *message) {
+#ifdef KVMPOOL_LIBC
+  _kvmpool_libc_flush(); /* what the call printed before it gave up */
+#endif
   call_area->op = KVMPOOL_OP_ABORT;
   call_area->a0 = (uint64_t)message;
   call_area->a1 = strlen(message);
@@ -38,6 +45,7 @@ void kvmpool_abort(const char *message) {
   for (;;) __asm__ volatile("ud2");
 }
 
+#ifndef KVMPOOL_LIBC
 /* The copy loops are written with string instructions: gcc would turn a plain C loop back into
    a call to the very function it implements. */
 void *memcpy(void *dst, const void *src, size_t n) {
@@ -76,3 +84,4 @@ size_t strlen(const char *s) {
   while (s[n]) n++;
   return n;
 }
+#endif

@@ -2,7 +2,8 @@
  * Entry code for kvmpool sandbox guests. The host enters at _kvmpool_entry (the ELF entry)
  * with the exported function's address in %r15 and its arguments in %rdi, %rsi, %rdx, %rcx
  * (System V order), and %rsp 16-byte aligned. The function's return value goes to the call
- * area, then an OUT to the return port hands control back to the host.
+ * area, then an OUT to the return port hands control back to the host. With libc, stdout is
+ * flushed first (libc.c).
  */
         .set CALL_AREA_VALUE, 0xc000 + 64
         .set PORT_RETURN, 0x701
@@ -13,6 +14,9 @@
 _kvmpool_entry:
         call    *%r15
         mov     %rax, CALL_AREA_VALUE
+#ifdef KVMPOOL_LIBC
+        call    _kvmpool_libc_flush     /* stdout's buffered text to the host (libc.c) */
+#endif
         mov     $PORT_RETURN, %dx
         out     %al, (%dx)
         ud2                     /* the host never resumes past the return */

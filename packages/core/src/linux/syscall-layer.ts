@@ -72,6 +72,8 @@ export class SyscallLayer {
   readonly size: number;
   readonly config: LinuxProgramConfig;
   readonly host: LayerHost;
+  /** Guest address of the scratch page the stub uses (syscall-stub.ts `syscallStubCode`). */
+  readonly scratch: number;
   state: ProcessState;
   end: RunEnd | undefined;
   /** Capture at the first read of stdin (then cleared). */
@@ -83,8 +85,9 @@ export class SyscallLayer {
   readonly #a = new Float64Array(6);
   readonly #i = new Int32Array(6);
 
-  constructor(mem: Uint8Array, config: LinuxProgramConfig, layout: ProcessLayout, host: LayerHost) {
+  constructor(mem: Uint8Array, config: LinuxProgramConfig, layout: ProcessLayout, host: LayerHost, scratch = SCRATCH_ADDRESS) {
     this.mem = mem;
+    this.scratch = scratch;
     this.view = new DataView(mem.buffer, mem.byteOffset, mem.byteLength);
     this.size = layout.memory;
     this.config = config;
@@ -99,7 +102,7 @@ export class SyscallLayer {
   /** Serves the syscall the stub left in the scratch page (the vCPU is stopped in its exit). */
   serve(): void {
     const v = this.view;
-    const s = SCRATCH_ADDRESS;
+    const s = this.scratch;
     const a = this.#a;
     const i = this.#i;
     for (let n = 0; n < 6; n++) {
@@ -122,7 +125,7 @@ export class SyscallLayer {
 
   /** Writes `r` where the stub loads rax from. */
   setResult(r: number): void {
-    const at = SCRATCH_ADDRESS + SCRATCH.NR;
+    const at = this.scratch + SCRATCH.NR;
     const v = this.view;
     if (r < 0) {
       v.setInt32(at, r, true);
@@ -141,7 +144,7 @@ export class SyscallLayer {
   }
 
   #unknown(nr: number, hi: number): number {
-    const name = nr >= 0 ? (SYSCALL_NAMES[nr] ?? `syscall_${nr}`) : `syscall_0x${hi.toString(16)}${this.view.getUint32(SCRATCH_ADDRESS, true).toString(16).padStart(8, '0')}`;
+    const name = nr >= 0 ? (SYSCALL_NAMES[nr] ?? `syscall_${nr}`) : `syscall_0x${hi.toString(16)}${this.view.getUint32(this.scratch, true).toString(16).padStart(8, '0')}`;
     if (this.config.strict) {
       this.end = { kind: 'error', error: new GuestError(`the program made syscall ${name}${nr >= 0 ? ` (${nr})` : ''}, which kvmpool does not implement (strict mode)`, -E.NOSYS) };
       return -E.NOSYS;

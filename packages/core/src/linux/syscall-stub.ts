@@ -40,36 +40,46 @@ export const SCRATCH = {
 } as const;
 
 const d32 = (a: number): number[] => [a & 0xff, (a >> 8) & 0xff, (a >> 16) & 0xff, (a >> 24) & 0xff];
-const at = (off: number): number[] => [0x25, ...d32(SCRATCH_ADDRESS + off)]; // SIB: no base, no index, disp32
 
-/** The CPL 3 return path: 28 bytes, jumped over at CPL 0. */
-const CPL3_RETURN = [
-  0x48, 0x89, 0x24, ...at(SCRATCH.SAVED_RSP), //  mov %rsp, SAVED_RSP
-  0x48, 0xc7, 0xc4, ...d32(SCRATCH_ADDRESS + 0x1000), //  mov $scratch_end, %rsp
-  0x41, 0x53, //                                 push %r11          (RFLAGS at the syscall)
-  0x9d, //                                       popfq
-  0x48, 0x8b, 0x24, ...at(SCRATCH.SAVED_RSP), //  mov SAVED_RSP, %rsp
-  0xff, 0xe1, //                                 jmp *%rcx
-];
+/**
+ * The stub's bytes for a scratch page at `scratch` (page-aligned, below 2 GiB: the stub
+ * addresses it with disp32 constants), with the assembly beside each instruction.
+ */
+export function syscallStubCode(scratch: number): Uint8Array {
+  if (!Number.isInteger(scratch) || scratch % 0x1000 !== 0 || scratch <= 0 || scratch + 0x1000 > 0x8000_0000) {
+    throw new RangeError(`syscall stub: scratch page 0x${scratch.toString(16)} must be page-aligned and below 2 GiB`);
+  }
+  const at = (off: number): number[] => [0x25, ...d32(scratch + off)]; // SIB: no base, no index, disp32
+  /** The CPL 3 return path: 28 bytes, jumped over at CPL 0. */
+  const cpl3Return = [
+    0x48, 0x89, 0x24, ...at(SCRATCH.SAVED_RSP), //  mov %rsp, SAVED_RSP
+    0x48, 0xc7, 0xc4, ...d32(scratch + 0x1000), //  mov $scratch_end, %rsp
+    0x41, 0x53, //                                 push %r11          (RFLAGS at the syscall)
+    0x9d, //                                       popfq
+    0x48, 0x8b, 0x24, ...at(SCRATCH.SAVED_RSP), //  mov SAVED_RSP, %rsp
+    0xff, 0xe1, //                                 jmp *%rcx
+  ];
+  return Uint8Array.from([
+    0x48, 0x89, 0x04, ...at(SCRATCH.NR), //        mov %rax, NR
+    0x48, 0x89, 0x3c, ...at(SCRATCH.ARGS), //      mov %rdi, ARGS+0
+    0x48, 0x89, 0x34, ...at(SCRATCH.ARGS + 8), //  mov %rsi, ARGS+8
+    0x48, 0x89, 0x14, ...at(SCRATCH.ARGS + 16), // mov %rdx, ARGS+16
+    0x4c, 0x89, 0x14, ...at(SCRATCH.ARGS + 24), // mov %r10, ARGS+24
+    0x4c, 0x89, 0x04, ...at(SCRATCH.ARGS + 32), // mov %r8,  ARGS+32
+    0x4c, 0x89, 0x0c, ...at(SCRATCH.ARGS + 40), // mov %r9,  ARGS+40
+    0x48, 0x89, 0x0c, ...at(SCRATCH.RIP), //       mov %rcx, RIP
+    0xe6, SYSCALL_PORT, //                         out %al, $SYSCALL_PORT   (the host serves it)
+    0x48, 0x8b, 0x04, ...at(SCRATCH.NR), //        mov NR, %rax             (the result)
+    0x8c, 0x0c, ...at(SCRATCH.CS), //              mov %cs, CS
+    0xf6, 0x04, ...at(SCRATCH.CS), 0x03, //        testb $3, CS
+    0x74, cpl3Return.length, //                    jz cpl0
+    ...cpl3Return,
+    0x48, 0x0f, 0x07, //                   cpl0: sysretq
+  ]);
+}
 
-/** The stub's bytes, with the assembly beside each instruction. */
-export const STUB_CODE = Uint8Array.from([
-  0x48, 0x89, 0x04, ...at(SCRATCH.NR), //        mov %rax, NR
-  0x48, 0x89, 0x3c, ...at(SCRATCH.ARGS), //      mov %rdi, ARGS+0
-  0x48, 0x89, 0x34, ...at(SCRATCH.ARGS + 8), //  mov %rsi, ARGS+8
-  0x48, 0x89, 0x14, ...at(SCRATCH.ARGS + 16), // mov %rdx, ARGS+16
-  0x4c, 0x89, 0x14, ...at(SCRATCH.ARGS + 24), // mov %r10, ARGS+24
-  0x4c, 0x89, 0x04, ...at(SCRATCH.ARGS + 32), // mov %r8,  ARGS+32
-  0x4c, 0x89, 0x0c, ...at(SCRATCH.ARGS + 40), // mov %r9,  ARGS+40
-  0x48, 0x89, 0x0c, ...at(SCRATCH.RIP), //       mov %rcx, RIP
-  0xe6, SYSCALL_PORT, //                         out %al, $SYSCALL_PORT   (the host serves it)
-  0x48, 0x8b, 0x04, ...at(SCRATCH.NR), //        mov NR, %rax             (the result)
-  0x8c, 0x0c, ...at(SCRATCH.CS), //              mov %cs, CS
-  0xf6, 0x04, ...at(SCRATCH.CS), 0x03, //        testb $3, CS
-  0x74, CPL3_RETURN.length, //                   jz cpl0
-  ...CPL3_RETURN,
-  0x48, 0x0f, 0x07, //                   cpl0: sysretq
-]);
+/** The stub's bytes for the scratch page at SCRATCH_ADDRESS. */
+export const STUB_CODE = syscallStubCode(SCRATCH_ADDRESS);
 
 /** Offset of the instruction after the stub's `out`: where a served syscall resumes. */
 export const STUB_RESUME_OFFSET = 8 * 8 + 2;

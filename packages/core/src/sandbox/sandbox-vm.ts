@@ -10,12 +10,22 @@
  *
  * Guest memory:  [system area 0x1000–0xafff][call area 0xc000][image from 1 MiB]…[stack]
  *                [input region][output region] (the last two at the top).
+ *
+ * A guest built with musl (libc-process.ts says where its heap, stack and syscall stub go) is
+ * started once through musl's own _start, which sets up TLS, environ and stdio and calls the
+ * SDK's main; main hands control back (PORT_RETURN) and kvmpool_init and the capture follow as
+ * for any guest. Its syscalls (port 0xf5) are served here by the syscall layer, whose process
+ * state (break, mmap allocator) is part of the pristine state and put back by every reset.
  */
 import { AbortError, GuestCrashError, GuestError, HostFunctionError, SandboxTimeoutError, SandboxWorkerError } from '../errors.js';
+import { signalName } from '../linux/errno.js';
+import type { ProcessState } from '../linux/process-state.js';
+import { STUB_ADDRESS, SYSCALL_PORT, enableSyscalls, syscallStubCode } from '../linux/syscall-stub.js';
+import type { RunEnd } from '../linux/syscall-layer.js';
 import { describeExit } from '../exits.js';
 import { Kvm } from '../kvm.js';
 import { guestCpuid } from '../cpu/cpuid.js';
-import { RFLAGS } from '../cpu/descriptors.js';
+import { EFER, RFLAGS } from '../cpu/descriptors.js';
 import { setVcpuMode, writeModeTables } from '../cpu/modes.js';
 import { KVM_REGS } from '../ffi/index.js';
 import { loadElf, symbolize, type ElfImage } from '../loader/elf.js';
@@ -29,10 +39,13 @@ import type { Vcpu } from '../vcpu.js';
 import type { Vm } from '../vm.js';
 import { CALL, CALL_AREA, IMAGE_MIN, PORT_HOSTCALL, PORT_RETURN } from './abi.js';
 import { PrintLog, hostResultBytes, serveHostCall, type HostCallContext } from './host-call.js';
-import { PristineCpu } from './reset.js';
+import { LIBC_PROTECTED_END, LIBC_SCRATCH, LibcSyscalls, isLibcGuest, libcLayout, libcProcessStack } from './libc-process.js';
+import { OBSERVABLE_MSRS, PristineCpu } from './reset.js';
 
 const SYSTEM_AREA = 0x1000n;
 const MIN_STACK = 64 * 1024;
+/** Bytes left between main's frame and the first call's stack (musl guests). */
+const MAIN_FRAME_GAP = 256n;
 
 /** A sync host function: its result must be bytes, a string or nothing (else HostFunctionError). */
 export type SyncHostFunction = (arg: Uint8Array) => Uint8Array | ArrayBufferView | string | void;
@@ -105,7 +118,15 @@ export class SandboxVm {
   readonly #entry: bigint;
   readonly #inputBase: number;
   readonly #outputBase: number;
-  readonly #stackTop: bigint;
+  /** Where each call's stack starts (below main's frame for a musl guest). */
+  #stackTop: bigint;
+  /** A musl guest's syscall layer and its pristine process state; undefined for a freestanding guest. */
+  readonly #libc: LibcSyscalls | undefined;
+  #libcPristine: ProcessState | undefined;
+  readonly #sleeper = new Int32Array(new SharedArrayBuffer(4));
+  /** The running call's deadline and control words (for a musl guest's sleeps). */
+  #deadline = Infinity;
+  #control: Int32Array | undefined;
   /** Pages the host wrote during a call (the dirty log sees only guest writes). */
   readonly #hostDirty = new Set<number>();
   #inputUsed = 0;
@@ -123,7 +144,8 @@ export class SandboxVm {
     this.#mem = slot.bytes;
     this.#view = new DataView(slot.buffer);
     this.#opts = opts;
-    this.#entry = opts.image.entry;
+    // A musl guest starts at musl's _start (the ELF entry) once; calls enter at _kvmpool_entry.
+    this.#entry = isLibcGuest(opts.image) ? opts.image.functions.get('_kvmpool_entry')! : opts.image.entry;
     this.#inputBase = layout.inputBase;
     this.#outputBase = layout.outputBase;
     this.#stackTop = BigInt(layout.inputBase);
@@ -138,6 +160,22 @@ export class SandboxVm {
       runHostFunction: (name, arg, cap) => this.#runHostFunction(name, arg, cap),
       markHostDirty: (at, len) => this.#markHostDirty(at, len),
     };
+    if (isLibcGuest(opts.image)) {
+      const msr = (which: 'fs' | 'gs'): number => (which === 'fs' ? OBSERVABLE_MSRS.FS_BASE : OBSERVABLE_MSRS.GS_BASE);
+      this.#libc = new LibcSyscalls(this.#mem, libcLayout(opts.image, slot.size, layout.inputBase), {
+        markDirty: (at, len) => this.#markHostDirty(at, len),
+        setSegmentBase: (which, value) => {
+          try {
+            vcpu.setMsrs([{ index: msr(which), data: value }]);
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        getSegmentBase: (which) => vcpu.getMsrs([msr(which)])[0]?.data ?? 0n,
+        sleep: (ms) => this.#sleep(ms),
+      }, prints);
+    }
     this.#timer = new ThreadTimer(KICK_SIGNAL); // last: nothing after it can throw
     opts.owned?.own(OWNED.timer, { timerId: this.#timer.id });
   }
@@ -168,18 +206,31 @@ export class SandboxVm {
       vm = kvm.createVm();
       owned?.own(OWNED.vm, { vmFd: vm.fd });
       const slot = vm.addMemory({ guestAddress: 0, size: memory, dirtyLog: true });
-      const mode = { systemArea: SYSTEM_AREA, mapSize: Math.ceil(memory / 0x20_0000) * 0x20_0000, protectSystemArea: true };
+      const libc = isLibcGuest(image);
+      const mode = {
+        systemArea: SYSTEM_AREA, mapSize: Math.ceil(memory / 0x20_0000) * 0x20_0000, protectSystemArea: true,
+        ...(libc ? { protectedEnd: LIBC_PROTECTED_END, unmapNullPage: true } : {}),
+      };
       writeModeTables(vm.memory, 'user', mode);
+      if (libc) vm.memory.write(STUB_ADDRESS, syscallStubCode(LIBC_SCRATCH));
       loadElf(image, vm.memory, [
         { start: 0n, end: IMAGE_MIN, what: 'low area (system tables and call area)' },
         { start: BigInt(inputBase), end: BigInt(memory), what: 'input/output regions' },
       ]);
       vcpu = vm.createVcpu(0);
       owned?.own(OWNED.vcpu, { vcpuFd: vcpu.fd, runAddress: vcpu.runArea.address, runSize: vcpu.runArea.size });
-      vcpu.setCpuid(guestCpuid(kvm));
+      const cpuid = guestCpuid(kvm);
+      vcpu.setCpuid(cpuid);
       setVcpuMode(vcpu, 'user', mode);
+      if (libc) {
+        const sregs = vcpu.getSregs();
+        sregs.efer |= EFER.SCE;
+        vcpu.setSregs(sregs);
+        enableSyscalls(vcpu);
+      }
       vcpu.setSignalMask(runMaskWithout(KICK_SIGNAL));
       s = new SandboxVm(kvm, vm, vcpu, slot, opts, { inputBase, outputBase });
+      if (libc) s.#startLibc(cpuid.find((e) => e.function === 1)?.edx ?? 0, initTimeoutMs);
       if (image.functions.has('kvmpool_init')) s.#invoke('kvmpool_init', new Uint8Array(0), { timeoutMs: initTimeoutMs }, 'its initTimeoutMs');
       s.#capture();
       return s;
@@ -206,11 +257,42 @@ export class SandboxVm {
     return [...this.#opts.image.functions.keys()].filter((n) => !n.startsWith('_') && !n.startsWith('kvmpool_') && !RUNTIME.has(n));
   }
 
+  /**
+   * Runs musl's start code (_start → __libc_start_main → the SDK's main) from a process stack
+   * built here, to main's hand-over; each call's stack then starts below main's frame.
+   */
+  #startLibc(hwcap: number, timeoutMs: number): void {
+    const libc = this.#libc!;
+    const stack = libcProcessStack(this.#opts.image, libc.layout, this.#inputBase, hwcap);
+    this.#mem.set(stack.bytes, Number(stack.sp));
+    const o = KVM_REGS.offsets;
+    const v = this.#regsView;
+    this.#regsBytes.fill(0);
+    v.setBigUint64(o.rip, this.#opts.image.entry, true);
+    v.setBigUint64(o.rsp, stack.sp, true);
+    v.setBigUint64(o.rflags, RFLAGS.FIXED | RFLAGS.IOPL3, true);
+    this.#vcpu.setRegsBytes(this.#regsBytes);
+    if (timeoutMs) this.#timer.arm(timeoutMs);
+    try {
+      this.#runToReturn('the C library start-up', timeoutMs ? performance.now() + timeoutMs : Infinity, timeoutMs, undefined, 'its initTimeoutMs');
+    } finally {
+      if (timeoutMs) this.#timer.disarm();
+    }
+    this.#stackTop = (this.#vcpu.getRegs().rsp - MAIN_FRAME_GAP) & ~15n;
+    if (this.#stackTop - BigInt(libc.layout.stackBottom) < BigInt(MIN_STACK) / 2n) {
+      throw new RangeError(`sandbox: the C library's start-up left ${this.#stackTop - BigInt(libc.layout.stackBottom)} bytes of stack`);
+    }
+  }
+
   #capture(): void {
     this.#pristineCpu = new PristineCpu(this.#vm, this.#vcpu); // settles init's return first
     this.#vm.dirtyPages(this.#slot); // clear the log: from here on it lists what calls write
     this.#pristine.set(this.#mem);
     this.#hostDirty.clear();
+    if (this.#libc) {
+      this.#libcPristine = this.#libc.state.clone();
+      this.#libc.resetStats();
+    }
   }
 
   /** Calls exported function `name` with `input`; the VM is reset afterwards, whatever happened. */
@@ -252,14 +334,12 @@ export class SandboxVm {
     v.setBigUint64(o.rcx, BigInt(this.#opts.outputSize), true);
     this.#vcpu.setRegsBytes(this.#regsBytes);
     const ctl = options.control;
-    if (ctl) Atomics.store(ctl, CALL_CONTROL.TID, this.#tid);
     const deadline = options.timeoutMs ? performance.now() + options.timeoutMs : Infinity;
     if (options.timeoutMs) this.#timer.arm(options.timeoutMs);
     try {
       this.#runToReturn(name, deadline, options.timeoutMs ?? 0, ctl, limit);
     } finally {
       if (options.timeoutMs) this.#timer.disarm();
-      if (ctl) Atomics.store(ctl, CALL_CONTROL.TID, 0);
     }
     const value = this.#view.getBigInt64(Number(CALL_AREA) + CALL.VALUE, true);
     if (value < 0n) throw new GuestError(`guest function ${name} returned error ${value}`, Number(value));
@@ -270,7 +350,20 @@ export class SandboxVm {
   }
 
   #runToReturn(name: string, deadline: number, timeoutMs: number, ctl: Int32Array | undefined, limit: string): void {
+    this.#deadline = deadline;
+    this.#control = ctl;
+    if (ctl) Atomics.store(ctl, CALL_CONTROL.TID, this.#tid);
+    try {
+      this.#run(name, deadline, timeoutMs, ctl, limit);
+    } finally {
+      if (ctl) Atomics.store(ctl, CALL_CONTROL.TID, 0);
+      this.#control = undefined;
+    }
+  }
+
+  #run(name: string, deadline: number, timeoutMs: number, ctl: Int32Array | undefined, limit: string): void {
     const vcpu = this.#vcpu;
+    const libc = this.#libc;
     for (;;) {
       if (ctl && Atomics.load(ctl, CALL_CONTROL.CANCEL) !== 0) throw new AbortError(`sandbox call ${name} was aborted`);
       const exit = vcpu.run();
@@ -279,6 +372,12 @@ export class SandboxVm {
         if (exit.port === PORT_HOSTCALL) {
           serveHostCall(this.#hostCalls);
           // A slow host function must not let the call finish late.
+          if (performance.now() >= deadline) throw new SandboxTimeoutError(name, timeoutMs, limit);
+          continue;
+        }
+        if (exit.port === SYSCALL_PORT && libc) {
+          libc.serve();
+          if (libc.end) throw endError(name, libc.end);
           if (performance.now() >= deadline) throw new SandboxTimeoutError(name, timeoutMs, limit);
           continue;
         }
@@ -317,6 +416,17 @@ export class SandboxVm {
     throw new HostFunctionError(name, 'no such host function');
   }
 
+  /** Sleeps up to `ms` (nanosleep), waking early at the call's deadline or on cancel. */
+  #sleep(ms: number): void {
+    const until = Math.min(performance.now() + ms, this.#deadline);
+    for (;;) {
+      const left = until - performance.now();
+      if (left <= 0) return;
+      if (this.#control && Atomics.load(this.#control, CALL_CONTROL.CANCEL) !== 0) return;
+      Atomics.wait(this.#sleeper, 0, 0, Math.min(left, 50));
+    }
+  }
+
   #markHostDirty(at: number, len: number): void {
     for (let p = Math.floor(at / PAGE_SIZE); p * PAGE_SIZE < at + len; p++) this.#hostDirty.add(p);
   }
@@ -345,6 +455,13 @@ export class SandboxVm {
       this.#inputUsed = 0;
     }
     this.#pristineCpu.restore(this.#vcpu);
+    const libc = this.#libc;
+    if (libc) {
+      libc.end = undefined;
+      // No syscall, no change: the process state is the pristine one still.
+      if (libc.syscalls > 0) libc.state = this.#libcPristine!.clone();
+      libc.resetStats();
+    }
     this.resets++;
     return dirty.length;
   }
@@ -361,7 +478,7 @@ export class SandboxVm {
 
 /**
  * Where the input and output regions go for these sizes; throws (naming the numbers) when
- * the image does not fit below them with room for a stack.
+ * the image does not fit below them with room for a stack (and, with libc, a heap).
  */
 export function sandboxLayout(o: Pick<SandboxVmOptions, 'image' | 'memory' | 'inputSize' | 'outputSize'>): { inputBase: number; outputBase: number } {
   const outputBase = o.memory - o.outputSize;
@@ -380,7 +497,22 @@ export function sandboxLayout(o: Pick<SandboxVmOptions, 'image' | 'memory' | 'in
       );
     }
   }
+  if (isLibcGuest(o.image)) libcLayout(o.image, o.memory, inputBase); // throws when heap and stack do not fit
   return { inputBase, outputBase };
+}
+
+/** A musl guest's call that ended in the syscall layer: exit(), a fatal signal (abort()), or the layer's error. */
+function endError(name: string, end: RunEnd): Error {
+  switch (end.kind) {
+    case 'exit':
+      return new GuestError(`guest function ${name} called exit(${end.code})`, -5);
+    case 'signal':
+      return new GuestError(`guest function ${name} was killed by ${signalName(end.signal)}`, -6);
+    case 'error':
+      return end.error;
+    case 'capture':
+      return new GuestError(`guest function ${name} made a checkpoint syscall, which SDK guests have no use for`, -7);
+  }
 }
 
 /** SDK runtime symbols that are not guest exports. */

@@ -53,7 +53,7 @@ const EXPECTED_INC = inc(INPUT);
 function buildGuest(): string {
   const src = join(BENCH_DIR, 'guests', 'bench-guest.c');
   const out = join(BUILD_DIR, 'bench-guest.elf');
-  const inputs = [src, ...['kvmpool.h', 'kvmpool.ld', 'start.S', 'runtime.c'].map((f) => join(SDK_DIR, f))];
+  const inputs = [src, ...['kvmpool.h', 'kvmpool.ld', 'start.S', 'runtime.c', 'libc.c'].map((f) => join(SDK_DIR, f))];
   if (existsSync(out) && inputs.every((f) => statSync(f).mtimeMs <= statSync(out).mtimeMs)) return out;
   mkdirSync(BUILD_DIR, { recursive: true });
   return compileGuest({ sources: [src], output: out });

@@ -71,7 +71,7 @@ function prng(seed: number): () => number {
 function buildGuest(): string {
   const src = join(BENCH_DIR, '..', 'test', 'fixtures', 'soak-guest.c');
   const out = join(BENCH_DIR, 'build', 'soak-guest.elf');
-  const inputs = [src, ...['kvmpool.h', 'kvmpool.ld', 'start.S', 'runtime.c'].map((f) => join(SDK_DIR, f))];
+  const inputs = [src, ...['kvmpool.h', 'kvmpool.ld', 'start.S', 'runtime.c', 'libc.c'].map((f) => join(SDK_DIR, f))];
   if (existsSync(out) && inputs.every((f) => statSync(f).mtimeMs <= statSync(out).mtimeMs)) return out;
   mkdirSync(dirname(out), { recursive: true });
   return compileGuest({ sources: [src], output: out });

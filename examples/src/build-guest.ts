@@ -36,7 +36,7 @@ export function buildGuest(name: string): Uint8Array {
 }
 
 /** The SDK files a sandbox guest is built from: a change to any of them rebuilds the guest too. */
-const SDK_FILES = ['kvmpool.h', 'kvmpool.ld', 'start.S', 'runtime.c'].map((f) => `${SDK_DIR}${f}`);
+const SDK_FILES = ['kvmpool.h', 'kvmpool.ld', 'start.S', 'runtime.c', 'libc.c'].map((f) => `${SDK_DIR}${f}`);
 
 /** Builds a sandbox guest ELF with compileGuest() (-O2, SSE2 at most) and returns its path. */
 export function buildSandboxGuest(name: string, cflags: string[] = []): string {

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { compileGuest } from '@kvmpool/core';
+import { SDK_DIR, compileGuest } from '@kvmpool/core';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 
@@ -42,12 +42,15 @@ export function exampleGuest(name: string): string {
   return join(root, '..', 'examples', 'guests', name);
 }
 
-/** Builds a sandbox guest ELF from a C fixture with the SDK (cached by mtime). */
-export function buildSandboxGuest(fixture: string): string {
+/** The SDK files a sandbox guest is built from: a change to any of them rebuilds the fixtures too. */
+const SDK_FILES = ['kvmpool.h', 'kvmpool.ld', 'start.S', 'runtime.c', 'libc.c'].map((f) => join(SDK_DIR, f));
+
+/** Builds a sandbox guest ELF from a C fixture with the SDK (cached by mtime); `libc: 'none'` builds it freestanding. */
+export function buildSandboxGuest(fixture: string, libc: 'musl' | 'none' = 'musl'): string {
   const src = join(root, 'fixtures', fixture);
   const outDir = join(root, '.build');
   mkdirSync(outDir, { recursive: true });
-  const out = join(outDir, basename(fixture).replace(/\.c$/, '.elf'));
-  if (!fresh(out, src)) compileGuest({ sources: [src], output: out });
+  const out = join(outDir, basename(fixture).replace(/\.c$/, libc === 'none' ? '.freestanding.elf' : '.elf'));
+  if (!fresh(out, src, SDK_FILES)) compileGuest({ sources: [src], output: out, libc });
   return out;
 }

@@ -1,9 +1,11 @@
 /**
  * `sandbox`: one call on a fresh sandbox, per iteration, on the benchmark guest
- * (bench/guests/bench-guest.c, export `sum` over a 64-byte input):
+ * (bench/guests/bench-guest.c, export `sum` over a 64-byte input), built freestanding
+ * (compileGuest `libc: 'none'`: the C loop enters it as it is):
  *   c-reset-call         the baseline: SandboxVm's reset + call loop in C (bench/c/sandbox.c)
  *   pool-call-1t / -2t   SandboxPool.call awaited one after another, 1 and 2 worker threads;
  *                        `calls_per_s` from separate bursts with many calls in flight
+ *   pool-call-libc-1t    as pool-call-1t, the same guest built with musl (compileGuest's default)
  *   pool-host-call       a call that makes one synchronous host call (run in the worker)
  *   pool-host-call-main  a call that makes one main-thread (async) host call
  *   ivm-context, ivm-isolate, node-vm   the same work in JS, in a fresh JS sandbox per call
@@ -50,13 +52,13 @@ const EXPECTED_SUM = INPUT.reduce((s, b) => s + b, 0);
 const EXPECTED_INC = inc(INPUT);
 
 /** Compiles bench/guests/bench-guest.c with the SDK into bench/build/, when missing or older than its sources. */
-function buildGuest(): string {
+function buildGuest(libc: 'none' | 'musl' = 'none'): string {
   const src = join(BENCH_DIR, 'guests', 'bench-guest.c');
-  const out = join(BUILD_DIR, 'bench-guest.elf');
+  const out = join(BUILD_DIR, libc === 'none' ? 'bench-guest.elf' : 'bench-guest-libc.elf');
   const inputs = [src, ...['kvmpool.h', 'kvmpool.ld', 'start.S', 'runtime.c', 'libc.c'].map((f) => join(SDK_DIR, f))];
   if (existsSync(out) && inputs.every((f) => statSync(f).mtimeMs <= statSync(out).mtimeMs)) return out;
   mkdirSync(BUILD_DIR, { recursive: true });
-  return compileGuest({ sources: [src], output: out });
+  return compileGuest({ sources: [src], output: out, libc });
 }
 
 function checkSum(id: string, out: Uint8Array): void {
@@ -193,6 +195,7 @@ export const sandbox: Benchmark = {
     const poolOptions = { guest, memory: MEMORY, inputSize: INPUT_SIZE, outputSize: OUTPUT_SIZE };
     const pool1 = new SandboxPool({ ...poolOptions, threads: 1 });
     const pool2 = new SandboxPool({ ...poolOptions, threads: 2 });
+    const libcPool = new SandboxPool({ ...poolOptions, guest: buildGuest('musl'), threads: 1 });
     const hostPool = new SandboxPool({
       ...poolOptions,
       threads: 1,
@@ -202,7 +205,7 @@ export const sandbox: Benchmark = {
     const ivmContext = ivm.ok ? ivmContextCase(ivm.ivm, INPUT, EXPECTED_SUM, 'pool-call-1t') : undefined;
     try {
       // Every worker's VM warm before anything is timed.
-      await Promise.all([pool1, pool2, pool2, hostPool].map((p) => p.call('sum', INPUT)));
+      await Promise.all([pool1, pool2, pool2, hostPool, libcPool].map((p) => p.call('sum', INPUT)));
 
       const tp = options.quick ? { rounds: 2, total: 400 } : { rounds: 5, total: 3000 };
       console.log(`sandbox: throughput: ${tp.rounds} bursts of ${tp.total} calls per pool (16 in flight per thread), alternating`);
@@ -220,6 +223,10 @@ export const sandbox: Benchmark = {
         { ...cBatchCase('c-reset-call', 'C: reset + call `sum` (same ELF, layout, dirty log)', proc), extras: () => ({ reset_pages: cResetPages }) },
         poolCase('pool-call-1t', 'SandboxPool.call `sum`, 1 thread', pool1, 'sum', checkSum, {
           extras: () => ({ ...cpuExtras(tp1), reset_pages: Math.round(pool1.stats().resetPages / Math.max(1, pool1.stats().resets)) }),
+        }),
+        poolCase('pool-call-libc-1t', 'SandboxPool.call `sum`, guest built with musl, 1 thread', libcPool, 'sum', checkSum, {
+          ratioVs: 'pool-call-1t',
+          extras: () => ({ reset_pages: Math.round(libcPool.stats().resetPages / Math.max(1, libcPool.stats().resets)) }),
         }),
         poolCase('pool-call-2t', 'SandboxPool.call `sum`, 2 threads', pool2, 'sum', checkSum, {
           extras: () => ({ ...cpuExtras(tp2), calls_per_s_vs_1t: round3(cps2 / cps1) }),
@@ -277,7 +284,7 @@ export const sandbox: Benchmark = {
       return report;
     } finally {
       ivmContext?.close();
-      await Promise.all([pool1.close(), pool2.close(), hostPool.close()]);
+      await Promise.all([pool1.close(), pool2.close(), hostPool.close(), libcPool.close()]);
       await proc.close();
     }
   },

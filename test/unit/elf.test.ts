@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ElfError, GuestMemory, MemorySlot, loadElf, parseElf } from '@kvmpool/core/internal';
 import { buildSandboxGuest } from '../support/build-c.js';
 
-const good = new Uint8Array(readFileSync(buildSandboxGuest('sandbox-guest.c')));
+const good = new Uint8Array(readFileSync(buildSandboxGuest('sandbox-guest.c', 'none')));
 const patched = (edit: (v: DataView) => void): Uint8Array => {
   const copy = good.slice();
   edit(new DataView(copy.buffer));
@@ -18,6 +18,14 @@ describe('ELF loader', () => {
     expect(img.entry).toBe(img.functions.get('_kvmpool_entry'));
     expect(img.functions.has('echo')).toBe(true);
     expect(img.segments.some((s) => s.executable && s.vaddr === 0x100000n)).toBe(true);
+  });
+
+  it('an SDK guest built with musl enters at musl’s _start, above 1 MiB, and exports only its own functions', () => {
+    const img = parseElf(new Uint8Array(readFileSync(buildSandboxGuest('sandbox-guest.c'))), 'guest.elf');
+    expect(img.entry).not.toBe(img.functions.get('_kvmpool_entry'));
+    expect(img.segments.every((s) => s.vaddr >= 0x100000n)).toBe(true);
+    expect(img.functions.has('echo')).toBe(true);
+    expect(['printf', 'malloc', 'main', '__libc_start_main'].filter((n) => img.functions.has(n))).toEqual([]);
   });
 
   it('rejects what is not a static x86-64 executable, naming the problem', () => {

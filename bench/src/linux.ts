@@ -27,6 +27,8 @@
  * every syscall takes. An rdtsc inside the guest would leave out the host's half of the ioctl's
  * return and the JS dispatch, which is the part in question; timing whole calls does not.
  * Samples are window means, as c-out's are, so both p99s are of the same kind.
+ *
+ * With --profile, also where a call's time goes (bench/src/linux-profile.ts).
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -38,6 +40,7 @@ import {
   buildC, median, runBenchmark, summarize, type BenchCase, type BenchOptions, type BenchReport, type Benchmark, type CheckedTarget,
 } from './harness.js';
 import { buildMusl, requireBusybox } from './linux-guests.js';
+import { profileLinux } from './linux-profile.js';
 import { SHA_INPUT, checkDigest, spawnSha256sum } from './linux-spawn.js';
 
 const dec = new TextDecoder();
@@ -275,6 +278,7 @@ export const linux: Benchmark = {
       );
       const extra: CheckedTarget = { target: { id: 'linux-call-2t', maxRatio: round3(1 / 1.7) }, ratio: round3(1 / scale), p99_ns: byId('linux-call-2t').p99_ns, pass: scale >= 1.7 };
       report.targets.push(extra);
+      if (options.profile) await profileLinux(busybox, getpid, options.quick ? 3 : 15, options.quick ? 5 : 20);
       return report;
     } finally {
       await Promise.all([pool1.close(), pool2.close(), loop.close()]);

@@ -2,10 +2,11 @@
 import type { Benchmark } from './harness.js';
 import { exitBus } from './exit-bus.js';
 import { lifecycle } from './lifecycle.js';
+import { linux } from './linux.js';
 import { sandbox } from './sandbox.js';
 import { snapshot } from './snapshot.js';
 
-export const BENCHMARKS: readonly Benchmark[] = [lifecycle, exitBus, sandbox, snapshot];
+export const BENCHMARKS: readonly Benchmark[] = [lifecycle, exitBus, sandbox, snapshot, linux];
 
 export function findBenchmark(name: string): Benchmark | undefined {
   return BENCHMARKS.find((b) => b.name === name);

@@ -81,6 +81,8 @@ export interface LinuxRunResult {
   exitCode: number | null;
   /** The signal that ended the program, e.g. 'SIGABRT' (abort()), if one did. */
   signal?: string;
+  /** When a CPU exception ended the program (signal SIGSEGV, SIGILL, SIGFPE…): what and where, e.g. "page fault (#PF) at 0x0, rip 0x401136 (main+0x6)". */
+  fault?: string;
   /** Bytes dropped past maxOutput (outputLimit 'truncate'). */
   dropped: { stdout: number; stderr: number };
   stats: {
@@ -219,6 +221,7 @@ export class LinuxPool implements AsyncDisposable {
       stderr: r.stderr,
       exitCode: r.exitCode,
       ...(r.signal ? { signal: signalName(r.signal) } : {}),
+      ...(r.fault ? { fault: r.fault } : {}),
       dropped: { stdout: r.stdoutDropped, stderr: r.stderrDropped },
       stats: { syscalls: r.stats.syscalls, unknownSyscalls: r.stats.unknown, resetPages: r.stats.resetPages, start: r.stats.start },
     };

@@ -37,7 +37,10 @@ import { CALL_CONTROL, type CallOptions } from '../sandbox/sandbox-vm.js';
 import { OBSERVABLE_MSRS, PristineCpu } from '../sandbox/reset.js';
 import { AT, buildProcessStack } from './process-stack.js';
 import type { ProcessLayout, ProcessState } from './process-state.js';
-import { SCRATCH_ADDRESS, STUB_ADDRESS, STUB_CODE, SYSCALL_PORT, enableSyscalls } from './syscall-stub.js';
+import {
+  ERROR_CODE_VECTORS, FAULT_HANDLERS, FAULT_PORT, FAULT_SIGNALS, FAULT_STACK, IDT_ADDRESS, IDT_VECTORS, SCRATCH_ADDRESS, STUB_ADDRESS,
+  STUB_CODE, SYSCALL_PORT, VECTOR_NAMES, enableSyscalls, faultTables,
+} from './syscall-stub.js';
 import { SyscallLayer, type LinuxProgramConfig, type RunEnd, type SyscallStats } from './syscall-layer.js';
 
 /** The lowest address of the program's part of memory (the image is linked above it). */
@@ -83,6 +86,8 @@ export interface LinuxCallResult {
   exitCode: number | null;
   /** The signal that ended the program (e.g. 6 for SIGABRT), or 0. */
   signal: number;
+  /** What ended the program when a CPU exception did (e.g. "page fault (#PF) at 0x0, rip 0x401234 main+0x14"). */
+  fault?: string;
   /** Bytes of stdout / stderr dropped past maxOutput (outputLimit 'truncate'). */
   stdoutDropped: number;
   stderrDropped: number;
@@ -117,6 +122,8 @@ export class LinuxVm {
   /** AT_HWCAP: CPUID leaf 1 EDX as the guest sees it. */
   #hwcap = 0;
   #broken: Error | undefined;
+  /** The CPU exception that ended the current call, described. */
+  #fault: string | undefined;
   /** The running call's deadline and control words (for sleeps). */
   #deadline = Infinity;
   #control: Int32Array | undefined;
@@ -176,6 +183,10 @@ export class LinuxVm {
       const mode = { systemArea: SYSTEM_AREA, mapSize: opts.memory, protectSystemArea: true, protectedEnd: BigInt(SCRATCH_ADDRESS), unmapNullPage: true };
       writeModeTables(vm.memory, 'user', mode);
       vm.memory.write(STUB_ADDRESS, STUB_CODE);
+      const faults = faultTables();
+      vm.memory.write(FAULT_HANDLERS, faults.handlers);
+      vm.memory.write(IDT_ADDRESS, faults.idt);
+      vm.memory.writeU64(SYSTEM_AREA + 0x1000n + 4n, BigInt(FAULT_STACK)); // TSS.RSP0
       loadElf(opts.image, vm.memory, [
         { start: 0n, end: BigInt(USER_MIN), what: 'low area (system tables, syscall stub)' },
         { start: BigInt(layout.mmapTop), end: BigInt(opts.memory), what: 'stack' },
@@ -187,6 +198,7 @@ export class LinuxVm {
       setVcpuMode(vcpu, 'user', mode);
       const sregs = vcpu.getSregs();
       sregs.efer |= EFER.SCE;
+      sregs.idt = { base: IDT_ADDRESS, limit: 16 * IDT_VECTORS - 1, padding: sregs.idt.padding };
       vcpu.setSregs(sregs);
       enableSyscalls(vcpu);
       vcpu.setSignalMask(runMaskWithout(KICK_SIGNAL));
@@ -331,6 +343,7 @@ export class LinuxVm {
       stderr: s.stderr.bytes(),
       exitCode: end.kind === 'exit' ? end.code : null,
       signal: end.kind === 'signal' ? end.signal : 0,
+      ...(this.#fault ? { fault: this.#fault } : {}),
       stdoutDropped: s.stdout.dropped,
       stderrDropped: s.stderr.dropped,
       stats: { ...layer.stats(), resetPages: 0 },
@@ -345,6 +358,7 @@ export class LinuxVm {
     const layer = this.#layer;
     const vcpu = this.#vcpu;
     layer.end = undefined;
+    this.#fault = undefined;
     this.#deadline = timeoutMs > 0 ? performance.now() + timeoutMs : Infinity;
     this.#control = ctl;
     if (ctl) Atomics.store(ctl, CALL_CONTROL.TID, this.#tid);
@@ -358,6 +372,10 @@ export class LinuxVm {
         const exit = vcpu.run();
         if (exit.kind === 'io' && exit.port === SYSCALL_PORT && exit.direction === 'out') {
           layer.serve();
+          continue;
+        }
+        if (exit.kind === 'io' && exit.port === FAULT_PORT && exit.direction === 'out') {
+          layer.end = this.#faulted(exit.data[0] ?? 0);
           continue;
         }
         if (exit.kind === 'intr') {
@@ -379,6 +397,18 @@ export class LinuxVm {
       if (ctl) Atomics.store(ctl, CALL_CONTROL.TID, 0);
       this.#control = undefined;
     }
+  }
+
+  /** A CPU exception at CPL 3: the signal Linux would send, and what happened where (from the exception frame). */
+  #faulted(vector: number): RunEnd {
+    const frame = FAULT_STACK - (ERROR_CODE_VECTORS.has(vector) ? 48 : 40);
+    const view = new DataView(this.#mem.buffer, this.#mem.byteOffset);
+    const rip = view.getBigUint64(frame + (ERROR_CODE_VECTORS.has(vector) ? 8 : 0), true);
+    const what = VECTOR_NAMES[vector] ?? `exception ${vector}`;
+    const at = vector === 14 ? ` at 0x${this.#vcpu.getSregs().cr2.toString(16)}` : '';
+    const sym = symbolize(this.#opts.image, rip);
+    this.#fault = `${what}${at}, rip 0x${rip.toString(16)}${sym ? ` (${sym})` : ''}`;
+    return { kind: 'signal', signal: FAULT_SIGNALS[vector] ?? 11 };
   }
 
   #sleep(ms: number): void {

@@ -41,7 +41,7 @@ export interface DecodedRunResult extends Omit<LinuxCallResult, 'stats'> {
 }
 
 export function encodeRunResult(r: LinuxCallResult, start: LinuxStart): Uint8Array {
-  const stats = enc.encode(JSON.stringify({ ...r.stats, start }));
+  const stats = enc.encode(JSON.stringify({ ...r.stats, start, ...(r.fault ? { fault: r.fault } : {}) }));
   const out = new Uint8Array(RESULT_HEADER + r.stdout.length + r.stderr.length + stats.length);
   const v = new DataView(out.buffer);
   v.setUint32(0, r.exitCode === null ? 0 : r.exitCode + 1, true);
@@ -65,6 +65,6 @@ export function decodeRunResult(bytes: Uint8Array): DecodedRunResult {
   let at = RESULT_HEADER;
   const stdout = bytes.slice(at, (at += outLen));
   const stderr = bytes.slice(at, (at += errLen));
-  const stats = JSON.parse(dec.decode(bytes.subarray(at, at + statsLen))) as DecodedRunResult['stats'];
-  return { stdout, stderr, exitCode: code === 0 ? null : code - 1, signal, stdoutDropped: v.getFloat64(20, true), stderrDropped: v.getFloat64(28, true), stats };
+  const { fault, ...stats } = JSON.parse(dec.decode(bytes.subarray(at, at + statsLen))) as DecodedRunResult['stats'] & { fault?: string };
+  return { stdout, stderr, exitCode: code === 0 ? null : code - 1, signal, ...(fault ? { fault } : {}), stdoutDropped: v.getFloat64(20, true), stderrDropped: v.getFloat64(28, true), stats };
 }

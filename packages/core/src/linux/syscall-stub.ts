@@ -99,3 +99,44 @@ export function enableSyscalls(vcpu: Vcpu): void {
     { index: MSR.FMASK, data: 0n },
   ]);
 }
+
+/**
+ * CPU exceptions become signals: an IDT of 32 interrupt gates (CPL 0, on the stack TSS.RSP0
+ * gives, in the scratch page below the stub's own slot) whose handlers each do
+ * `mov $vector, %al; out %al, $FAULT_PORT; hlt`. The host then ends the call as killed by the
+ * signal Linux would send (FAULT_SIGNALS) and reads the faulting rip from the exception frame.
+ * The handlers run at CPL 0 (emulated on kvm_pvm: a few instructions, once per fatal fault).
+ */
+export const FAULT_PORT = 0xf6;
+export const FAULT_HANDLERS = STUB_ADDRESS + 0x200n;
+export const IDT_ADDRESS = STUB_ADDRESS + 0x400n;
+export const IDT_VECTORS = 32;
+/** TSS.RSP0: where the CPU pushes the exception frame (ss, rsp, rflags, cs, rip[, error code]). */
+export const FAULT_STACK = SCRATCH_ADDRESS + 0xf00;
+/** Vectors that push an error code (#DF, #TS, #NP, #SS, #GP, #PF, #AC, #CP, #VC, #SX). */
+export const ERROR_CODE_VECTORS: ReadonlySet<number> = new Set([8, 10, 11, 12, 13, 14, 17, 21, 29, 30]);
+/** The signal Linux sends for each exception at CPL 3 (arch/x86/kernel/traps.c); SIGSEGV otherwise. */
+export const FAULT_SIGNALS: Readonly<Record<number, number>> = { 0: 8, 1: 5, 3: 5, 4: 11, 5: 11, 6: 4, 7: 8, 16: 8, 17: 7, 19: 8 };
+export const VECTOR_NAMES: readonly string[] = [
+  'divide error (#DE)', 'debug (#DB)', 'NMI', 'breakpoint (#BP)', 'overflow (#OF)', 'bound range (#BR)', 'invalid opcode (#UD)',
+  'device not available (#NM)', 'double fault (#DF)', 'coprocessor segment overrun', 'invalid TSS (#TS)', 'segment not present (#NP)',
+  'stack fault (#SS)', 'general protection (#GP)', 'page fault (#PF)', 'reserved', 'x87 error (#MF)', 'alignment check (#AC)',
+  'machine check (#MC)', 'SIMD error (#XM)', 'virtualization (#VE)', 'control protection (#CP)',
+];
+
+/** The handlers' bytes (8 per vector) and the IDT's (16 per gate), to write at FAULT_HANDLERS and IDT_ADDRESS. */
+export function faultTables(): { handlers: Uint8Array; idt: Uint8Array } {
+  const handlers = new Uint8Array(8 * IDT_VECTORS);
+  const idt = new Uint8Array(16 * IDT_VECTORS);
+  const v = new DataView(idt.buffer);
+  for (let n = 0; n < IDT_VECTORS; n++) {
+    //                mov $n, %al   out %al, $FAULT_PORT   hlt   jmp .-1 (the hlt)  nop
+    handlers.set([0xb0, n, 0xe6, FAULT_PORT, 0xf4, 0xeb, 0xfd, 0x90], 8 * n);
+    const at = Number(FAULT_HANDLERS) + 8 * n;
+    v.setUint16(16 * n, at & 0xffff, true);
+    v.setUint16(16 * n + 2, 0x08, true); // kernel code selector
+    v.setUint8(16 * n + 5, 0x8e); // present, DPL 0, 64-bit interrupt gate
+    v.setUint16(16 * n + 6, at >>> 16, true);
+  }
+  return { handlers, idt };
+}

@@ -171,8 +171,9 @@ export const FS_SYSCALLS: Record<number, SyscallFn> = {
     const f = fileOf(k, i[0]!);
     if (!f) return -E.BADF;
     if (f.kind !== 'file') return -E.SPIPE;
-    if (a[3]! > Number.MAX_SAFE_INTEGER) return -E.INVAL;
-    return readInto(k, f, a[1]!, a[2]!, Math.min(a[3]!, f.data.length));
+    const off = k.argI64(3);
+    if (off < 0n) return -E.INVAL;
+    return readInto(k, f, a[1]!, a[2]!, off > BigInt(f.data.length) ? f.data.length : Number(off));
   },
   [NR.readv]: (k, a, i) => {
     const f = fileOf(k, i[0]!);
@@ -204,17 +205,16 @@ export const FS_SYSCALLS: Record<number, SyscallFn> = {
     }
     return total;
   },
-  [NR.lseek]: (k, a, i) => {
+  [NR.lseek]: (k, _a, i) => {
     const f = fileOf(k, i[0]!);
     if (!f) return -E.BADF;
     if (f.kind !== 'file') return -E.SPIPE;
-    const off = Number(BigInt.asIntN(64, BigInt(a[1]!)));
     const base = [0, f.pos, f.data.length][i[2]!];
     if (base === undefined) return -E.INVAL;
-    const pos = base + (a[1]! > Number.MAX_SAFE_INTEGER ? off : a[1]!);
-    if (!Number.isSafeInteger(pos) || pos < 0) return -E.INVAL;
-    f.pos = pos;
-    return pos;
+    const pos = BigInt(base) + k.argI64(1);
+    if (pos < 0n || pos > BigInt(Number.MAX_SAFE_INTEGER)) return -E.INVAL;
+    f.pos = Number(pos);
+    return f.pos;
   },
   [NR.open]: (k, a, i) => openat(k, AT_FDCWD, a[0]!, i[1]!),
   [NR.openat]: (k, a, i) => openat(k, i[0]!, a[1]!, i[2]!),

@@ -125,7 +125,7 @@ export class SyscallLayer {
 
   /** Argument `n` (0–5) of the syscall being served as an exact signed 64-bit value (offsets). */
   argI64(n: number): bigint {
-    return this.view.getBigInt64(SCRATCH_ADDRESS + SCRATCH.ARGS + 8 * n, true);
+    return this.view.getBigInt64(this.scratch + SCRATCH.ARGS + 8 * n, true);
   }
 
   /** Writes `r` where the stub loads rax from. */

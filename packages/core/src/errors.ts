@@ -9,6 +9,7 @@
  * as the same class.
  */
 
+/** @enum */
 export const ERROR_CODES = {
   unsupported: 'ERR_KVMPOOL_UNSUPPORTED',
   closed: 'ERR_KVMPOOL_CLOSED',

@@ -3,6 +3,9 @@
  * memory. A whole machine: `createMachine()` → `Machine` (vCPU threads, exit bus, devices).
  * Sandboxes: `SandboxPool`. Snapshots, inspection and debugging hang off `Machine`.
  * Everything else (thread protocol, signals, ring internals) is behind `@kvmpool/core/internal`.
+ *
+ * @packageDocumentation
+ * @module @kvmpool/core
  */
 export { Kvm, KVM_API_VERSION, detectKvmModule, type KvmModule } from './kvm.js';
 export { Vm, type VmOptions, type MemorySlotOptions } from './vm.js';

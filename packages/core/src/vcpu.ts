@@ -13,6 +13,7 @@ import {
   type KvmMsrEntry, type KvmRegs, type KvmSregs, type KvmVcpuEvents, type KvmXcrs,
 } from './ffi/index.js';
 
+/** @enum */
 export const MP_STATE = {
   runnable: 0, uninitialized: 1, init_received: 2, halted: 3, sipi_received: 4, stopped: 5, check_stop: 6,
   operating: 7, load: 8, ap_reset_hold: 9, suspended: 10,

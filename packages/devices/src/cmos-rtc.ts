@@ -21,12 +21,16 @@
  */
 import type { Device } from './device.js';
 
+/** @enum */
 export const CMOS_REG = {
   SECONDS: 0x00, MINUTES: 0x02, HOURS: 0x04, DAY_OF_WEEK: 0x06, DAY_OF_MONTH: 0x07, MONTH: 0x08, YEAR: 0x09,
   STATUS_A: 0x0a, STATUS_B: 0x0b, STATUS_C: 0x0c, STATUS_D: 0x0d, CENTURY: 0x32,
 } as const;
+/** @enum */
 export const RTC_STATUS_A = { UIP: 0x80 } as const;
+/** @enum */
 export const RTC_STATUS_B = { SET: 0x80, PIE: 0x40, AIE: 0x20, UIE: 0x10, SQWE: 0x08, DM_BINARY: 0x04, HOUR_24: 0x02, DSE: 0x01 } as const;
+/** @enum */
 export const RTC_STATUS_D = { VRT: 0x80 } as const;
 export const CMOS_NMI_DISABLE = 0x80;
 

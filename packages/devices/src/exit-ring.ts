@@ -25,6 +25,7 @@
  * The VM-wide sequence skips 0 when it wraps (see `#nextSeq`).
  */
 
+/** @enum */
 export const RING = {
   /** Header words (Int32 indices). */
   TAIL: 0,
@@ -50,6 +51,7 @@ const REPLY_OFFSET = RING.HEADER_WORDS * 4;
 const RECORDS_OFFSET = REPLY_OFFSET + RING.REPLY_BYTES;
 export const RING_BYTES = RECORDS_OFFSET + RING.SLOTS * RING.RECORD_BYTES;
 
+/** @enum */
 export const RECORD_KIND = { IO_OUT: 1, IO_IN: 2, MMIO_WRITE: 3, MMIO_READ: 4 } as const;
 export type RecordKind = (typeof RECORD_KIND)[keyof typeof RECORD_KIND];
 
@@ -57,6 +59,7 @@ export type RecordKind = (typeof RECORD_KIND)[keyof typeof RECORD_KIND];
  * The VM-wide words every ring of a VM shares: the doorbell count, the dispatcher's "asleep"
  * flag, the global record sequence (so the dispatcher can handle all vCPUs' records in the
  * order they were posted), and the lock on KVM's VM-wide coalesced ring (one drainer at a time).
+  * @enum
  */
 export const DOORBELL = { COUNT: 0, SLEEPING: 1, SEQ: 2, COALESCED_LOCK: 3, WORDS: 4 } as const;
 

@@ -31,16 +31,24 @@
  */
 import type { Device, IrqLine } from './device.js';
 
+/** @enum */
 export const I8042_PORT = { DATA: 0x60, COMMAND: 0x64, BASE: 0x60, LENGTH: 5 } as const;
+/** @enum */
 export const I8042_OFFSET = { DATA: 0, COMMAND: 4 } as const;
+/** @enum */
 export const I8042_STATUS = { OBF: 0x01, IBF: 0x02, SYS: 0x04, A2: 0x08, UNLOCKED: 0x10, AUX_OBF: 0x20, TIMEOUT: 0x40, PARITY: 0x80 } as const;
+/** @enum */
 export const I8042_CTR = { KBD_INT: 0x01, AUX_INT: 0x02, SYS: 0x04, KBD_DISABLE: 0x10, AUX_DISABLE: 0x20, XLATE: 0x40 } as const;
+/** @enum */
 export const I8042_CMD = {
   READ_CTR: 0x20, WRITE_CTR: 0x60, AUX_DISABLE: 0xa7, AUX_ENABLE: 0xa8, AUX_TEST: 0xa9, SELF_TEST: 0xaa,
   KBD_TEST: 0xab, KBD_DISABLE: 0xad, KBD_ENABLE: 0xae, READ_OUTPUT: 0xd0, WRITE_OUTPUT: 0xd1,
   WRITE_KBD_OBUF: 0xd2, WRITE_AUX_OBUF: 0xd3, WRITE_AUX: 0xd4, PULSE_RESET: 0xfe,
 } as const;
-/** Output port bits. */
+/**
+ * Output port bits.
+ * @enum
+ */
 export const I8042_OUTPUT = { RESET: 0x01, A20: 0x02, KBD_OBF: 0x10, AUX_OBF: 0x20 } as const;
 
 /** Power-on command byte: keyboard interrupt, system flag, scancode translation. */

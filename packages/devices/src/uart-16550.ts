@@ -49,13 +49,21 @@
 import { Duplex } from 'node:stream';
 import type { Device, FastRegister, IrqLine } from './device.js';
 
+/** @enum */
 export const UART_REG = { RBR: 0, THR: 0, DLL: 0, IER: 1, DLM: 1, IIR: 2, FCR: 2, LCR: 3, MCR: 4, LSR: 5, MSR: 6, SCR: 7 } as const;
+/** @enum */
 export const UART_IER = { ERBFI: 0x01, ETBEI: 0x02, ELSI: 0x04, EDSSI: 0x08 } as const;
+/** @enum */
 export const UART_IIR = { NO_INT: 0x01, MSI: 0x00, THRI: 0x02, RDI: 0x04, RLSI: 0x06, TIMEOUT: 0x0c, FIFO_ENABLED: 0xc0 } as const;
+/** @enum */
 export const UART_FCR = { ENABLE: 0x01, CLEAR_RX: 0x02, CLEAR_TX: 0x04, DMA_MODE: 0x08, TRIGGER_MASK: 0xc0 } as const;
+/** @enum */
 export const UART_LCR = { DLAB: 0x80, BREAK: 0x40 } as const;
+/** @enum */
 export const UART_MCR = { DTR: 0x01, RTS: 0x02, OUT1: 0x04, OUT2: 0x08, LOOP: 0x10 } as const;
+/** @enum */
 export const UART_LSR = { DR: 0x01, OE: 0x02, PE: 0x04, FE: 0x08, BI: 0x10, THRE: 0x20, TEMT: 0x40, RX_FIFO_ERROR: 0x80 } as const;
+/** @enum */
 export const UART_MSR = { DCTS: 0x01, DDSR: 0x02, TERI: 0x04, DDCD: 0x08, CTS: 0x10, DSR: 0x20, RI: 0x40, DCD: 0x80 } as const;
 
 /** RX FIFO depth in FIFO mode. */

@@ -10,7 +10,7 @@
 export { Kvm, KVM_API_VERSION, detectKvmModule, type KvmModule } from './kvm.js';
 export { Vm, type VmOptions, type MemorySlotOptions } from './vm.js';
 export { Vcpu, MP_STATE, type MpState, type Translation } from './vcpu.js';
-export { GuestMemory, MemorySlot } from './memory.js';
+export { GuestMemory, MemorySlot, type MemorySlotInfo } from './memory.js';
 export { KVM_EXIT, describeExit, type IoExit, type MmioExit, type VcpuExit, type VcpuExitKind } from './exits.js';
 export {
   ERROR_CODES, KvmpoolError, KvmError, KvmUnsupportedError, ClosedError, GuestMemoryError, GuestCrashError, VcpuThreadError,

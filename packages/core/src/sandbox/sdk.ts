@@ -3,6 +3,10 @@ import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 /** Folder with kvmpool.h, kvmpool.ld, start.S and runtime.c. */
+/**
+ * The SDK directory inside the installed package (`kvmpool.h`, `kvmpool.ld`, `start.S`, `runtime.c`), with a
+ * trailing slash.
+ */
 export const SDK_DIR = fileURLToPath(new URL('../../sdk/', import.meta.url));
 
 export const GUEST_CFLAGS = [
@@ -10,6 +14,7 @@ export const GUEST_CFLAGS = [
   '-fno-asynchronous-unwind-tables', '-mno-red-zone',
 ] as const;
 
+/** Options of `compileGuest()`. */
 export interface CompileGuestOptions {
   /** C (or .S) sources of the guest. */
   sources: string[];

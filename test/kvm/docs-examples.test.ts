@@ -8,7 +8,9 @@ import { execFile } from 'node:child_process';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SandboxPool } from '@kvmpool/core';
 import { describe, expect, it } from 'vitest';
+import { buildSandboxGuest } from '../support/build-c.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MARKER = /<!-- example: (\S+) -->\n```ts\n([\s\S]*?)\n```\n/g;
@@ -81,4 +83,13 @@ console.log((await vm.waitForExit()).reason);`;
     expect(result.stdout).toBe('halted\n');
     expect(result.killed).toBe(true);
   }, 20_000);
+
+  it('docs/sandboxes.md on the minimum memory: with the default 1 MiB regions 2 MiB is refused naming the sizes, 4 MiB fits', async () => {
+    const guest = buildSandboxGuest('pool-guest.c');
+    expect(() => new SandboxPool({ guest, memory: '2 MiB', threads: 1 })).toThrow(
+      expect.objectContaining({ name: 'RangeError', message: expect.stringMatching(/memory 2097152, input 1048576, output 1048576 bytes/) }),
+    );
+    await using pool = new SandboxPool({ guest, memory: '4 MiB', threads: 1 });
+    expect(pool.exports.length).toBeGreaterThan(0);
+  });
 });

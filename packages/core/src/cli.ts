@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Kvm } from './kvm.js';
 import { buildCapsReport, formatCapsReport } from './caps/report.js';
+import { runProgram } from './linux/run-command.js';
 
 interface Command {
   usage: string;
@@ -12,7 +13,7 @@ interface Command {
   /** Whether the command takes positional arguments (after its name). */
   positionals?: boolean;
   /** Returns the exit code. */
-  run(values: ParsedValues, positionals: string[]): number;
+  run(values: ParsedValues, positionals: string[]): number | Promise<number>;
 }
 
 type ParseOptions = NonNullable<NonNullable<Parameters<typeof parseArgs>[0]>['options']>;
@@ -47,6 +48,16 @@ const COMMANDS: Record<string, Command> = {
       }
     },
   },
+  run: {
+    usage: 'kvmpool run [--timeout MS] [--memory SIZE] [--env NAME=VALUE]… [--file GUEST=HOST]… [--strict] -- PROGRAM [ARG…]',
+    summary: 'run a static x86-64 Linux program in a micro-VM: stdin and stdout pass through, its exit code is returned',
+    options: {
+      timeout: { type: 'string' }, memory: { type: 'string' }, env: { type: 'string', multiple: true }, file: { type: 'string', multiple: true },
+      strict: { type: 'boolean' },
+    },
+    positionals: true,
+    run: (values, positionals) => runProgram(values, positionals),
+  },
 };
 
 function usage(): string {
@@ -62,7 +73,7 @@ function version(): string {
   return `${pkg.name} ${pkg.version}`;
 }
 
-function main(argv: readonly string[]): number {
+async function main(argv: readonly string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === '--version' || name === '-V' || name === 'version') {
     process.stdout.write(`${version()}\n`);
@@ -89,7 +100,7 @@ function main(argv: readonly string[]): number {
     return 0;
   }
   try {
-    return command.run(parsed.values, parsed.positionals);
+    return await command.run(parsed.values, parsed.positionals);
   } catch (e) {
     process.stderr.write(`kvmpool ${name}: ${e instanceof Error ? e.message : String(e)}\n`);
     return 1;
@@ -101,4 +112,4 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   if (e.code === 'EPIPE') process.exit(0);
   throw e;
 });
-process.exitCode = main(process.argv.slice(2));
+process.exitCode = await main(process.argv.slice(2));

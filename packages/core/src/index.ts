@@ -42,3 +42,7 @@ export { GuestDebugger, type StopEvent } from './debug/debugger.js';
 export { GdbStub, type GdbStubOptions } from './debug/gdb-stub.js';
 export type { Bytes } from './util/bytes.js';
 export type { UartLine, UartStats } from '@kvmpool/devices';
+export {
+  LinuxPool, LINUX_MAX_MEMORY, type LinuxPoolOptions, type LinuxRunOptions, type LinuxRunResult,
+} from './linux/linux-pool.js';
+export type { LinuxStart } from './linux/linux-vm.js';

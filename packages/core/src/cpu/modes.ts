@@ -47,6 +47,13 @@ export interface CpuModeOptions {
    * table goes in the system area's last page, so mapSize is then at most 3 GiB). Default false.
    */
   protectSystemArea?: boolean;
+  /**
+   * With `protectSystemArea`: CPL 3 may not write below this address from the system area on
+   * (default: the system area's end; at most 2 MiB). Linux sandboxes protect their syscall stub so.
+   */
+  protectedEnd?: bigint;
+  /** With `protectSystemArea`: guest page 0 is not mapped, so a NULL dereference faults. Default false. */
+  unmapNullPage?: boolean;
   /** 32-bit paging flavour for `paged` mode. Default `pae`. */
   paging?: 'pae' | 'legacy';
   /**
@@ -100,7 +107,7 @@ function writeGdt(mem: GuestMemory, l: Layout, bits: 32 | 64): void {
  * first 2 MiB are 4 KiB pages from a page table in the system area's last page, the system
  * area's own pages without RW.
  */
-function writeLongModeTables(mem: GuestMemory, l: Layout, mapSize: number, user: boolean, protect: boolean): void {
+function writeLongModeTables(mem: GuestMemory, l: Layout, mapSize: number, user: boolean, protect: boolean, options: CpuModeOptions = {}): void {
   const flags = PTE.P | PTE.RW | PTE.A | (user ? PTE.US : 0n);
   const pdpt = l.next;
   const pds = Math.ceil(mapSize / GIB);
@@ -121,8 +128,11 @@ function writeLongModeTables(mem: GuestMemory, l: Layout, mapSize: number, user:
   }
   if (!protect) return;
   mem.fill(pt, 0x1000, 0);
-  const sysEnd = l.gdt + BigInt(SYSTEM_AREA_SIZE);
-  for (let i = 0; i < 512 && i * 0x1000 < mapSize; i++) {
+  const sysEnd = options.protectedEnd ?? l.gdt + BigInt(SYSTEM_AREA_SIZE);
+  if (sysEnd < l.gdt + BigInt(SYSTEM_AREA_SIZE) || sysEnd > 0x20_0000n) {
+    throw new RangeError(`protectedEnd 0x${sysEnd.toString(16)} must lie between the system area's end and 2 MiB`);
+  }
+  for (let i = options.unmapNullPage ? 1 : 0; i < 512 && i * 0x1000 < mapSize; i++) {
     const phys = BigInt(i) * 0x1000n;
     const system = phys >= l.gdt && phys < sysEnd;
     mem.writeU64(pt + BigInt(8 * i), phys | PTE.P | PTE.A | PTE.D | (user ? PTE.US : 0n) | (system ? 0n : PTE.RW));
@@ -182,7 +192,7 @@ export function writeModeTables(memory: GuestMemory, mode: CpuMode, options: Cpu
     case 'long':
     case 'user':
       writeGdt(memory, l, 64);
-      writeLongModeTables(memory, l, mapSize, mode === 'user', mode === 'user' && options.protectSystemArea === true);
+      writeLongModeTables(memory, l, mapSize, mode === 'user', mode === 'user' && options.protectSystemArea === true, options);
       return;
   }
 }

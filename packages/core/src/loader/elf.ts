@@ -38,10 +38,31 @@ export interface ElfImage {
   /** Every function symbol, local ones too, sorted by address (see `symbolize`). */
   symbols: ElfSymbol[];
   bytes: Uint8Array;
+  /** ET_EXEC (2), or ET_DYN (3) for a static-PIE loaded at `loadBase`. */
+  type: number;
+  /** Where the program headers are in the file, and how many (for AT_PHDR / AT_PHNUM). */
+  phoff: number;
+  phnum: number;
+  /** What every address of an ET_DYN image was moved by (0n for ET_EXEC). */
+  loadBase: bigint;
+  /** The program's PT_INTERP (a dynamic executable's loader), if it has one. */
+  interp: string | undefined;
+}
+
+export interface ParseElfOptions {
+  /**
+   * Accept a position-independent executable (ET_DYN) and load it at this page-aligned
+   * address: every segment, symbol and the entry point move by it. Without it, only ET_EXEC.
+   */
+  loadBase?: bigint;
+  /** Refuse a program with PT_INTERP (a dynamically linked one), naming its loader. Default false. */
+  rejectInterp?: boolean;
 }
 
 const PT_LOAD = 1;
+const PT_INTERP = 3;
 const ET_EXEC = 2;
+const ET_DYN = 3;
 const EM_X86_64 = 62;
 const SHT_SYMTAB = 2;
 const STB_GLOBAL = 1;
@@ -56,7 +77,7 @@ const MAX_SEGMENT = 2 ** 32;
 /** Longest symbol name kept; longer ones are skipped (bounds the scan for the NUL). */
 const MAX_NAME = 4096;
 
-export function parseElf(bytes: Uint8Array, source = 'guest'): ElfImage {
+export function parseElf(bytes: Uint8Array, source = 'guest', options: ParseElfOptions = {}): ElfImage {
   const fail = (msg: string): never => {
     throw new ElfError(source, msg);
   };
@@ -68,8 +89,13 @@ export function parseElf(bytes: Uint8Array, source = 'guest'): ElfImage {
   const type = v.getUint16(16, true);
   const machine = v.getUint16(18, true);
   if (machine !== EM_X86_64) fail(`not an x86-64 executable (e_machine ${machine})`);
-  if (type !== ET_EXEC) fail(`not a static executable (e_type ${type}; link with -static -no-pie)`);
-  const entry = v.getBigUint64(24, true);
+  const pie = type === ET_DYN && options.loadBase !== undefined;
+  if (type !== ET_EXEC && !pie) {
+    fail(`not a static executable (e_type ${type}${type === ET_DYN ? ': position-independent' : ''}; link with -static${options.loadBase === undefined ? ' -no-pie' : ''})`);
+  }
+  const base = pie ? options.loadBase! : 0n;
+  if (base % 0x1000n !== 0n || base < 0n) fail(`load base 0x${base.toString(16)} is not a page-aligned address`);
+  const entry = v.getBigUint64(24, true) + base;
   const phoff = Number(v.getBigUint64(32, true));
   const shoff = Number(v.getBigUint64(40, true));
   const phentsize = v.getUint16(54, true);
@@ -81,12 +107,20 @@ export function parseElf(bytes: Uint8Array, source = 'guest'): ElfImage {
   if (phoff + phnum * PHDR_SIZE > bytes.length) fail('program headers run past the end of the file');
 
   const segments: ElfSegment[] = [];
+  let interp: string | undefined;
   for (let i = 0; i < phnum; i++) {
     const at = phoff + i * PHDR_SIZE;
-    if (v.getUint32(at, true) !== PT_LOAD) continue;
+    const ptype = v.getUint32(at, true);
+    if (ptype === PT_INTERP) {
+      const off = Number(v.getBigUint64(at + 8, true));
+      const len = Math.min(Number(v.getBigUint64(at + 32, true)), MAX_NAME);
+      interp = off + len <= bytes.length ? decoder.decode(bytes.subarray(off, off + len)).replace(/\0.*$/s, '') : '?';
+      if (options.rejectInterp) fail(`a dynamically linked executable (its loader is ${interp}); kvmpool runs static executables: link with -static`);
+    }
+    if (ptype !== PT_LOAD) continue;
     const flags = v.getUint32(at + 4, true);
     const offset = Number(v.getBigUint64(at + 8, true));
-    const vaddr = v.getBigUint64(at + 16, true);
+    const vaddr = v.getBigUint64(at + 16, true) + base;
     const filesz = Number(v.getBigUint64(at + 32, true));
     const memsz = Number(v.getBigUint64(at + 40, true));
     const name = `segment ${i} at 0x${vaddr.toString(16)}`;
@@ -140,14 +174,14 @@ export function parseElf(bytes: Uint8Array, source = 'guest'): ElfImage {
         while (end < limit && bytes[end] !== 0) end++;
         if (end >= limit && end !== str.offset + str.size) continue; // no NUL within MAX_NAME bytes
         const name = decoder.decode(bytes.subarray(nameOff, end));
-        const value = v.getBigUint64(at + 8, true);
+        const value = v.getBigUint64(at + 8, true) + base;
         if (kind === STT_FUNC && name !== '') symbols.push({ name, value, size: v.getBigUint64(at + 16, true) });
         if (bind === STB_GLOBAL) (kind === STT_FUNC ? functions : objects).set(name, value);
       }
     }
   }
   symbols.sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : 0));
-  return { source, entry, segments, functions, objects, symbols, bytes };
+  return { source, entry, segments, functions, objects, symbols, bytes, type, phoff, phnum, loadBase: base, interp };
 }
 
 const decoder = new TextDecoder();

@@ -60,19 +60,20 @@ function size(what: string, v: unknown, fallback: Size, max: number): number {
   return n;
 }
 
-function guestBytes(v: unknown): { elf: Uint8Array; source: string } {
+/** The ELF bytes of option `what` (a path, a file: URL or bytes), and where they came from. */
+export function guestBytes(v: unknown, what = 'guest'): { elf: Uint8Array; source: string } {
   let path: string | undefined;
   if (typeof v === 'string') path = v;
   else if (v instanceof URL) {
-    if (v.protocol !== 'file:') throw invalidArgument('guest', 'a path, a file: URL or the ELF bytes', v.href);
+    if (v.protocol !== 'file:') throw invalidArgument(what, 'a path, a file: URL or the ELF bytes', v.href);
     path = fileURLToPath(v);
-  } else if (v instanceof Uint8Array) return { elf: v, source: 'guest image' };
-  else if (v instanceof ArrayBuffer) return { elf: new Uint8Array(v), source: 'guest image' };
-  else throw invalidArgument('guest', 'a path, a file: URL or the ELF bytes (Uint8Array, Buffer, ArrayBuffer)', v);
+  } else if (v instanceof Uint8Array) return { elf: v, source: `${what} image` };
+  else if (v instanceof ArrayBuffer) return { elf: new Uint8Array(v), source: `${what} image` };
+  else throw invalidArgument(what, 'a path, a file: URL or the ELF bytes (Uint8Array, Buffer, ArrayBuffer)', v);
   try {
     return { elf: new Uint8Array(readFileSync(path)), source: path };
   } catch (e) {
-    throw new Error(`SandboxPool: cannot read guest ${path}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
+    throw new Error(`cannot read ${what} ${path}: ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
 }
 

@@ -16,8 +16,27 @@ import { CALL_CONTROL, SandboxVm, type SyncHostFunction } from './sandbox-vm.js'
 import { CALL_BUFFER_BYTES, CB, CB_GEN_WORD, REMOTE_CALL_PORT, REMOTE_STATUS, type RemoteSlot } from './remote-call.js';
 import { CH, CHANNEL_REPLY_BYTES, WORKER_STATE, channelLayout } from './call-channel.js';
 import { encodeReply, parseErrorJson } from './reply-codec.js';
+import { LinuxVm, PIE_BASE, type LinuxStart } from '../linux/linux-vm.js';
+import { decodeRunRequest, encodeRunResult } from '../linux/run-codec.js';
+import { linuxConfig } from '../linux/linux-config.js';
+
+/** What a LinuxPool's workers run instead of an SDK guest (linux/linux-pool.ts). */
+export interface LinuxWorkerProgram {
+  kind: 'linux';
+  execPath: string;
+  argv: string[];
+  env: string[];
+  files: [string, Uint8Array][];
+  stackSize: number;
+  start: LinuxStart;
+  strict: boolean;
+  maxOutput: number;
+  outputLimit: 'error' | 'truncate';
+}
 
 export interface PoolWorkerData {
+  /** Set: the workers run this Linux program (the ELF in `elf`) rather than an SDK guest. */
+  program?: LinuxWorkerProgram;
   elf: Uint8Array;
   source: string;
   memory: number;
@@ -139,7 +158,38 @@ function finish(state: number, error?: unknown): void {
   Atomics.notify(h, CH.STATE);
 }
 
-async function start(): Promise<SandboxVm> {
+/** The one method serve() needs of a VM. */
+interface CallableVm {
+  call(name: string, input: Uint8Array, options: { timeoutMs: number; control: Int32Array }): { output: Uint8Array; prints: string[]; printsDropped: number; printBytesDropped: number; resetPages: number };
+  close(): void;
+}
+
+/** A LinuxVm behind the call interface: the input is a run request, the output a run result (linux/run-codec.ts). */
+function startLinux(program: LinuxWorkerProgram): CallableVm {
+  const vm = LinuxVm.create({
+    image: parseElf(data.elf, data.source, { loadBase: PIE_BASE, rejectInterp: true }),
+    execPath: program.execPath,
+    argv: program.argv,
+    env: program.env,
+    config: linuxConfig(program),
+    memory: data.memory,
+    stackSize: program.stackSize,
+    start: program.start,
+    initTimeoutMs: data.initTimeoutMs,
+    owned: new OwnedBlock(data.owned),
+    ...(data.kvmPath ? { kvmPath: data.kvmPath } : {}),
+  });
+  return {
+    call: (_name, input, options) => {
+      const r = vm.run(decodeRunRequest(input), options);
+      return { output: encodeRunResult(r, vm.start), prints: [], printsDropped: 0, printBytesDropped: 0, resetPages: r.stats.resetPages };
+    },
+    close: () => vm.close(),
+  };
+}
+
+async function start(): Promise<CallableVm> {
+  if (data.program) return startLinux(data.program);
   const hostFunctions = strict(await loadHostFunctions());
   return SandboxVm.create({
     image: parseElf(data.elf, data.source),
@@ -156,7 +206,7 @@ async function start(): Promise<SandboxVm> {
 }
 
 /** Serves calls until STOP: wait for a request, run it on the warm VM, write the reply. */
-function serve(vm: SandboxVm): void {
+function serve(vm: CallableVm): void {
   const dec = new TextDecoder();
   let seen = Atomics.load(h, CH.DONE);
   for (;;) {
@@ -194,7 +244,7 @@ function serve(vm: SandboxVm): void {
   }
 }
 
-let vm: SandboxVm | undefined;
+let vm: CallableVm | undefined;
 try {
   vm = await start();
 } catch (e) {

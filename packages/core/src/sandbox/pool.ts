@@ -27,7 +27,26 @@ import { HostCallSlots } from './host-call-device.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
 import { checkSignal, checkTimeout, resolvePoolOptions, type ResolvedPoolOptions } from './pool-options.js';
 import { Seat, type SeatReply } from './pool-seat.js';
-import type { PoolWorkerData } from './pool-worker.js';
+import type { LinuxWorkerProgram, PoolWorkerData } from './pool-worker.js';
+
+/**
+ * A pool of another kind of program (LinuxPool): options resolved by its own checks, the
+ * program the workers run, and the class name for messages. Registered here and looked up by
+ * the constructor, so that SandboxPool's public signature stays the one users see.
+ */
+export interface InternalPoolSpec {
+  resolved: ResolvedPoolOptions;
+  program: LinuxWorkerProgram;
+  className: string;
+}
+const INTERNAL_SPECS = new WeakMap<object, InternalPoolSpec>();
+
+/** Options that make a SandboxPool the engine of another pool class (linux/linux-pool.ts). */
+export function internalPoolOptions(spec: InternalPoolSpec): SandboxPoolOptions {
+  const marker = Object.freeze({ guest: new Uint8Array(0) });
+  INTERNAL_SPECS.set(marker, spec);
+  return marker;
+}
 
 /** How long past its deadline a call may take before the main thread fails it. */
 export const WATCHDOG_GRACE_MS = 200;
@@ -173,6 +192,9 @@ export class SandboxPool implements AsyncDisposable {
   readonly threads: number;
   readonly #opts: ResolvedPoolOptions;
   readonly #data: Omit<PoolWorkerData, 'channel' | 'owned'>;
+  /** Set for the engine of another pool class: calls then name no exported function. */
+  readonly #program: LinuxWorkerProgram | undefined;
+  readonly #className: string;
   readonly #slots: HostCallSlots | undefined;
   readonly #seats = new Set<Seat>();
   readonly #idle: Seat[] = [];
@@ -201,7 +223,10 @@ export class SandboxPool implements AsyncDisposable {
 
   /** Checks every option and the guest (throws TypeError / RangeError / ElfError at once) and starts the workers. */
   constructor(options: SandboxPoolOptions) {
-    const o = resolvePoolOptions(options);
+    const spec = typeof options === 'object' && options !== null ? INTERNAL_SPECS.get(options) : undefined;
+    const o = spec ? spec.resolved : resolvePoolOptions(options);
+    this.#program = spec?.program;
+    this.#className = spec?.className ?? 'SandboxPool';
     this.#opts = o;
     this.image = o.image;
     this.threads = o.threads;
@@ -220,6 +245,7 @@ export class SandboxPool implements AsyncDisposable {
       doorbell: this.#slots?.doorbell ?? new SharedArrayBuffer(16),
       ...(o.hostModule ? { hostModule: o.hostModule.url, hostModuleName: o.hostModule.name } : {}),
       ...(o.kvmPath ? { kvmPath: o.kvmPath } : {}),
+      ...(spec ? { program: spec.program } : {}),
     };
     for (let i = 0; i < o.threads; i++) this.#spawn();
   }
@@ -266,9 +292,9 @@ export class SandboxPool implements AsyncDisposable {
   }
 
   #check(fn: unknown, input: unknown, options: unknown): Job {
-    if (this.#closed) throw new ClosedError('SandboxPool');
+    if (this.#closed) throw new ClosedError(this.#className);
     if (typeof fn !== 'string') throw invalidArgument('fn', 'the name of an exported function', fn);
-    if (!this.image.functions.has(fn)) throw new RangeError(`the guest exports no function ${JSON.stringify(fn)} (exports: ${this.exports.join(', ')})`);
+    if (!this.#program && !this.image.functions.has(fn)) throw new RangeError(`the guest exports no function ${JSON.stringify(fn)} (exports: ${this.exports.join(', ')})`);
     if (Buffer.byteLength(fn) > CHANNEL_NAME_BYTES) throw new RangeError(`function name ${JSON.stringify(fn)} is longer than ${CHANNEL_NAME_BYTES} bytes`);
     const bytes = toBytes(input, 'input');
     if (typeof options !== 'object' || options === null) throw invalidArgument('options', 'an object', options);
@@ -280,7 +306,7 @@ export class SandboxPool implements AsyncDisposable {
     }
     if (signal?.aborted) throw abortError(fn, signal.reason);
     if (this.#startError) throw this.#startError;
-    if (this.#queue.length >= MAX_QUEUED) throw new RangeError(`SandboxPool: more than ${MAX_QUEUED} calls queued`);
+    if (this.#queue.length >= MAX_QUEUED) throw new RangeError(`${this.#className}: more than ${MAX_QUEUED} calls queued`);
     let resolve!: (v: Uint8Array) => void;
     let reject!: (e: unknown) => void;
     const promise = new Promise<Uint8Array>((res, rej) => {
@@ -470,7 +496,7 @@ export class SandboxPool implements AsyncDisposable {
   /** Ends the pool now: queued and running calls fail with ClosedError; every worker is cancelled and ended. */
   async destroy(): Promise<void> {
     this.#closed = true;
-    const error = new ClosedError('SandboxPool');
+    const error = new ClosedError(this.#className);
     this.#queue = [];
     for (const job of [...this.#jobs]) this.#settle(job, { error });
     await this.#end(FORCE_GRACE_MS, true);

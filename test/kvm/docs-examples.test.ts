@@ -42,9 +42,10 @@ const examples = pages.flatMap((page) =>
 );
 
 describe('docs examples', () => {
-  it('every page but the index and the coming one has an example, and every example file is on a page', () => {
+  it('every page but the index has an example, and every example file is on a page', () => {
     const withExample = new Set(examples.map((e) => e.page));
-    expect(pages.filter((p) => !withExample.has(p)).sort()).toEqual(['README.md', 'linux-programs.md']);
+    // linux.md (Linux programs) has its examples inline, without an example file yet.
+    expect(pages.filter((p) => !withExample.has(p)).sort()).toEqual(['README.md', 'linux.md']);
     const files = readdirSync(join(ROOT, 'examples/src/docs')).map((f) => `examples/src/docs/${f}`);
     expect(examples.map((e) => e.file).sort()).toEqual(files.sort());
   });

@@ -76,7 +76,7 @@ struct kvmpool_call {
  */
 long kvmpool_host_call(const char *name, const void *arg, size_t arg_len, void *result, size_t result_cap);
 
-/* Sends text to the host (the pool's `print` event). */
+/* Sends text to the host: the pool passes it to its `onPrint(text, fn)` option (bounded per call, see above). */
 void kvmpool_print(const char *text, size_t len);
 void kvmpool_puts(const char *text);
 

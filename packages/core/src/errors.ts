@@ -9,6 +9,11 @@
  * as the same class.
  */
 
+/**
+ * The stable `code` of each kvmpool error class, keyed by a short name (`ERROR_CODES.timeout` is
+ * `'ERR_KVMPOOL_TIMEOUT'`). `KvmError` is the exception: its `code` is the errno name.
+ * @enum
+ */
 export const ERROR_CODES = {
   unsupported: 'ERR_KVMPOOL_UNSUPPORTED',
   closed: 'ERR_KVMPOOL_CLOSED',
@@ -29,12 +34,16 @@ export const ERROR_CODES = {
   device: 'ERR_KVMPOOL_DEVICE',
   aborted: 'ABORT_ERR',
 } as const;
+/** One of the values of `ERROR_CODES`. */
 export type KvmpoolErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
 
 /** The base of every kvmpool error. */
 export class KvmpoolError extends Error {
+  /** The class name (`'KvmpoolError'`, `'KvmError'`, …), also after the error crossed a thread. */
   override readonly name: string = 'KvmpoolError';
+  /** A stable code to switch on: an `ERROR_CODES` value, or the errno name for a `KvmError`. */
   readonly code: string;
+  /** Makes an error with this `code`; `options.cause` becomes `cause`. */
   constructor(code: string, message: string, options?: { cause?: unknown }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
@@ -43,6 +52,7 @@ export class KvmpoolError extends Error {
 
 /** A failed KVM ioctl or libc call: `KVM_SET_USER_MEMORY_REGION: EINVAL (Invalid argument)`. */
 export class KvmError extends KvmpoolError {
+  /** Always `'KvmError'`. */
   override readonly name = 'KvmError';
   /** The ioctl (or libc call) that failed, e.g. `KVM_CREATE_VCPU` or `open(/dev/kvm)`. */
   readonly ioctl: string;
@@ -59,8 +69,11 @@ export class KvmError extends KvmpoolError {
 
 /** The host's KVM cannot do what was asked (wrong API version, missing capability, a mode it refuses). */
 export class KvmUnsupportedError extends KvmpoolError {
+  /** Always `'KvmUnsupportedError'`. */
   override readonly name = 'KvmUnsupportedError';
+  /** What the host lacks, e.g. `paged mode` or a `KVM_CAP_*` name. */
   readonly feature: string;
+  /** `feature` names what is missing; `message` says why. */
   constructor(feature: string, message: string) {
     super(ERROR_CODES.unsupported, message);
     this.feature = feature;
@@ -69,7 +82,9 @@ export class KvmUnsupportedError extends KvmpoolError {
 
 /** A handle (or pool, or machine) was used after `close()`. */
 export class ClosedError extends KvmpoolError {
+  /** Always `'ClosedError'`. */
   override readonly name = 'ClosedError';
+  /** `what` names the closed object; the message is `<what> is closed`. */
   constructor(what: string) {
     super(ERROR_CODES.closed, `${what} is closed`);
   }
@@ -77,9 +92,13 @@ export class ClosedError extends KvmpoolError {
 
 /** A guest physical address range that no memory slot backs, or that crosses a slot's end. */
 export class GuestMemoryError extends KvmpoolError {
+  /** Always `'GuestMemoryError'`. */
   override readonly name = 'GuestMemoryError';
+  /** The first guest-physical address of the range. */
   readonly address: bigint;
+  /** The length of the range in bytes. */
   readonly length: number;
+  /** The range `address`..`address + length` (bytes) and why it is refused. */
   constructor(address: bigint, length: number, reason: string) {
     super(ERROR_CODES.guestMemory, `guest physical range 0x${address.toString(16)}+${length}: ${reason}`);
     this.address = address;
@@ -89,13 +108,17 @@ export class GuestMemoryError extends KvmpoolError {
 
 /** A guest stopped in a way no guest should: shutdown (triple fault), internal error, failed entry. */
 export class GuestCrashError extends KvmpoolError {
+  /** Always `'GuestCrashError'`. */
   override readonly name = 'GuestCrashError';
+  /** The index of the vCPU that crashed. */
   readonly vcpu: number;
   /** The exit that ended it (kind + details), e.g. `shutdown` or `internal_error EMULATION […]`. */
   readonly exit: string;
+  /** The guest instruction pointer at the crash. */
   readonly rip: bigint;
   /** Where rip is in the guest image, e.g. `crash+0xa`, when the image has symbols. */
   readonly symbol: string | undefined;
+  /** Made by kvmpool when a vCPU exits in a way no guest should. */
   constructor(vcpu: number, exit: string, rip: bigint, symbol?: string) {
     super(ERROR_CODES.guestCrash, `guest crashed on vCPU ${vcpu}: ${exit} at rip 0x${rip.toString(16)}${symbol ? ` (${symbol})` : ''}`);
     this.vcpu = vcpu;
@@ -107,8 +130,11 @@ export class GuestCrashError extends KvmpoolError {
 
 /** A vCPU worker thread failed (an exception in the thread, or it exited unexpectedly). */
 export class VcpuThreadError extends KvmpoolError {
+  /** Always `'VcpuThreadError'`. */
   override readonly name = 'VcpuThreadError';
+  /** The index of the vCPU whose thread failed. */
   readonly vcpu: number;
+  /** Made by kvmpool when a vCPU thread fails; the thread's error is the `cause`. */
   constructor(vcpu: number, message: string, cause?: unknown) {
     super(ERROR_CODES.vcpuThread, `vCPU ${vcpu} thread: ${message}`, { cause });
     this.vcpu = vcpu;
@@ -117,9 +143,13 @@ export class VcpuThreadError extends KvmpoolError {
 
 /** An operation the vCPU's current state does not allow (e.g. reading registers while it runs). */
 export class VcpuStateError extends KvmpoolError {
+  /** Always `'VcpuStateError'`. */
   override readonly name = 'VcpuStateError';
+  /** The index of the vCPU. */
   readonly vcpu: number;
+  /** The state that refused the request, e.g. `running` or `stopped`. */
   readonly state: string;
+  /** Made by kvmpool when a request does not fit the vCPU's state. */
   constructor(vcpu: number, state: string, message: string) {
     super(ERROR_CODES.vcpuState, `vCPU ${vcpu} is ${state}: ${message}`);
     this.vcpu = vcpu;
@@ -129,9 +159,13 @@ export class VcpuStateError extends KvmpoolError {
 
 /** A sandbox call ran past its time limit; the VM was stopped and reset (or replaced). */
 export class SandboxTimeoutError extends KvmpoolError {
+  /** Always `'SandboxTimeoutError'`. */
   override readonly name = 'SandboxTimeoutError';
+  /** The guest function called (or `kvmpool_init`). */
   readonly function: string;
+  /** The time limit that passed, in milliseconds. */
   readonly timeoutMs: number;
+  /** Made by the pool when a call passes its time limit. */
   constructor(fn: string, timeoutMs: number, what = 'its') {
     super(ERROR_CODES.timeout, `sandbox call ${fn} exceeded ${what} ${timeoutMs} ms time limit`);
     this.function = fn;
@@ -141,9 +175,11 @@ export class SandboxTimeoutError extends KvmpoolError {
 
 /** The guest function reported a failure: a negative return value, or kvmpool_abort(). */
 export class GuestError extends KvmpoolError {
+  /** Always `'GuestError'`. */
   override readonly name = 'GuestError';
   /** The guest's status: its negative return value, or a kvmpool value (-3 abort, -4 bad host call). */
   readonly status: number;
+  /** Made by the pool from the guest's status and abort message. */
   constructor(message: string, status: number) {
     super(ERROR_CODES.guest, message);
     this.status = status;
@@ -152,8 +188,11 @@ export class GuestError extends KvmpoolError {
 
 /** The guest went past a limit the host sets on what it may send (text, names, output, counts). */
 export class GuestLimitError extends KvmpoolError {
+  /** Always `'GuestLimitError'`. */
   override readonly name = 'GuestLimitError';
+  /** Which limit, e.g. `host function name`. */
   readonly limit: string;
+  /** Made by the pool when a guest passes a limit. */
   constructor(limit: string, message: string) {
     super(ERROR_CODES.guestLimit, message);
     this.limit = limit;
@@ -162,8 +201,11 @@ export class GuestLimitError extends KvmpoolError {
 
 /** A host function called by the guest failed (it threw, or the guest passed bad pointers). */
 export class HostFunctionError extends KvmpoolError {
+  /** Always `'HostFunctionError'`. */
   override readonly name = 'HostFunctionError';
+  /** The host function the guest called. */
   readonly function: string;
+  /** Made by the pool; the host function's own error is the `cause`. */
   constructor(fn: string, message: string, cause?: unknown) {
     super(ERROR_CODES.hostFunction, `host function ${fn}: ${message}`, { cause });
     this.function = fn;
@@ -172,7 +214,9 @@ export class HostFunctionError extends KvmpoolError {
 
 /** A sandbox worker thread died, wedged, or could not start; its call failed, the pool replaced it. */
 export class SandboxWorkerError extends KvmpoolError {
+  /** Always `'SandboxWorkerError'`. */
   override readonly name = 'SandboxWorkerError';
+  /** Made by the pool; what the worker threw or why it was ended is the `cause`. */
   constructor(message: string, cause?: unknown) {
     super(ERROR_CODES.sandboxWorker, message, { cause });
   }
@@ -180,8 +224,11 @@ export class SandboxWorkerError extends KvmpoolError {
 
 /** A guest image that is not a usable static x86-64 ELF. */
 export class ElfError extends KvmpoolError {
+  /** Always `'ElfError'`. */
   override readonly name = 'ElfError';
+  /** The path of the image, or `guest image` for bytes. */
   readonly source: string;
+  /** Made by the ELF loader; the message starts with `source`. */
   constructor(source: string, message: string) {
     super(ERROR_CODES.elf, `${source}: ${message}`);
     this.source = source;
@@ -190,8 +237,11 @@ export class ElfError extends KvmpoolError {
 
 /** A snapshot file that cannot be restored (truncated, corrupted, wrong version, not a snapshot). */
 export class SnapshotError extends KvmpoolError {
+  /** Always `'SnapshotError'`. */
   override readonly name = 'SnapshotError';
+  /** The snapshot file. */
   readonly path: string;
+  /** Made by `Machine.restore()`; the message starts with `path` and says what is wrong. */
   constructor(path: string, message: string) {
     super(ERROR_CODES.snapshot, `${path}: ${message}`);
     this.path = path;
@@ -200,9 +250,13 @@ export class SnapshotError extends KvmpoolError {
 
 /** A debugging feature this host cannot do at the guest's CPL; refused before the guest is touched. */
 export class DebugUnsupportedError extends KvmpoolError {
+  /** Always `'DebugUnsupportedError'`. */
   override readonly name = 'DebugUnsupportedError';
+  /** The debugging feature, e.g. `single-step` or `software breakpoints`. */
   readonly feature: string;
+  /** The privilege level of the guest code it was asked for. */
   readonly cpl: 0 | 3;
+  /** Made by the debugger from `debugSupport()`'s probe. */
   constructor(feature: string, cpl: 0 | 3, module: string) {
     super(ERROR_CODES.debugUnsupported, `${feature} at CPL ${cpl} does not work on this host (${module}); kvmpool refuses it rather than risk the guest`);
     this.feature = feature;
@@ -212,7 +266,9 @@ export class DebugUnsupportedError extends KvmpoolError {
 
 /** A call was cancelled through its AbortSignal (Node's convention: name AbortError, code ABORT_ERR). */
 export class AbortError extends KvmpoolError {
+  /** Always `'AbortError'` (Node's convention). */
   override readonly name = 'AbortError';
+  /** The signal's `reason` is the `cause`. */
   constructor(message = 'The operation was aborted', cause?: unknown) {
     super(ERROR_CODES.aborted, message, { cause });
   }

@@ -8,6 +8,10 @@ import {
   KVM_RUN_STRUCT, KVM_RUN_SYSTEM_EVENT,
 } from './ffi/index.js';
 
+/**
+ * The exit reasons of `kvm_run.exit_reason` (`KVM_EXIT_*` in <linux/kvm.h>) that kvmpool knows by name.
+ * @enum
+ */
 export const KVM_EXIT = {
   UNKNOWN: 0, EXCEPTION: 1, IO: 2, HYPERCALL: 3, DEBUG: 4, HLT: 5, MMIO: 6, IRQ_WINDOW_OPEN: 7, SHUTDOWN: 8,
   FAIL_ENTRY: 9, INTR: 10, SET_TPR: 11, TPR_ACCESS: 12, NMI: 16, INTERNAL_ERROR: 17, SYSTEM_EVENT: 24,
@@ -22,9 +26,13 @@ export const KVM_SYSTEM_EVENT = {
   1: 'SHUTDOWN', 2: 'RESET', 3: 'CRASH', 4: 'WAKEUP', 5: 'SUSPEND', 6: 'SEV_TERM',
 } as const satisfies Record<number, string>;
 
+/** A port I/O exit (`KVM_EXIT_IO`): an `in` or `out` instruction, or one element of `rep ins/outs`. */
 export type IoExit = {
+  /** Always `'io'`. */
   kind: 'io';
+  /** The I/O port, 0 to 0xffff. */
   port: number;
+  /** `out`: the guest wrote `data`; `in`: write the answer into `data` before the next run. */
   direction: 'in' | 'out';
   /** Access width in bytes: 1, 2 or 4. */
   size: 1 | 2 | 4;
@@ -33,30 +41,106 @@ export type IoExit = {
   /** `count × size` bytes: what the guest wrote, or where the answer to an IN goes. */
   data: Uint8Array;
 };
+/** A memory-mapped I/O exit (`KVM_EXIT_MMIO`): an access to a guest-physical address no writable slot backs. */
 export type MmioExit = {
+  /** Always `'mmio'`. */
   kind: 'mmio';
+  /** The guest-physical address accessed. */
   address: bigint;
+  /** `write`: the guest wrote `data`; `read`: write the answer into `data` before the next run. */
   direction: 'read' | 'write';
   /** 1 to 8 bytes. */
   size: number;
+  /** `size` bytes inside the kvm_run mapping, valid until the next run. */
   data: Uint8Array;
 };
+/**
+ * Why `Vcpu.run()` returned, tagged by `kind` (the `KVM_EXIT_*` name in lower case). The `data` of
+ * io and mmio exits is a view into the vCPU's kvm_run mapping, valid until the next run.
+ */
 export type VcpuExit =
   | IoExit
   | MmioExit
-  | { kind: 'hlt' }
-  | { kind: 'shutdown' }
-  | { kind: 'fail_entry'; hardwareReason: bigint; cpu: number }
-  | { kind: 'internal_error'; suberror: number; suberrorName: string; data: bigint[] }
-  | { kind: 'debug'; exception: number; pc: bigint; dr6: bigint; dr7: bigint }
-  | { kind: 'exception'; exception: number; errorCode: number }
-  | { kind: 'hypercall'; nr: bigint; args: bigint[] }
-  /** KVM_RUN returned EINTR (a signal or immediate_exit): the vCPU stopped between instructions. */
-  | { kind: 'intr' }
-  | { kind: 'irq_window_open' }
-  | { kind: 'system_event'; type: number; typeName: string; data: bigint[] }
-  | { kind: 'unknown'; reason: number };
+  | {
+    /** The guest executed HLT at CPL 0 (at CPL 3, HLT is a #GP, and with no guest kernel a shutdown). */
+    kind: 'hlt';
+  }
+  | {
+    /** The guest triple-faulted (with no guest kernel, any exception ends here). */
+    kind: 'shutdown';
+  }
+  | {
+    /** KVM could not enter the guest (`KVM_EXIT_FAIL_ENTRY`), e.g. invalid guest state. */
+    kind: 'fail_entry';
+    /** The hardware's entry-failure reason (`hardware_entry_failure_reason`). */
+    hardwareReason: bigint;
+    /** The host CPU it happened on. */
+    cpu: number;
+  }
+  | {
+    /** KVM's emulator or exit handling failed (`KVM_EXIT_INTERNAL_ERROR`). */
+    kind: 'internal_error';
+    /** `KVM_INTERNAL_ERROR_*` number. */
+    suberror: number;
+    /** Its name, e.g. `EMULATION`, or `SUBERROR_<n>`. */
+    suberrorName: string;
+    /** The words KVM reports with it (at most 16). */
+    data: bigint[];
+  }
+  | {
+    /** A debug event (`KVM_EXIT_DEBUG`): a single step or a hardware breakpoint. */
+    kind: 'debug';
+    /** The exception vector (1 for #DB, 3 for #BP). */
+    exception: number;
+    /** The guest rip. */
+    pc: bigint;
+    /** The guest's DR6 (which breakpoint, single step). */
+    dr6: bigint;
+    /** The guest's DR7. */
+    dr7: bigint;
+  }
+  | {
+    /** An exception KVM passed to user space (`KVM_EXIT_EXCEPTION`). */
+    kind: 'exception';
+    /** The exception vector. */
+    exception: number;
+    /** Its error code. */
+    errorCode: number;
+  }
+  | {
+    /** A hypercall exit (`KVM_EXIT_HYPERCALL`). */
+    kind: 'hypercall';
+    /** The hypercall number. */
+    nr: bigint;
+    /** Its six arguments. */
+    args: bigint[];
+  }
+  | {
+    /** KVM_RUN returned EINTR (a signal or immediate_exit): the vCPU stopped between instructions. */
+    kind: 'intr';
+  }
+  | {
+    /** The guest can take an interrupt now (asked for with `request_interrupt_window`). */
+    kind: 'irq_window_open';
+  }
+  | {
+    /** A system event (`KVM_EXIT_SYSTEM_EVENT`): shutdown, reset, crash… */
+    kind: 'system_event';
+    /** `KVM_SYSTEM_EVENT_*` number. */
+    type: number;
+    /** Its name, e.g. `RESET`, or `TYPE_<n>`. */
+    typeName: string;
+    /** The words KVM reports with it. */
+    data: bigint[];
+  }
+  | {
+    /** An exit reason kvmpool does not decode. */
+    kind: 'unknown';
+    /** The raw `exit_reason`. */
+    reason: number;
+  };
 
+/** The `kind` of every `VcpuExit`. */
 export type VcpuExitKind = VcpuExit['kind'];
 
 const EXIT = KVM_RUN_STRUCT.offsets.exit;

@@ -3,11 +3,14 @@
  * memory. A whole machine: `createMachine()` → `Machine` (vCPU threads, exit bus, devices).
  * Sandboxes: `SandboxPool`. Snapshots, inspection and debugging hang off `Machine`.
  * Everything else (thread protocol, signals, ring internals) is behind `@kvmpool/core/internal`.
+ *
+ * @packageDocumentation
+ * @module @kvmpool/core
  */
 export { Kvm, KVM_API_VERSION, detectKvmModule, type KvmModule } from './kvm.js';
 export { Vm, type VmOptions, type MemorySlotOptions } from './vm.js';
 export { Vcpu, MP_STATE, type MpState, type Translation } from './vcpu.js';
-export { GuestMemory, MemorySlot } from './memory.js';
+export { GuestMemory, MemorySlot, type MemorySlotInfo } from './memory.js';
 export { KVM_EXIT, describeExit, type IoExit, type MmioExit, type VcpuExit, type VcpuExitKind } from './exits.js';
 export {
   ERROR_CODES, KvmpoolError, KvmError, KvmUnsupportedError, ClosedError, GuestMemoryError, GuestCrashError, VcpuThreadError,

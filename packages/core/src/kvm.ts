@@ -8,11 +8,13 @@ import {
 } from './ffi/index.js';
 import { Vm, type VmOptions } from './vm.js';
 
+/** The KVM API version kvmpool speaks (`KVM_GET_API_VERSION` must return it). */
 export const KVM_API_VERSION = 12;
 
 /** The kernel module that serves /dev/kvm, from /sys/module. */
 export type KvmModule = 'kvm_intel' | 'kvm_amd' | 'kvm_pvm' | 'unknown';
 
+/** Which KVM module serves /dev/kvm, read from `/sys/module` (`sysModule` for tests). */
 export function detectKvmModule(sysModule = '/sys/module'): KvmModule {
   for (const m of ['kvm_intel', 'kvm_amd', 'kvm_pvm'] as const) {
     if (existsSync(`${sysModule}/${m}`)) return m;
@@ -27,10 +29,19 @@ const OPEN_HINTS: Record<string, string> = {
   ENODEV: 'the KVM module is loaded but has no usable virtualization support',
 };
 
+/**
+ * The system handle: an open /dev/kvm. It makes VMs (`createVm()`) and answers questions about the host
+ * (capabilities, CPUID, MSRs). It owns its fd; `close()` is idempotent and `using kvm = Kvm.open()` closes it.
+ * Throws `KvmError` naming `open(/dev/kvm)` with a hint (the kvm group, a missing module) when the device cannot
+ * be opened, and `KvmUnsupportedError` for another API version.
+ */
 export class Kvm implements Disposable {
   #fd: number;
+  /** The device path opened, `/dev/kvm` by default. */
   readonly path: string;
+  /** `KVM_GET_API_VERSION`: always 12 (`KVM_API_VERSION`). */
   readonly apiVersion: number;
+  /** The kernel module behind the device (`kvm_intel`, `kvm_amd`, `kvm_pvm`). */
   readonly module: KvmModule;
   #mmapSize = 0;
 
@@ -69,6 +80,7 @@ export class Kvm implements Disposable {
     return this.#fd;
   }
 
+  /** True after `close()`. */
   get closed(): boolean {
     return this.#fd < 0;
   }
@@ -93,7 +105,14 @@ export class Kvm implements Disposable {
   }
 
   /** Recommended and maximum vCPU counts per VM. */
-  vcpuLimits(): { recommended: number; max: number; maxId: number } {
+  vcpuLimits(): {
+    /** KVM_CAP_NR_VCPUS: the count KVM recommends per VM. */
+    recommended: number;
+    /** KVM_CAP_MAX_VCPUS: the most vCPUs one VM may have. */
+    max: number;
+    /** KVM_CAP_MAX_VCPU_ID: vCPU ids are below this. */
+    maxId: number;
+  } {
     const recommended = this.checkExtension('KVM_CAP_NR_VCPUS') || 4;
     const max = this.checkExtension('KVM_CAP_MAX_VCPUS') || recommended;
     const maxId = this.checkExtension('KVM_CAP_MAX_VCPU_ID') || max;
@@ -149,12 +168,14 @@ export class Kvm implements Disposable {
     return new Vm(this, vmFd, false);
   }
 
+  /** Closes the system fd. VMs made from it keep their own fds. Idempotent. */
   close(): void {
     if (this.#fd < 0) return;
     sysClose(this.#fd);
     this.#fd = -1;
   }
 
+  /** `close()`, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -17,16 +17,41 @@ export const MAX_SLOT_BYTES = 4 * 2 ** 30;
 export const KVM_MEM_LOG_DIRTY_PAGES = 1;
 export const KVM_MEM_READONLY = 2;
 
+/** A memory slot's settings, as `MemorySlot.describe()` and `Vm.memorySlots()` give them. */
+export interface MemorySlotInfo {
+  /** KVM slot number. */
+  slot: number;
+  /** First guest-physical address. */
+  guestAddress: bigint;
+  /** Size in bytes. */
+  size: number;
+  /** Guest writes become MMIO exits. */
+  readOnly: boolean;
+  /** KVM tracks written pages (`Vm.dirtyPages()`). */
+  dirtyLog: boolean;
+}
+
+/**
+ * One KVM memory slot: a range of guest-physical memory backed by a SharedArrayBuffer of the
+ * slot's size. Node reserves the buffer and the kernel commits its pages on first touch, so a
+ * slot costs resident memory only for the pages the guest or the host have written.
+ */
 export class MemorySlot {
   /** KVM slot number. */
   readonly slot: number;
+  /** First guest-physical address (4 KiB aligned). */
   readonly guestAddress: bigint;
+  /** Size in bytes (a multiple of 4096). */
   readonly size: number;
+  /** Guest writes become MMIO exits. */
   readonly readOnly: boolean;
+  /** KVM tracks written pages (`Vm.dirtyPages()`). */
   readonly dirtyLog: boolean;
+  /** The backing memory, shared with the vCPU threads. */
   readonly buffer: SharedArrayBuffer;
   /** Zero-copy view of the slot's memory, as the guest sees it. */
   readonly bytes: Uint8Array;
+  /** Where `buffer` is in the host process (`userspace_addr`). */
   readonly hostAddress: bigint;
 
   constructor(slot: number, guestAddress: bigint, size: number, flags: { readOnly: boolean; dirtyLog: boolean }) {
@@ -49,22 +74,26 @@ export class MemorySlot {
     }
   }
 
-  /** The dirty-log bitmap buffer and its KVM_GET_DIRTY_LOG argument, made on first use. */
+  /** @internal The dirty-log bitmap buffer and its KVM_GET_DIRTY_LOG argument, made on first use. */
   dirtyLogBuffers?: { bitmap: Uint8Array; words: BigUint64Array; arg: Uint8Array };
 
+  /** `KVM_MEM_*` flags of the slot. */
   get flags(): number {
     return (this.dirtyLog ? KVM_MEM_LOG_DIRTY_PAGES : 0) | (this.readOnly ? KVM_MEM_READONLY : 0);
   }
 
+  /** One past the last guest-physical address. */
   get end(): bigint {
     return this.guestAddress + BigInt(this.size);
   }
 
+  /** Whether `[gpa, gpa + length)` lies inside this slot. */
   contains(gpa: bigint, length = 1): boolean {
     return gpa >= this.guestAddress && gpa + BigInt(length) <= this.end;
   }
 
-  describe(): { slot: number; guestAddress: bigint; size: number; readOnly: boolean; dirtyLog: boolean } {
+  /** The slot's settings as plain data. */
+  describe(): MemorySlotInfo {
     return { slot: this.slot, guestAddress: this.guestAddress, size: this.size, readOnly: this.readOnly, dirtyLog: this.dirtyLog };
   }
 }
@@ -73,10 +102,15 @@ export class MemorySlot {
  * Bounds-checked access to guest physical memory across a VM's slots. Every access names
  * its range in the error when no single slot backs it.
  */
+/**
+ * Bounds-checked access to guest physical memory across a VM's slots. Every access names its range in the error
+ * (`GuestMemoryError`) when no single slot backs it.
+ */
 export class GuestMemory {
   /** Sorted by guest address; non-overlapping. */
   #slots: MemorySlot[] = [];
 
+  /** The slots, sorted by guest address. */
   get slots(): readonly MemorySlot[] {
     return this.#slots;
   }
@@ -130,6 +164,7 @@ export class GuestMemory {
     return this.view(gpa, length).slice();
   }
 
+  /** Copies `data` to `gpa`. */
   write(gpa: bigint | number, data: ArrayLike<number> | Uint8Array): void {
     this.view(gpa, data.length).set(data);
   }
@@ -144,27 +179,35 @@ export class GuestMemory {
     return new DataView(v.buffer, v.byteOffset, size);
   }
 
+  /** Reads a byte. */
   readU8(gpa: bigint | number): number {
     return this.#dv(gpa, 1).getUint8(0);
   }
+  /** Reads a little-endian 16-bit value. */
   readU16(gpa: bigint | number): number {
     return this.#dv(gpa, 2).getUint16(0, true);
   }
+  /** Reads a little-endian 32-bit value. */
   readU32(gpa: bigint | number): number {
     return this.#dv(gpa, 4).getUint32(0, true);
   }
+  /** Reads a little-endian 64-bit value. */
   readU64(gpa: bigint | number): bigint {
     return this.#dv(gpa, 8).getBigUint64(0, true);
   }
+  /** Writes a byte. */
   writeU8(gpa: bigint | number, v: number): void {
     this.#dv(gpa, 1).setUint8(0, v);
   }
+  /** Writes a little-endian 16-bit value. */
   writeU16(gpa: bigint | number, v: number): void {
     this.#dv(gpa, 2).setUint16(0, v, true);
   }
+  /** Writes a little-endian 32-bit value. */
   writeU32(gpa: bigint | number, v: number): void {
     this.#dv(gpa, 4).setUint32(0, v >>> 0, true);
   }
+  /** Writes a little-endian 64-bit value. */
   writeU64(gpa: bigint | number, v: bigint): void {
     this.#dv(gpa, 8).setBigUint64(0, BigInt.asUintN(64, v), true);
   }

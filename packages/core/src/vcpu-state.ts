@@ -8,18 +8,29 @@ import type {
 import type { Kvm } from './kvm.js';
 import type { MpState, Vcpu } from './vcpu.js';
 
+/** A vCPU's whole state, as snapshots and `inspect()` save it. */
 export interface VcpuSnapshot {
+  /** The vCPU index. */
   id: number;
+  /** Its CPUID leaves (KVM_GET_CPUID2). */
   cpuid: KvmCpuidEntry[];
+  /** General-purpose registers, rip, rflags. */
   regs: KvmRegs;
+  /** Segments, descriptor tables, control registers. */
   sregs: KvmSregs;
+  /** x87 and SSE state. */
   fpu: KvmFpu;
+  /** XCR0, where the host has KVM_CAP_XCRS. */
   xcrs: KvmXcrs | null;
+  /** The MSRs this host lets a vCPU save and restore. */
   msrs: KvmMsrEntry[];
   /** Present when the VM has an in-kernel irqchip. */
   lapic: KvmLapicState | null;
+  /** Its multiprocessing state. */
   mpState: MpState;
+  /** Pending exceptions, interrupts and NMIs. */
   events: KvmVcpuEvents;
+  /** DR0–DR3, DR6, DR7. */
   debugRegs: KvmDebugregs;
 }
 

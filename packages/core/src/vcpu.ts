@@ -13,17 +13,28 @@ import {
   type KvmMsrEntry, type KvmRegs, type KvmSregs, type KvmVcpuEvents, type KvmXcrs,
 } from './ffi/index.js';
 
+/**
+ * The `KVM_MP_STATE_*` values by name: a vCPU's multiprocessing state.
+ * @enum
+ */
 export const MP_STATE = {
   runnable: 0, uninitialized: 1, init_received: 2, halted: 3, sipi_received: 4, stopped: 5, check_stop: 6,
   operating: 7, load: 8, ap_reset_hold: 9, suspended: 10,
 } as const;
+/** A `KVM_MP_STATE_*` name in lower case, e.g. `runnable` or `halted`. */
 export type MpState = keyof typeof MP_STATE;
 
+/** What `KVM_TRANSLATE` says about a guest virtual address (`vcpu.translate()`). */
 export interface Translation {
+  /** The address asked about. */
   linearAddress: bigint;
+  /** The guest-physical address it maps to (when `valid`). */
   physicalAddress: bigint;
+  /** Whether the page tables map it. */
   valid: boolean;
+  /** Whether the mapping is writable. */
   writeable: boolean;
+  /** Whether CPL 3 code may use it. */
   usermode: boolean;
 }
 
@@ -32,7 +43,13 @@ export const GUEST_DEBUG = {
   BLOCKIRQ: 0x100000,
 } as const;
 
+/**
+ * A vCPU handle (`KVM_CREATE_VCPU`), made by `vm.createVcpu()`. `run()` enters the guest on the calling thread
+ * and returns the exit; the register accessors are the KVM_GET_* / KVM_SET_* ioctls. It owns its fd and kvm_run
+ * mapping; `close()` is idempotent and `using` works.
+ */
 export class Vcpu implements Disposable {
+  /** The vCPU id (its APIC id). */
   readonly id: number;
   #fd: number;
   readonly #runAddress: bigint;
@@ -60,11 +77,13 @@ export class Vcpu implements Disposable {
     this.#onClose = onClose;
   }
 
+  /** The vCPU fd (owned by this handle); throws `ClosedError` after `close()`. */
   get fd(): number {
     if (this.#fd < 0) throw new ClosedError(`vCPU ${this.id}`);
     return this.#fd;
   }
 
+  /** True after `close()`. */
   get closed(): boolean {
     return this.#fd < 0;
   }
@@ -84,6 +103,7 @@ export class Vcpu implements Disposable {
   get immediateExit(): boolean {
     return this.#run[KVM_RUN_STRUCT.offsets.immediate_exit] !== 0;
   }
+  /** Sets kvm_run.immediate_exit. */
   set immediateExit(v: boolean) {
     this.#run[KVM_RUN_STRUCT.offsets.immediate_exit] = v ? 1 : 0;
   }
@@ -103,15 +123,22 @@ export class Vcpu implements Disposable {
   }
 
   /** The raw kvm_run mapping, for run loops that decode it themselves. */
-  get runMapping(): { bytes: Uint8Array; view: DataView } {
+  get runMapping(): {
+    /** The whole mapping as bytes (zero-copy). */
+    bytes: Uint8Array;
+    /** The same bytes as a DataView. */
+    view: DataView;
+  } {
     return { bytes: this.#run, view: this.#runView };
   }
 
+  /** KVM_GET_REGS: the general-purpose registers, rip and rflags. */
   getRegs(): KvmRegs {
     const b = zeroed(KVM_REGS);
     ioctlPtr(this.fd, 'KVM_GET_REGS', b);
     return decode(KVM_REGS, b);
   }
+  /** KVM_SET_REGS. */
   setRegs(regs: KvmRegs): void {
     ioctlPtr(this.fd, 'KVM_SET_REGS', encode(KVM_REGS, regs));
   }
@@ -122,11 +149,13 @@ export class Vcpu implements Disposable {
     return regs;
   }
 
+  /** KVM_GET_SREGS: segments, descriptor tables, control registers, EFER. */
   getSregs(): KvmSregs {
     const b = zeroed(KVM_SREGS);
     ioctlPtr(this.fd, 'KVM_GET_SREGS', b);
     return decode(KVM_SREGS, b);
   }
+  /** KVM_SET_SREGS. kvmpool's CPU modes read them back, because some hosts keep other values. */
   setSregs(sregs: KvmSregs): void {
     ioctlPtr(this.fd, 'KVM_SET_SREGS', encode(KVM_SREGS, sregs));
   }
@@ -165,18 +194,23 @@ export class Vcpu implements Disposable {
   getSregsBytes(): Uint8Array {
     return this.#getRaw('KVM_GET_SREGS', KVM_SREGS.size);
   }
+  /** KVM_SET_SREGS from raw bytes taken by `getSregsBytes()`. */
   setSregsBytes(bytes: Uint8Array): void {
     ioctlPtr(this.fd, 'KVM_SET_SREGS', bytes);
   }
+  /** KVM_GET_DEBUGREGS as raw bytes. */
   getDebugRegsBytes(): Uint8Array {
     return this.#getRaw('KVM_GET_DEBUGREGS', KVM_DEBUGREGS.size);
   }
+  /** KVM_SET_DEBUGREGS from raw bytes. */
   setDebugRegsBytes(bytes: Uint8Array): void {
     ioctlPtr(this.fd, 'KVM_SET_DEBUGREGS', bytes);
   }
+  /** KVM_GET_VCPU_EVENTS as raw bytes. */
   getVcpuEventsBytes(): Uint8Array {
     return this.#getRaw('KVM_GET_VCPU_EVENTS', KVM_VCPU_EVENTS.size);
   }
+  /** KVM_SET_VCPU_EVENTS from raw bytes. */
   setVcpuEventsBytes(bytes: Uint8Array): void {
     ioctlPtr(this.fd, 'KVM_SET_VCPU_EVENTS', bytes);
   }
@@ -186,11 +220,13 @@ export class Vcpu implements Disposable {
     return b;
   }
 
+  /** KVM_GET_FPU: x87 and SSE state (on kvm_pvm without MXCSR). */
   getFpu(): KvmFpu {
     const b = zeroed(KVM_FPU);
     ioctlPtr(this.fd, 'KVM_GET_FPU', b);
     return decode(KVM_FPU, b);
   }
+  /** KVM_SET_FPU. */
   setFpu(fpu: KvmFpu): void {
     ioctlPtr(this.fd, 'KVM_SET_FPU', encode(KVM_FPU, fpu));
   }
@@ -210,15 +246,18 @@ export class Vcpu implements Disposable {
     }
   }
 
+  /** KVM_SET_CPUID2: the CPUID leaves the guest sees (`guestCpuid()` builds a set). */
   setCpuid(entries: readonly KvmCpuidEntry[]): void {
     ioctlPtr(this.fd, 'KVM_SET_CPUID2', encodeCpuid(entries));
   }
+  /** KVM_GET_CPUID2: the leaves set with `setCpuid()`. */
   getCpuid(): KvmCpuidEntry[] {
     const b = encodeCpuid(new Array<Partial<KvmCpuidEntry>>(256).fill({}));
     ioctlPtr(this.fd, 'KVM_GET_CPUID2', b);
     return decodeCpuid(b);
   }
 
+  /** KVM_GET_MP_STATE. */
   getMpState(): MpState {
     const b = zeroed(KVM_MP_STATE);
     ioctlPtr(this.fd, 'KVM_GET_MP_STATE', b);
@@ -227,42 +266,51 @@ export class Vcpu implements Disposable {
     if (!name) throw new RangeError(`KVM_GET_MP_STATE: unknown state ${v}`);
     return name;
   }
+  /** KVM_SET_MP_STATE. */
   setMpState(state: MpState): void {
     ioctlPtr(this.fd, 'KVM_SET_MP_STATE', encode(KVM_MP_STATE, { mp_state: MP_STATE[state] }));
   }
 
+  /** KVM_GET_LAPIC (needs the in-kernel irqchip). */
   getLapic(): KvmLapicState {
     const b = zeroed(KVM_LAPIC_STATE);
     ioctlPtr(this.fd, 'KVM_GET_LAPIC', b);
     return decode(KVM_LAPIC_STATE, b);
   }
+  /** KVM_SET_LAPIC. */
   setLapic(lapic: KvmLapicState): void {
     ioctlPtr(this.fd, 'KVM_SET_LAPIC', encode(KVM_LAPIC_STATE, lapic));
   }
 
+  /** KVM_GET_VCPU_EVENTS: pending exceptions, interrupts, NMIs. */
   getVcpuEvents(): KvmVcpuEvents {
     const b = zeroed(KVM_VCPU_EVENTS);
     ioctlPtr(this.fd, 'KVM_GET_VCPU_EVENTS', b);
     return decode(KVM_VCPU_EVENTS, b);
   }
+  /** KVM_SET_VCPU_EVENTS. */
   setVcpuEvents(events: KvmVcpuEvents): void {
     ioctlPtr(this.fd, 'KVM_SET_VCPU_EVENTS', encode(KVM_VCPU_EVENTS, events));
   }
 
+  /** KVM_GET_DEBUGREGS: DR0–DR3, DR6, DR7. */
   getDebugRegs(): KvmDebugregs {
     const b = zeroed(KVM_DEBUGREGS);
     ioctlPtr(this.fd, 'KVM_GET_DEBUGREGS', b);
     return decode(KVM_DEBUGREGS, b);
   }
+  /** KVM_SET_DEBUGREGS. */
   setDebugRegs(regs: KvmDebugregs): void {
     ioctlPtr(this.fd, 'KVM_SET_DEBUGREGS', encode(KVM_DEBUGREGS, regs));
   }
 
+  /** KVM_GET_XCRS: the extended control registers (XCR0). */
   getXcrs(): KvmXcrs {
     const b = zeroed(KVM_XCRS);
     ioctlPtr(this.fd, 'KVM_GET_XCRS', b);
     return decode(KVM_XCRS, b);
   }
+  /** KVM_SET_XCRS. */
   setXcrs(xcrs: KvmXcrs): void {
     ioctlPtr(this.fd, 'KVM_SET_XCRS', encode(KVM_XCRS, xcrs));
   }
@@ -310,6 +358,7 @@ export class Vcpu implements Disposable {
     this.#onClose(this);
   }
 
+  /** `close()`, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

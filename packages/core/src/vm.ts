@@ -9,10 +9,11 @@ import {
   KVM_CLOCK_DATA, KVM_COALESCED_MMIO_ZONE, KVM_IRQCHIP, KVM_PIT_STATE2, type KvmPitState2, KVM_DIRTY_LOG, KVM_ENABLE_CAP, KVM_IRQ_LEVEL, KVM_PIT_CONFIG,
   KVM_USERSPACE_MEMORY_REGION, addressOf, decode, encode, ioctlInt, ioctlPtr, sysClose, type KvmClockData,
 } from './ffi/index.js';
-import { GuestMemory, MemorySlot } from './memory.js';
+import { GuestMemory, MemorySlot, type MemorySlotInfo } from './memory.js';
 import { parseSize, PAGE_SIZE, type Size } from './util/size.js';
 import { Vcpu } from './vcpu.js';
 
+/** Options of `kvm.createVm()`. All are optional; sandboxes and `createMachine()` set what they need. */
 export interface VmOptions {
   /** KVM_CREATE_VM machine type (0 on x86). */
   type?: number;
@@ -26,8 +27,14 @@ export interface VmOptions {
   identityMapAddress?: bigint;
 }
 
+/** Options of `vm.addMemory()`. */
 export interface MemorySlotOptions {
+  /** First guest-physical address; a multiple of 4096. */
   guestAddress: bigint | number;
+  /**
+   * Size: bytes or a string such as `'2 MiB'`; a positive multiple of 4096, at most 4 GiB (the largest
+   * SharedArrayBuffer Node makes). Backed lazily: pages cost resident memory once touched.
+   */
   size: Size;
   /** Guest writes to a read-only slot become MMIO exits (needs KVM_CAP_READONLY_MEM). */
   readOnly?: boolean;
@@ -39,9 +46,16 @@ export interface MemorySlotOptions {
 
 export const PIT_SPEAKER_DUMMY = 1;
 
+/**
+ * A VM handle (`KVM_CREATE_VM`), made by `kvm.createVm()`. It owns its fd, its memory slots and its vCPUs:
+ * `close()` closes the vCPUs, then the VM (idempotent; `using` works).
+ * This is the bare handle: no threads, no devices. `createMachine()` builds a whole machine around one.
+ */
 export class Vm implements Disposable {
+  /** The system handle this VM was made from. */
   readonly kvm: Kvm;
   #fd: number;
+  /** Bounds-checked, zero-copy access to the guest-physical memory of every slot. */
   readonly memory = new GuestMemory();
   readonly #vcpus = new Map<number, Vcpu>();
   #irqchip = false;
@@ -77,19 +91,23 @@ export class Vm implements Disposable {
     return vm;
   }
 
+  /** The VM fd (owned by this handle); throws `ClosedError` after `close()`. */
   get fd(): number {
     if (this.#fd < 0) throw new ClosedError('Vm');
     return this.#fd;
   }
 
+  /** True after `close()`. */
   get closed(): boolean {
     return this.#fd < 0;
   }
 
+  /** Whether the in-kernel irqchip was created. */
   get hasIrqchip(): boolean {
     return this.#irqchip;
   }
 
+  /** The vCPUs made by `createVcpu()` and not yet closed. */
   get vcpus(): readonly Vcpu[] {
     return [...this.#vcpus.values()];
   }
@@ -124,7 +142,8 @@ export class Vm implements Disposable {
     this.memory.remove(s);
   }
 
-  memorySlots(): ReturnType<MemorySlot['describe']>[] {
+  /** Every slot's settings, in guest-address order. */
+  memorySlots(): MemorySlotInfo[] {
     return this.memory.slots.map((s) => s.describe());
   }
 
@@ -173,25 +192,30 @@ export class Vm implements Disposable {
     return out;
   }
 
+  /** KVM_CREATE_IRQCHIP: the in-kernel PIC, IOAPIC and LAPICs. */
   createIrqchip(): void {
     ioctlInt(this.fd, 'KVM_CREATE_IRQCHIP');
     this.#irqchip = true;
   }
 
+  /** KVM_CREATE_PIT2: the in-kernel PIT (after `createIrqchip()`). */
   createPit(flags = PIT_SPEAKER_DUMMY): void {
     ioctlPtr(this.fd, 'KVM_CREATE_PIT2', encode(KVM_PIT_CONFIG, { flags }));
     this.#pit = true;
   }
 
+  /** Whether the in-kernel PIT was created. */
   get hasPit(): boolean {
     return this.#pit;
   }
   #pit = false;
 
+  /** KVM_SET_TSS_ADDR: three pages of guest-physical space Intel's real-mode emulation needs. */
   setTssAddress(gpa: bigint): void {
     ioctlInt(this.fd, 'KVM_SET_TSS_ADDR', gpa);
   }
 
+  /** KVM_SET_IDENTITY_MAP_ADDR: one page of guest-physical space for Intel's real-mode identity map. */
   setIdentityMapAddress(gpa: bigint): void {
     const b = new Uint8Array(8);
     new DataView(b.buffer).setBigUint64(0, gpa, true);
@@ -208,14 +232,17 @@ export class Vm implements Disposable {
     ioctlPtr(this.fd, 'KVM_REGISTER_COALESCED_MMIO', encode(KVM_COALESCED_MMIO_ZONE, { addr: address, size, pio: pio ? 1 : 0 }));
   }
 
+  /** KVM_UNREGISTER_COALESCED_MMIO: undoes `registerCoalescedZone()`. */
   unregisterCoalescedZone(address: bigint, size: number, pio = false): void {
     ioctlPtr(this.fd, 'KVM_UNREGISTER_COALESCED_MMIO', encode(KVM_COALESCED_MMIO_ZONE, { addr: address, size, pio: pio ? 1 : 0 }));
   }
 
+  /** KVM_ENABLE_CAP on the VM with up to four arguments. */
   enableCap(cap: number, args: bigint[] = []): void {
     ioctlPtr(this.fd, 'KVM_ENABLE_CAP', encode(KVM_ENABLE_CAP, { cap, args: BigUint64Array.from(args) }));
   }
 
+  /** KVM_GET_CLOCK: the VM's kvmclock. */
   getClock(): KvmClockData {
     const b = new Uint8Array(KVM_CLOCK_DATA.size);
     ioctlPtr(this.fd, 'KVM_GET_CLOCK', b);
@@ -232,15 +259,18 @@ export class Vm implements Disposable {
     ioctlPtr(this.fd, 'KVM_GET_IRQCHIP', b);
     return decode(KVM_IRQCHIP, b).chip;
   }
+  /** KVM_SET_IRQCHIP: writes back a state from `getIrqchip()`. */
   setIrqchip(chip: 0 | 1 | 2, state: Uint8Array): void {
     ioctlPtr(this.fd, 'KVM_SET_IRQCHIP', encode(KVM_IRQCHIP, { chip_id: chip, chip: state }));
   }
 
+  /** KVM_GET_PIT2: the in-kernel PIT's state. */
   getPit(): KvmPitState2 {
     const b = new Uint8Array(KVM_PIT_STATE2.size);
     ioctlPtr(this.fd, 'KVM_GET_PIT2', b);
     return decode(KVM_PIT_STATE2, b);
   }
+  /** KVM_SET_PIT2: writes back a state from `getPit()`. */
   setPit(state: KvmPitState2): void {
     ioctlPtr(this.fd, 'KVM_SET_PIT2', encode(KVM_PIT_STATE2, state));
   }
@@ -269,6 +299,7 @@ export class Vm implements Disposable {
     for (const s of [...this.memory.slots]) this.memory.remove(s);
   }
 
+  /** `close()`, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }

@@ -11,16 +11,26 @@
  */
 import type { Device } from './device.js';
 
+/** A device's range on a bus. */
 export interface BusRange {
+  /** First port or guest-physical address. */
   readonly base: bigint;
+  /** Ports or bytes. */
   readonly length: bigint;
+  /** The device. */
   readonly device: Device;
 }
 
 const MAX_DEVICE_LENGTH = 1n << 53n;
 const hex = (n: bigint): string => `0x${n.toString(16)}`;
 
+/**
+ * Address ranges (ports or guest-physical addresses) mapped to devices, without overlap. An access reaches a
+ * device only if it lies wholly inside the device's range; otherwise a read returns all-ones, a write is
+ * dropped, and `unmapped` counts it.
+ */
 export class Bus {
+  /** `pio` (ports, 2^16) or `mmio` (guest-physical, 2^64). */
   readonly kind: 'pio' | 'mmio';
   /** One past the highest address of the space: 2^16 ports or 2^64 bytes. */
   readonly limit: bigint;
@@ -32,6 +42,7 @@ export class Bus {
     this.limit = kind === 'pio' ? 0x1_0000n : 1n << 64n;
   }
 
+  /** The ranges, sorted by base. */
   get ranges(): readonly BusRange[] {
     return this.#ranges;
   }
@@ -59,6 +70,7 @@ export class Bus {
     this.#ranges.sort((x, y) => (x.base < y.base ? -1 : x.base > y.base ? 1 : 0));
   }
 
+  /** Removes every range of `device`. */
   unregister(device: Device): void {
     this.#ranges = this.#ranges.filter((r) => r.device !== device);
   }

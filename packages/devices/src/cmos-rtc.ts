@@ -21,13 +21,30 @@
  */
 import type { Device } from './device.js';
 
+/**
+ * CMOS register indices of the clock and status registers (the value written to port 0x70).
+ * @enum
+ */
 export const CMOS_REG = {
   SECONDS: 0x00, MINUTES: 0x02, HOURS: 0x04, DAY_OF_WEEK: 0x06, DAY_OF_MONTH: 0x07, MONTH: 0x08, YEAR: 0x09,
   STATUS_A: 0x0a, STATUS_B: 0x0b, STATUS_C: 0x0c, STATUS_D: 0x0d, CENTURY: 0x32,
 } as const;
+/**
+ * Status register A bits.
+ * @enum
+ */
 export const RTC_STATUS_A = { UIP: 0x80 } as const;
+/**
+ * Status register B bits.
+ * @enum
+ */
 export const RTC_STATUS_B = { SET: 0x80, PIE: 0x40, AIE: 0x20, UIE: 0x10, SQWE: 0x08, DM_BINARY: 0x04, HOUR_24: 0x02, DSE: 0x01 } as const;
+/**
+ * Status register D bits.
+ * @enum
+ */
 export const RTC_STATUS_D = { VRT: 0x80 } as const;
+/** Bit 7 of the index written to port 0x70: the NMI-disable gate, recorded and masked off. */
 export const CMOS_NMI_DISABLE = 0x80;
 
 const STATUS_A_WRITABLE = 0x7f;
@@ -37,6 +54,7 @@ const INITIAL_STATUS_A = 0x26;
 /** 24-hour mode, BCD. */
 const INITIAL_STATUS_B = RTC_STATUS_B.HOUR_24;
 
+/** Options of `new CmosRtc()`. */
 export interface CmosRtcOptions {
   /** Device name for messages; default "cmos-rtc". */
   name?: string;
@@ -46,17 +64,28 @@ export interface CmosRtcOptions {
   localTime?: boolean;
 }
 
+/** The CMOS RTC's state, as `exportState()` returns it for snapshots. */
 export interface CmosRtcState {
+  /** The device name. */
   name: string;
+  /** The selected register (port 0x70). */
   index: number;
+  /** Bit 7 of the last index write. */
   nmiDisabled: boolean;
+  /** Status register A. */
   statusA: number;
+  /** Status register B. */
   statusB: number;
+  /** The 128 bytes of CMOS RAM. */
   ram: number[];
 }
 
 const toBcd = (v: number): number => (Math.floor(v / 10) << 4) | v % 10;
 
+/**
+ * The PC's MC146818 CMOS RTC at ports 0x70/0x71: the host clock in BCD or binary, 12- or 24-hour, and 128 bytes
+ * of CMOS RAM. Read-only clock: guest writes to the time registers are ignored.
+ */
 export class CmosRtc implements Device {
   readonly name: string;
   readonly #now: () => Date;
@@ -89,6 +118,7 @@ export class CmosRtc implements Device {
     this.#ram[index] = value;
   }
 
+  /** Reads byte `index` of CMOS RAM. */
   getRam(index: number): number {
     if (!Number.isInteger(index) || index < 0 || index > 0x7f) throw new RangeError(`${this.name}: CMOS index ${index} is outside 0..0x7f`);
     return this.#ram[index]!;

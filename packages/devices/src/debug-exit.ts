@@ -12,6 +12,7 @@
  */
 import { bytesToValue, type Device } from './device.js';
 
+/** Options of `new DebugExit()`. */
 export interface DebugExitOptions {
   /** Device name for messages; default "debug-exit". */
   name?: string;
@@ -19,6 +20,10 @@ export interface DebugExitOptions {
   onExit: (code: number) => void;
 }
 
+/**
+ * The debug-exit port (QEMU's isa-debug-exit): a guest write of a value calls `onExit(value)`; a machine ends
+ * with `{ reason: 'debug-exit', code }`.
+ */
 export class DebugExit implements Device {
   readonly name: string;
   readonly #onExit: (code: number) => void;
@@ -44,7 +49,13 @@ export class DebugExit implements Device {
     this.#lastCode = undefined;
   }
 
-  exportState(): { name: string; lastCode: number | null } {
+  /** Its state for snapshots: the name and the last code written. */
+  exportState(): {
+    /** The device name. */
+    name: string;
+    /** The last code the guest wrote, or null. */
+    lastCode: number | null;
+  } {
     return { name: this.name, lastCode: this.#lastCode ?? null };
   }
 }

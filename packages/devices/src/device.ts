@@ -2,6 +2,7 @@
 
 /** A guest interrupt line (an irqchip input). Devices raise and lower it; the VM wires it to KVM_IRQ_LINE. */
 export interface IrqLine {
+  /** Drives the line high (`true`) or low. */
   set(level: boolean): void;
 }
 
@@ -15,6 +16,10 @@ export interface FastRegister {
   index: number;
 }
 
+/**
+ * A device model on a bus: `read`/`write` get the offset inside the device's range and the access
+ * bytes. Any object of this shape can go in `MachineOptions.devices`.
+ */
 export interface Device {
   /** A short name for messages ("uart0", "debug-exit"). */
   readonly name: string;
@@ -35,9 +40,15 @@ export interface Device {
   importState?(state: unknown): void;
   /** Registers the vCPU worker may answer from `fastState` (shared with the worker). */
   readonly fastRegisters?: readonly FastRegister[];
+  /** Shared words the worker reads `fastRegisters` from (the device keeps them current). */
   readonly fastState?: Int32Array;
   /** Offsets whose guest writes KVM may batch (coalesced PIO/MMIO), where the device semantics allow. */
-  readonly coalescable?: readonly { offset: number; length: number }[];
+  readonly coalescable?: readonly {
+    /** First register offset. */
+    offset: number;
+    /** Bytes from there. */
+    length: number;
+  }[];
 }
 
 /** Little-endian value of up to 4 bytes. */

@@ -9,6 +9,7 @@ import { DOORBELL, RECORD_KIND, RingConsumer, tryWithCoalescedLock, type RingRec
 
 /** KVM's VM-wide coalesced ring, as the dispatcher sees it. */
 export interface CoalescedSource {
+  /** Whether writes are waiting in KVM's coalesced ring. */
   pending(): boolean;
   /** The ring's current end (the kernel's `last`). */
   last(): number;
@@ -16,10 +17,13 @@ export interface CoalescedSource {
   drainTo(stop: number, handle: (w: { pio: boolean; address: bigint; data: Uint8Array }) => void): number;
 }
 
+/** Counts of a `Dispatcher` since it was made. */
 export interface DispatcherStats {
   /** Records handled. */
   records: number;
+  /** Reads answered. */
   reads: number;
+  /** Writes delivered. */
   writes: number;
   /** Times the dispatcher went to sleep on the doorbell and was woken. */
   wakeups: number;
@@ -29,10 +33,18 @@ export interface DispatcherStats {
   unmapped: number;
 }
 
+/**
+ * A device threw (or its promise rejected) on a guest access; the device's error is the `cause`. The access is
+ * answered all-ones (a read) or dropped (a write); a machine stops with this error.
+ */
 export class DeviceAccessError extends Error {
+  /** Always `'DeviceAccessError'`. */
   override readonly name = 'DeviceAccessError';
+  /** Always `'ERR_KVMPOOL_DEVICE'`. */
   readonly code = 'ERR_KVMPOOL_DEVICE';
+  /** The device's name. */
   readonly device: string;
+  /** The vCPU (or sandbox slot) that made the access. */
   readonly vcpu: number;
   constructor(device: string, vcpu: number, access: string, cause: unknown) {
     super(`device ${device} failed on ${access} from vCPU ${vcpu}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
@@ -44,13 +56,21 @@ export class DeviceAccessError extends Error {
 /** Longest stretch of back-to-back draining before the event loop gets a turn. */
 const MAX_BUSY_MS = 4;
 
+/**
+ * The main-thread side of the exit bus: it drains every vCPU's exit ring when a doorbell rings
+ * (`Atomics.waitAsync`), calls the devices in the VM-wide order of the accesses, and answers reads.
+ * `createMachine()` makes one per machine.
+ */
 export class Dispatcher {
+  /** The port bus. */
   readonly pio: Bus;
+  /** The MMIO bus. */
   readonly mmio: Bus;
   readonly #doorbell: Int32Array;
   readonly #rings = new Map<number, RingConsumer>();
   #running = false;
   #loop: Promise<void> | undefined;
+  /** Counts since it was made. */
   readonly stats: DispatcherStats = { records: 0, reads: 0, writes: 0, wakeups: 0, batches: 0, unmapped: 0 };
   /** Called when a device throws; the access is answered with all-ones and dispatch goes on. */
   onDeviceError: (e: DeviceAccessError) => void = () => {};
@@ -66,6 +86,7 @@ export class Dispatcher {
     this.#doorbell = new Int32Array(doorbell);
   }
 
+  /** Adds vCPU `vcpu`'s ring (and the doorbell it rings). */
   addRing(vcpu: number, ring: SharedArrayBuffer, doorbell: SharedArrayBuffer): void {
     this.#rings.set(vcpu, new RingConsumer(ring, doorbell));
   }

@@ -25,6 +25,10 @@
  * The VM-wide sequence skips 0 when it wraps (see `#nextSeq`).
  */
 
+/**
+ * The exit ring's header words (Int32 indices) and geometry: a single-producer (vCPU thread), single-consumer (dispatcher) ring of fixed-size records in a SharedArrayBuffer.
+ * @enum
+ */
 export const RING = {
   /** Header words (Int32 indices). */
   TAIL: 0,
@@ -48,31 +52,44 @@ export const RING = {
 
 const REPLY_OFFSET = RING.HEADER_WORDS * 4;
 const RECORDS_OFFSET = REPLY_OFFSET + RING.REPLY_BYTES;
+/** Bytes of one exit ring's SharedArrayBuffer (header and records). */
 export const RING_BYTES = RECORDS_OFFSET + RING.SLOTS * RING.RECORD_BYTES;
 
+/**
+ * What a ring record carries: a port write or read, an MMIO write or read.
+ * @enum
+ */
 export const RECORD_KIND = { IO_OUT: 1, IO_IN: 2, MMIO_WRITE: 3, MMIO_READ: 4 } as const;
+/** A `RECORD_KIND` value. */
 export type RecordKind = (typeof RECORD_KIND)[keyof typeof RECORD_KIND];
 
 /**
  * The VM-wide words every ring of a VM shares: the doorbell count, the dispatcher's "asleep"
  * flag, the global record sequence (so the dispatcher can handle all vCPUs' records in the
  * order they were posted), and the lock on KVM's VM-wide coalesced ring (one drainer at a time).
+ * @enum
  */
 export const DOORBELL = { COUNT: 0, SLEEPING: 1, SEQ: 2, COALESCED_LOCK: 3, WORDS: 4 } as const;
 
+/** A zeroed SharedArrayBuffer for one vCPU's exit ring. */
 export function createRingBuffer(): SharedArrayBuffer {
   return new SharedArrayBuffer(RING_BYTES);
 }
 
+/** A zeroed SharedArrayBuffer for a VM's doorbell words (`DOORBELL`). */
 export function createDoorbell(): SharedArrayBuffer {
   return new SharedArrayBuffer(DOORBELL.WORDS * 4);
 }
 
 /** Views over one ring's SharedArrayBuffer, shared by producer and consumer. */
 class RingViews {
+  /** The ring's header words (`RING` indices). */
   readonly header: Int32Array;
+  /** The whole ring as bytes. */
   readonly bytes: Uint8Array;
+  /** The whole ring as a DataView. */
   readonly view: DataView;
+  /** The VM's doorbell words (`DOORBELL` indices). */
   readonly doorbell: Int32Array;
 
   constructor(ring: SharedArrayBuffer, doorbell: SharedArrayBuffer) {
@@ -247,6 +264,7 @@ export class RingProducer extends RingViews {
     return lockCoalesced(this.doorbell, check);
   }
 
+  /** Releases the VM-wide coalesced-ring lock taken with `lockCoalesced()`. */
   unlockCoalesced(): void {
     unlockCoalesced(this.doorbell);
   }
@@ -308,15 +326,21 @@ export function lockCoalesced(doorbell: Int32Array, check: WaitCheck): StepOutco
   return 'done';
 }
 
+/** Releases the VM-wide coalesced-ring lock in `doorbell` and wakes one waiter. */
 export function unlockCoalesced(doorbell: Int32Array): void {
   Atomics.store(doorbell, DOORBELL.COALESCED_LOCK, 0);
   Atomics.notify(doorbell, DOORBELL.COALESCED_LOCK, 1);
 }
 
+/** One exit as the consumer sees it. */
 export interface RingRecord {
+  /** Its place in the VM-wide order of posted records. */
   seq: number;
+  /** Port or MMIO, read or write. */
   kind: RecordKind;
+  /** Access width in bytes. */
   size: number;
+  /** The port or guest-physical address. */
   address: bigint;
   /** Inline data (a view into the ring: valid until the record is released). */
   data: Uint8Array;

@@ -31,22 +31,46 @@
  */
 import type { Device, IrqLine } from './device.js';
 
+/**
+ * The i8042's ports: data 0x60, command/status 0x64 (one 5-port range from 0x60).
+ * @enum
+ */
 export const I8042_PORT = { DATA: 0x60, COMMAND: 0x64, BASE: 0x60, LENGTH: 5 } as const;
+/**
+ * Offsets of the data and command ports in that range.
+ * @enum
+ */
 export const I8042_OFFSET = { DATA: 0, COMMAND: 4 } as const;
+/**
+ * Status register bits.
+ * @enum
+ */
 export const I8042_STATUS = { OBF: 0x01, IBF: 0x02, SYS: 0x04, A2: 0x08, UNLOCKED: 0x10, AUX_OBF: 0x20, TIMEOUT: 0x40, PARITY: 0x80 } as const;
+/**
+ * Controller command byte (CTR) bits.
+ * @enum
+ */
 export const I8042_CTR = { KBD_INT: 0x01, AUX_INT: 0x02, SYS: 0x04, KBD_DISABLE: 0x10, AUX_DISABLE: 0x20, XLATE: 0x40 } as const;
+/**
+ * Controller commands written to port 0x64 (0xFE pulses the reset line).
+ * @enum
+ */
 export const I8042_CMD = {
   READ_CTR: 0x20, WRITE_CTR: 0x60, AUX_DISABLE: 0xa7, AUX_ENABLE: 0xa8, AUX_TEST: 0xa9, SELF_TEST: 0xaa,
   KBD_TEST: 0xab, KBD_DISABLE: 0xad, KBD_ENABLE: 0xae, READ_OUTPUT: 0xd0, WRITE_OUTPUT: 0xd1,
   WRITE_KBD_OBUF: 0xd2, WRITE_AUX_OBUF: 0xd3, WRITE_AUX: 0xd4, PULSE_RESET: 0xfe,
 } as const;
-/** Output port bits. */
+/**
+ * Output port bits.
+ * @enum
+ */
 export const I8042_OUTPUT = { RESET: 0x01, A20: 0x02, KBD_OBF: 0x10, AUX_OBF: 0x20 } as const;
 
 /** Power-on command byte: keyboard interrupt, system flag, scancode translation. */
 const INITIAL_CTR = I8042_CTR.KBD_INT | I8042_CTR.SYS | I8042_CTR.XLATE;
 const INITIAL_OUTPUT_PORT = I8042_OUTPUT.RESET | I8042_OUTPUT.A20;
 
+/** Options of `new I8042()`. */
 export interface I8042Options {
   /** Device name for messages; default "i8042". */
   name?: string;
@@ -58,19 +82,32 @@ export interface I8042Options {
   auxIrq?: IrqLine;
 }
 
+/** The i8042's state, as `exportState()` returns it for snapshots. */
 export interface I8042State {
+  /** The device name. */
   name: string;
+  /** The status register (`I8042_STATUS`). */
   status: number;
+  /** The controller command byte (`I8042_CTR`). */
   ctr: number;
+  /** The controller's internal RAM. */
   ram: number[];
+  /** The output port (`I8042_OUTPUT`). */
   outputPort: number;
+  /** The byte in the output buffer. */
   outputBuffer: number;
+  /** Whether the output buffer holds a byte. */
   outputFull: boolean;
+  /** Whether that byte came from the aux (mouse) port. */
   outputFromAux: boolean;
   /** The command waiting for its data byte, or null. */
   pendingCommand: number | null;
 }
 
+/**
+ * The PC keyboard controller at ports 0x60/0x64, enough for guests that probe it and for the reset command:
+ * command 0xFE (pulse reset) calls `onReset`, which a machine turns into `{ reason: 'reset' }`.
+ */
 export class I8042 implements Device {
   readonly name: string;
   readonly #onReset: () => void;

@@ -1,3 +1,12 @@
+/**
+ * @kvmpool/devices — the device models (16550A UART, debug-exit port, CMOS RTC, i8042), the PIO and
+ * MMIO buses, the exit ring and the dispatcher that `createMachine()` wires together. Apps reach them
+ * through `@kvmpool/core` (`DeviceSpec` takes any `Device`); the ring and dispatcher exports are the
+ * building blocks the vCPU thread and the machine share.
+ *
+ * @packageDocumentation
+ * @module @kvmpool/devices
+ */
 export { Bus, type BusRange } from './bus.js';
 export { bytesToValue, valueToBytes, type Device, type FastRegister, type IrqLine } from './device.js';
 export {

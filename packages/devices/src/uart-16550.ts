@@ -49,13 +49,45 @@
 import { Duplex } from 'node:stream';
 import type { Device, FastRegister, IrqLine } from './device.js';
 
+/**
+ * 16550 register offsets from the UART's base port (DLAB selects DLL/DLM at 0 and 1).
+ * @enum
+ */
 export const UART_REG = { RBR: 0, THR: 0, DLL: 0, IER: 1, DLM: 1, IIR: 2, FCR: 2, LCR: 3, MCR: 4, LSR: 5, MSR: 6, SCR: 7 } as const;
+/**
+ * Interrupt Enable Register bits.
+ * @enum
+ */
 export const UART_IER = { ERBFI: 0x01, ETBEI: 0x02, ELSI: 0x04, EDSSI: 0x08 } as const;
+/**
+ * Interrupt Identification Register values.
+ * @enum
+ */
 export const UART_IIR = { NO_INT: 0x01, MSI: 0x00, THRI: 0x02, RDI: 0x04, RLSI: 0x06, TIMEOUT: 0x0c, FIFO_ENABLED: 0xc0 } as const;
+/**
+ * FIFO Control Register bits.
+ * @enum
+ */
 export const UART_FCR = { ENABLE: 0x01, CLEAR_RX: 0x02, CLEAR_TX: 0x04, DMA_MODE: 0x08, TRIGGER_MASK: 0xc0 } as const;
+/**
+ * Line Control Register bits.
+ * @enum
+ */
 export const UART_LCR = { DLAB: 0x80, BREAK: 0x40 } as const;
+/**
+ * Modem Control Register bits.
+ * @enum
+ */
 export const UART_MCR = { DTR: 0x01, RTS: 0x02, OUT1: 0x04, OUT2: 0x08, LOOP: 0x10 } as const;
+/**
+ * Line Status Register bits.
+ * @enum
+ */
 export const UART_LSR = { DR: 0x01, OE: 0x02, PE: 0x04, FE: 0x08, BI: 0x10, THRE: 0x20, TEMT: 0x40, RX_FIFO_ERROR: 0x80 } as const;
+/**
+ * Modem Status Register bits.
+ * @enum
+ */
 export const UART_MSR = { DCTS: 0x01, DDSR: 0x02, TERI: 0x04, DDCD: 0x08, CTS: 0x10, DSR: 0x20, RI: 0x40, DCD: 0x80 } as const;
 
 /** RX FIFO depth in FIFO mode. */
@@ -71,8 +103,10 @@ const LSR_ERRORS = UART_LSR.OE | UART_LSR.PE | UART_LSR.FE | UART_LSR.BI;
 const DEFAULT_DIVISOR = 12;
 /** Default host-side transmit bounds: THRE clears at 64 KiB buffered, bytes drop at 1 MiB. */
 export const UART_TX_LIMIT = 1 << 20;
+/** Default `txHighWater`: 64 KiB. */
 export const UART_TX_HIGH_WATER = 64 << 10;
 
+/** Options of `new Uart16550()`. */
 export interface Uart16550Options {
   /** Device name for messages; default "uart". */
   name?: string;
@@ -99,30 +133,49 @@ export interface UartStats {
   txDropped: number;
   /** Bytes held now for the host reader. */
   txBuffered: number;
+  /** The `txLimit` in force, bytes. */
   txLimit: number;
+  /** The `txHighWater` in force, bytes. */
   txHighWater: number;
 }
 
 /** The host end of a UART's line (a Duplex), with the UART's transmit counters. */
 export interface UartLine extends Duplex {
+  /** Transmit counts and bounds. */
   stats(): UartStats;
 }
 
+/** The UART's registers and FIFO, as `exportState()` returns them for snapshots (names of the 16550 registers). */
 export interface Uart16550State {
+  /** The device name. */
   name: string;
+  /** Receive buffer register. */
   rbr: number;
+  /** Interrupt enable register. */
   ier: number;
+  /** Interrupt identification register. */
   iir: number;
+  /** FIFO control register. */
   fcr: number;
+  /** Line control register. */
   lcr: number;
+  /** Modem control register. */
   mcr: number;
+  /** Line status register. */
   lsr: number;
+  /** Modem status register. */
   msr: number;
+  /** Scratch register. */
   scr: number;
+  /** Divisor latch, low byte. */
   dll: number;
+  /** Divisor latch, high byte. */
   dlm: number;
+  /** A THR-empty interrupt is pending. */
   thrInterruptPending: boolean;
+  /** The interrupt line's level. */
   irqLevel: boolean;
+  /** Bytes in the receive FIFO (at most 16). */
   rxFifo: number[];
   /** Host input bytes queued behind the RX FIFO. */
   hostBacklog: number;
@@ -171,6 +224,11 @@ class UartStream extends Duplex implements UartLine {
   }
 }
 
+/**
+ * A 16550A UART (a PC COM port) over 8 ports. Guest output goes to `stream()`'s readable side,
+ * bounded by `txLimit` (dropped bytes counted in `stats()`), with LSR reading busy past `txHighWater`;
+ * what the host writes into the stream reaches the guest through the 16-byte RX FIFO.
+ */
 export class Uart16550 implements Device {
   readonly name: string;
   /**
@@ -178,6 +236,7 @@ export class Uart16550 implements Device {
    * clear LSR's error bits, so reading RBR clears them too (see `#readRegister`).
    */
   readonly fastRegisters: readonly FastRegister[] = [{ offset: UART_REG.LSR, size: 1, index: UART_FAST_LSR }];
+  /** LSR, kept current for the vCPU worker (index `UART_FAST_LSR`). */
   readonly fastState = new Int32Array(new SharedArrayBuffer(4));
   /**
    * THR writes may be coalesced: the host drains THR at once, so a write has no effect the
@@ -187,7 +246,13 @@ export class Uart16550 implements Device {
    * in order before any other exit of the vCPU is handled, so a later LCR write (DLAB off) or
    * read never overtakes a batched DLL/THR write.
    */
-  readonly coalescable: readonly { offset: number; length: number }[] = [{ offset: UART_REG.THR, length: 1 }];
+  /** THR: guest output may be batched in KVM's coalesced ring. */
+  readonly coalescable: readonly {
+    /** First register offset. */
+    offset: number;
+    /** Bytes from there. */
+    length: number;
+  }[] = [{ offset: UART_REG.THR, length: 1 }];
 
   readonly #irq: IrqLine | undefined;
   #ier = 0;

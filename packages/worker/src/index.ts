@@ -1,4 +1,9 @@
-/** @kvmpool/worker: the vCPU thread. Machines start it from `@kvmpool/worker/vcpu-thread`. */
+/**
+ * @kvmpool/worker: the vCPU thread. Machines start it from `@kvmpool/worker/vcpu-thread`.
+ *
+ * @packageDocumentation
+ * @module @kvmpool/worker
+ */
 export { RunLoop, type FastRegisterView, type RunLoopOptions } from './run-loop.js';
 
 /** The module specifier of the vCPU thread entry, for `new Worker(...)`. */

@@ -17,15 +17,23 @@ import {
 } from '@kvmpool/core/internal';
 import { RECORD_KIND, RingProducer, recordsFor, type RecordKind, type StepOutcome, type WaitCheck } from '@kvmpool/devices';
 
+/** A device register the run loop answers in the vCPU thread from shared memory. */
 export interface FastRegisterView {
+  /** Access width in bytes it answers. */
   size: number;
+  /** The device's shared words. */
   state: Int32Array;
+  /** Which word holds the register. */
   index: number;
 }
 
+/** How a vCPU thread's run loop is set up (by the machine, through the thread protocol). */
 export interface RunLoopOptions {
+  /** Port → register answered in the thread. */
   fastPio: Map<number, FastRegisterView>;
+  /** Guest-physical address → register answered in the thread. */
   fastMmio: Map<bigint, FastRegisterView>;
+  /** Ports whose OUT stops this vCPU (the halt port, debug-exit). */
   stopPorts: Set<number>;
   /** The VM has coalesced zones: take KVM's coalesced ring into the exit ring at each exit. */
   coalesced: boolean;
@@ -52,6 +60,12 @@ interface CoalescedRun {
   bytes: number[];
 }
 
+/**
+ * The vCPU thread's `KVM_RUN` loop: it answers fast registers in the thread, posts every other access to the
+ * exit ring and waits for the dispatcher's answer to a read. `run()` returns at a safe point (no access half
+ * done) when kicked, asked to pause or stop, or when the guest stops or dies. Started by `@kvmpool/worker/vcpu-
+ * thread`; apps do not use it directly.
+ */
 export class RunLoop {
   readonly #vcpu: Vcpu;
   readonly #ring: RingProducer;
@@ -83,7 +97,14 @@ export class RunLoop {
   }
 
   /** What a pending access is, for error messages (undefined when none). */
-  get pendingAccess(): { read: boolean; posted: boolean; description: string } | undefined {
+  get pendingAccess(): {
+    /** A read (the vCPU waits for its answer) rather than a write. */
+    read: boolean;
+    /** Its record is in the ring already. */
+    posted: boolean;
+    /** E.g. `read of port 0x3fd`. */
+    description: string;
+  } | undefined {
     const p = this.#pending;
     if (!p) return undefined;
     const bus = p.kind === RECORD_KIND.IO_IN || p.kind === RECORD_KIND.IO_OUT ? 'port' : 'MMIO address';
@@ -105,6 +126,7 @@ export class RunLoop {
     return r === 'pause' || r === 'stop' ? r : 'done';
   }
 
+  /** Runs the vCPU until it must return; says why (kicked, paused, stopped, halted, crashed…). */
   run(): RunEnd {
     const ctl = this.#ctl;
     const vcpu = this.#vcpu;

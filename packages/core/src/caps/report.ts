@@ -49,27 +49,59 @@ export type CapsVmx =
   | { available: true; decoded: Jsonified<VmxMsrs>; unreadable: string[] }
   | { available: false; reason: string };
 
+/** The host report of `buildCapsReport()` and `kvmpool caps --json`. */
 export interface CapsReport {
+  /** The KVM module (`kvm_intel`, `kvm_amd`, `kvm_pvm`). */
   module: KvmModule;
+  /** KVM_GET_API_VERSION (12). */
   apiVersion: number;
+  /** The device opened. */
   path: string;
+  /** Bytes of each vCPU's kvm_run mapping. */
   vcpuMmapSize: number;
-  vcpus: { recommended: number; max: number; maxId: number };
-  capabilities: { present: Record<string, number>; absentCount: number; absent: string[] };
+  /** vCPU limits per VM, as `kvm.vcpuLimits()`. */
+  vcpus: {
+    /** KVM_CAP_NR_VCPUS. */
+    recommended: number;
+    /** KVM_CAP_MAX_VCPUS. */
+    max: number;
+    /** KVM_CAP_MAX_VCPU_ID. */
+    maxId: number;
+  };
+  /** Every KVM_CAP_* kvmpool knows. */
+  capabilities: {
+    /** The present ones, with KVM_CHECK_EXTENSION's answer. */
+    present: Record<string, number>;
+    /** How many are absent. */
+    absentCount: number;
+    /** Their names. */
+    absent: string[];
+  };
+  /** What KVM_GET_SUPPORTED_CPUID offers a guest. */
   cpuid: {
+    /** The vendor string (leaf 0), if any. */
     vendor: string | null;
+    /** The brand string (leaves 0x80000002–4), if any. */
     brand: string | null;
+    /** The hypervisor signature (leaf 0x40000000), if any. */
     hypervisorSignature: string | null;
+    /** Feature flags by /proc/cpuinfo name. */
     features: Record<string, boolean>;
+    /** How many leaves. */
     entryCount: number;
   };
+  /** The MSR lists. */
   msrs: {
+    /** Entries of KVM_GET_MSR_INDEX_LIST. */
     indexCount: number;
+    /** Entries of KVM_GET_MSR_FEATURE_INDEX_LIST. */
     featureIndexCount: number;
+    /** Feature MSR values (hex) by name or index. */
     featureMsrs: Record<string, string>;
     /** Listed by KVM_GET_MSR_FEATURE_INDEX_LIST but not returned by KVM_GET_MSRS. */
     unreadableFeatureMsrs: string[];
   };
+  /** The decoded VMX capability MSRs, or why there are none. */
   vmx: CapsVmx;
   /** Guest debugging that works on this host, measured with throwaway VMs. */
   debug: DebugSupport;

@@ -28,9 +28,15 @@ import {
   CR0, CR4, EFER, PTE, RFLAGS, SELECTOR, SEG_TYPE, encodeDescriptor, encodeSystemDescriptor, flatSegment, segment,
 } from './descriptors.js';
 
+/** The CPU modes `setupCpuMode()` can put a vCPU in. */
 export const CPU_MODES = ['real', 'protected', 'paged', 'long', 'user'] as const;
+/**
+ * A CPU mode: `real` (16-bit), `protected` (32-bit flat), `paged` (32-bit with paging), `long` (64-bit CPL 0),
+ * `user` (64-bit CPL 3, the default for machines and sandboxes).
+ */
 export type CpuMode = (typeof CPU_MODES)[number];
 
+/** Options of `setupCpuMode()`. */
 export interface CpuModeOptions {
   /** Where the GDT, TSS and page tables go (page-aligned; 7 pages). Default 0x1000. */
   systemArea?: bigint;

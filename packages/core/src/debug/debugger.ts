@@ -10,10 +10,35 @@ import type { DebugStop, Machine, MachineExit, PauseHold } from '../machine/mach
 import type { GuestDebugConfig } from '../machine/vcpu-lifecycle.js';
 import { DebugUnsupportedError, debugSupport, type DebugSupport, type DebugSupportLevel } from './support.js';
 
-export type StopEvent = { kind: 'debug'; stop: DebugStop } | { kind: 'exit'; exit: MachineExit } | { kind: 'interrupt' };
+/** Why `step()` or `continue()` returned: a debug stop, the machine's end, or `interrupt()`. */
+export type StopEvent =
+  | {
+    /** A vCPU stopped at a step, breakpoint or watchpoint. */
+    kind: 'debug';
+    /** Which vCPU, where and why. */
+    stop: DebugStop;
+  }
+  | {
+    /** The machine ended. */
+    kind: 'exit';
+    /** How. */
+    exit: MachineExit;
+  }
+  | {
+    /** `interrupt()` stopped the guest. */
+    kind: 'interrupt';
+  };
 
+/**
+ * Breakpoints, watchpoints and single steps on a `Machine`, with the other vCPUs held paused while one is
+ * stopped. Each feature is checked against `debugSupport()` for the guest's CPL first: what the host cannot do
+ * is refused with `DebugUnsupportedError` before the guest is touched. `detach()` clears everything and lets the
+ * guest run.
+ */
 export class GuestDebugger {
+  /** The machine being debugged. */
   readonly machine: Machine;
+  /** What this host supports, from `debugSupport()`. */
   readonly support: DebugSupport;
   #breakpoints: bigint[] = [];
   #watchpoints: NonNullable<GuestDebugConfig['watchpoints']> = [];
@@ -67,6 +92,7 @@ export class GuestDebugger {
     await this.#apply();
   }
 
+  /** The instruction breakpoints set (guest addresses). */
   get breakpoints(): readonly bigint[] {
     return this.#breakpoints;
   }
@@ -79,6 +105,7 @@ export class GuestDebugger {
     await this.#apply();
   }
 
+  /** The watchpoints set. */
   get watchpoints(): readonly NonNullable<GuestDebugConfig['watchpoints']>[number][] {
     return this.#watchpoints;
   }

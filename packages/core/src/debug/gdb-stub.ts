@@ -17,6 +17,7 @@ import { DebugUnsupportedError } from './support.js';
 const SIGTRAP = '05';
 const SIGINT = '02';
 
+/** Options of `GdbStub.listen()`. */
 export interface GdbStubOptions {
   /** TCP port on 127.0.0.1; 0 picks a free one. */
   port?: number;
@@ -24,7 +25,13 @@ export interface GdbStubOptions {
   log?: (line: string) => void;
 }
 
+/**
+ * A GDB remote-protocol server for a `Machine` on 127.0.0.1 (`GdbStub.listen(machine)`): each vCPU is a gdb
+ * thread; registers, memory, `continue`, `stepi` and breakpoints work as far as `debugSupport()` says. gdb's
+ * software breakpoints are set as hardware ones, so the stub never writes int3 into the guest.
+ */
 export class GdbStub implements AsyncDisposable {
+  /** The machine served. */
   readonly machine: Machine;
   readonly #server: Server;
   readonly #log: (line: string) => void;
@@ -48,6 +55,7 @@ export class GdbStub implements AsyncDisposable {
     return stub;
   }
 
+  /** The TCP port it listens on. */
   get port(): number {
     return (this.#server.address() as AddressInfo).port;
   }
@@ -65,11 +73,13 @@ export class GdbStub implements AsyncDisposable {
     });
   }
 
+  /** Stops listening, ends the session (the guest runs on) and closes the socket. Idempotent. */
   async close(): Promise<void> {
     await this.#session?.end();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
+  /** `close()`, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

@@ -14,15 +14,23 @@ import { ThreadTimer, blockSignal, consumePending, runMaskWithout } from '../sig
 import type { VcpuExit } from '../exits.js';
 import { guestDebugRegisters } from './guest-debug.js';
 
+/** Which debugging features work at one privilege level, as measured. */
 export interface DebugSupportLevel {
+  /** Single-stepping (RFLAGS.TF / KVM_GUESTDBG_SINGLESTEP). */
   singleStep: boolean;
+  /** Instruction breakpoints in DR0–DR3. */
   hardwareBreakpoints: boolean;
+  /** int3 intercepted as a debug exit. */
   softwareBreakpoints: boolean;
+  /** Data watchpoints in DR0–DR3. */
   watchpoints: boolean;
 }
 
+/** What `debugSupport()` measured on this host, per CPL. */
 export interface DebugSupport {
+  /** In CPL 0 guest code (emulated on kvm_pvm). */
   cpl0: DebugSupportLevel;
+  /** In CPL 3 guest code (the default `user` mode). */
   cpl3: DebugSupportLevel;
 }
 

@@ -138,10 +138,15 @@ export const KVM_RUN_HYPERCALL = defineStruct('kvm_run_hypercall', { nr: 'u64', 
 checkOffset(KVM_RUN_MMIO, 'len', 16);
 checkOffset(KVM_RUN_MMIO, 'is_write', 20);
 
+/** `struct kvm_regs`: the general-purpose registers, rip and rflags (u64 fields as bigint). */
 export type KvmRegs = Infer<typeof KVM_REGS>;
+/** `struct kvm_segment`: one segment register. */
 export type KvmSegment = Infer<typeof KVM_SEGMENT>;
+/** `struct kvm_dtable`: the GDT or IDT register. */
 export type KvmDtable = Infer<typeof KVM_DTABLE>;
+/** `struct kvm_sregs`: segments, descriptor tables, control registers, EFER, APIC base. */
 export type KvmSregs = Infer<typeof KVM_SREGS>;
+/** `struct kvm_fpu`: x87 and SSE state. */
 export type KvmFpu = Infer<typeof KVM_FPU>;
 export type KvmDebugregs = Infer<typeof KVM_DEBUGREGS>;
 export type KvmLapicState = Infer<typeof KVM_LAPIC_STATE>;

@@ -27,6 +27,7 @@ import { REQUEST_OVERHEAD, RESULT_OVERHEAD, decodeRunResult, encodeRunRequest } 
 /** Largest guest memory of a Linux sandbox: what the read-only low-area page tables can map. */
 export const LINUX_MAX_MEMORY = 3 * 1024 ** 3;
 
+/** Options of `new LinuxPool()`; each is checked in the constructor, and a wrong one is a TypeError or RangeError naming it. */
 export interface LinuxPoolOptions {
   /** The program: a static x86-64 ELF (path, file: URL or bytes). Dynamic executables are refused. */
   program: string | URL | Uint8Array | ArrayBuffer;
@@ -61,10 +62,13 @@ export interface LinuxPoolOptions {
   timeoutMs?: number;
   /** Time limit of each worker's start-up run to the warm-start point (ms, 0: none). Default 10 000. */
   initTimeoutMs?: number;
+  /** The KVM device. Default `/dev/kvm`. */
   kvmPath?: string;
 }
 
+/** Options of one `pool.run()`. */
 export interface LinuxRunOptions {
+  /** Cancels the call, queued or running (`AbortError`). */
   signal?: AbortSignal;
   /** This call's time limit in ms (0: none); default the pool's timeoutMs. */
   timeoutMs?: number;
@@ -74,8 +78,11 @@ export interface LinuxRunOptions {
   env?: Readonly<Record<string, string>> | readonly string[];
 }
 
+/** What one `pool.run()` resolves with. */
 export interface LinuxRunResult {
+  /** What the program wrote to fd 1 (at most `maxOutput` bytes). */
   stdout: Uint8Array;
+  /** What it wrote to fd 2 (at most `maxOutput` bytes). */
   stderr: Uint8Array;
   /** The exit status (0–255), or null when a signal ended the program. */
   exitCode: number | null;
@@ -84,7 +91,13 @@ export interface LinuxRunResult {
   /** When a CPU exception ended the program (signal SIGSEGV, SIGILL, SIGFPE…): what and where, e.g. "page fault (#PF) at 0x0, rip 0x401136 (main+0x6)". */
   fault?: string;
   /** Bytes dropped past maxOutput (outputLimit 'truncate'). */
-  dropped: { stdout: number; stderr: number };
+  dropped: {
+    /** Bytes of stdout dropped. */
+    stdout: number;
+    /** Bytes of stderr dropped. */
+    stderr: number;
+  };
+  /** What the call did. */
   stats: {
     /** Syscalls the program made in this call. */
     syscalls: number;
@@ -128,8 +141,14 @@ function size(what: string, v: unknown, fallback: Size, max: number): number {
   return n;
 }
 
+/**
+ * Static x86-64 Linux programs in a pool of warm micro-VMs, one call per `run()`, each from the
+ * pristine state captured at `start`. `close()` (or `await using`) ends the workers.
+ */
 export class LinuxPool implements AsyncDisposable {
+  /** @internal The parsed program image. */
   readonly image: ElfImage;
+  /** The number of worker threads (each with one VM). */
   readonly threads: number;
   readonly #pool: SandboxPool;
   readonly #start: LinuxStart;
@@ -237,10 +256,12 @@ export class LinuxPool implements AsyncDisposable {
     return this.#pool.close(options);
   }
 
+  /** Ends the pool now: queued and running calls fail with ClosedError. */
   destroy(): Promise<void> {
     return this.#pool.destroy();
   }
 
+  /** `close()`, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

@@ -52,6 +52,7 @@ export const PIE_BASE = 0x40_0000n;
 const MIN_HEAP = 1 << 20;
 const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
 
+/** Where a Linux program's pristine state is captured: at its first read of stdin, at its entry point, or at `kvmpool_checkpoint()`. */
 export type LinuxStart = 'first-read' | 'entry' | 'checkpoint';
 
 export interface LinuxVmOptions {

@@ -3,19 +3,26 @@
  * read), guest memory by physical or virtual address, and a byte-pattern scan over every slot
  * (the research doc's memory scan, without copying pages).
  */
+import type { MemorySlotInfo } from '../memory.js';
 import { walkPageTables } from '../cpu/page-walk.js';
 import type { VcpuSnapshot } from '../vcpu-state.js';
 import type { Machine } from './machine.js';
 import type { VcpuState } from './vcpu-lifecycle.js';
 
+/** One vCPU as `machine.inspect()` read it: its whole saved state, its lifecycle state and exit count. */
 export interface VcpuInspection extends VcpuSnapshot {
+  /** Its lifecycle state when it was read. */
   state: VcpuState;
+  /** Exits its thread has handled so far. */
   exits: number;
 }
 
+/** What `machine.inspect()` returns: every vCPU, read while all were paused, and the memory slots. */
 export interface Inspection {
+  /** Every vCPU, by index. */
   vcpus: VcpuInspection[];
-  slots: { slot: number; guestAddress: bigint; size: number; readOnly: boolean; dirtyLog: boolean }[];
+  /** The memory slots. */
+  slots: MemorySlotInfo[];
 }
 
 /** Pauses every vCPU, reads them all, and lets them go on if they were running. */

@@ -33,12 +33,28 @@ export interface PauseHold {
 
 const SYSTEM_AREA = 0x1000n;
 
+/**
+ * A running VM made by `createMachine()` (or `Machine.restore()`): guest memory at guest-physical 0, one worker
+ * thread per vCPU, the PIO and MMIO buses, the dispatcher that answers exits on the main thread, and the
+ * standard devices (a COM1 UART, the debug-exit port 0x501, the halt port 0x500 by default).
+ * A guest ends its vCPU by writing to the halt port (`out` to 0x500): a vCPU stopped that way counts as halted,
+ * and when every vCPU has, `waitForExit()` resolves `{ reason: 'halted' }`. HLT does that only at CPL 0; in the
+ * default `user` mode (CPL 3) HLT faults and, with no guest kernel, the machine crashes (`GuestCrashError`).
+ * Events: `exit` (MachineExit), `error`, `debug` (DebugStop), `reset`. `close()` (or `await using`) stops the
+ * vCPUs and releases everything; it is idempotent.
+ */
 export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposable {
+  /** The system handle this machine opened. */
   readonly kvm: Kvm;
+  /** The bare VM handle underneath. */
   readonly vm: Vm;
+  /** The options it was made with. */
   readonly options: Readonly<MachineOptions>;
+  /** The port I/O bus (devices by port range). */
   readonly pio = new Bus('pio');
+  /** The MMIO bus (devices by guest-physical range). */
   readonly mmio = new Bus('mmio');
+  /** The main-thread dispatcher that drains the vCPUs' exit rings and calls the devices. */
   readonly dispatcher: Dispatcher;
   readonly #doorbell = createDoorbell();
   readonly #devices: DeviceSpec[];
@@ -102,14 +118,17 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     }
   }
 
+  /** Guest memory (`vm.memory`): zero-copy, bounds-checked. */
   get memory(): GuestMemory {
     return this.vm.memory;
   }
 
+  /** How many vCPUs. */
   get vcpuCount(): number {
     return this.#vcpus.length;
   }
 
+  /** Each vCPU's state now: `created`, `running`, `paused`, `stopped` or `crashed`. */
   vcpuStates(): VcpuState[] {
     return this.#vcpus.map((v) => v.state);
   }
@@ -463,9 +482,11 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
   getRegs(vcpu: number): Promise<KvmRegs> {
     return this.#vcpu(vcpu).getRegs();
   }
+  /** Writes the registers of a paused (or stopped) vCPU. */
   setRegs(vcpu: number, regs: KvmRegs): Promise<void> {
     return this.#vcpu(vcpu).setRegs(regs);
   }
+  /** Special registers of a paused (or stopped) vCPU. */
   getSregs(vcpu: number): Promise<KvmSregs> {
     return this.#vcpu(vcpu).getSregs();
   }
@@ -516,6 +537,7 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     if (errors.length > 0) throw errors[0];
   }
 
+  /** `close()`, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

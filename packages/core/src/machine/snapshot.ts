@@ -25,11 +25,15 @@ interface SnapshotMeta {
   devices: { name: string; state: unknown }[];
 }
 
+/** What `machine.snapshot(path)` wrote. */
 export interface SnapshotInfo {
+  /** The file. */
   path: string;
+  /** Its size in bytes. */
   bytes: number;
   /** Non-zero pages written. */
   pages: number;
+  /** How long the snapshot took (the vCPUs were paused for it), ms. */
   milliseconds: number;
 }
 
@@ -73,9 +77,11 @@ export async function snapshotMachine(m: Machine, path: string): Promise<Snapsho
   });
 }
 
+/** Options of `Machine.restore(path)`. */
 export interface RestoreOptions {
   /** The custom devices the machine had (`options.devices`), in the same order. */
   devices?: DeviceSpec[];
+  /** The KVM device. Default `/dev/kvm`. */
   kvmPath?: string;
 }
 

@@ -2,16 +2,28 @@
 import { CmosRtc, DebugExit, I8042, Uart16550, type Device, type IrqLine } from '@kvmpool/devices';
 import type { DeviceSpec } from './machine.js';
 
-export const COM_PORTS = [
+/** The PC serial ports COM1–COM4: the UARTs of `serial: n` go there, in this order. */
+export const COM_PORTS: readonly {
+  /** First of the UART's 8 ports. */
+  readonly base: number;
+  /** Its ISA interrupt line (with `irqchip: true`). */
+  readonly irq: number;
+}[] = [
   { base: 0x3f8, irq: 4 },
   { base: 0x2f8, irq: 3 },
   { base: 0x3e8, irq: 4 },
   { base: 0x2e8, irq: 3 },
-] as const;
+];
 
+/** The debug-exit port: a guest write of a value ends the machine with `{ reason: 'debug-exit', code }`. */
 export const DEFAULT_DEBUG_EXIT_PORT = 0x501;
+/**
+ * The halt port: an OUT to it stops the vCPU that made it, which is how a CPL 3 guest (where HLT
+ * faults) ends; when every vCPU has stopped so, the machine exits with `{ reason: 'halted' }`.
+ */
 export const DEFAULT_HALT_PORT = 0x500;
 
+/** The standard PC devices `createMachine()` adds by option. */
 export interface StandardDeviceOptions {
   /** How many 16550 UARTs (COM1…COM4). Default 1. */
   serial?: number;

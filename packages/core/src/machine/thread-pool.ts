@@ -78,6 +78,7 @@ export class VcpuThread {
   }
 }
 
+/** Options of `configureVcpuThreads()`: how ended machines' vCPU threads are kept for the next machine. */
 export interface VcpuThreadPoolOptions {
   /** How long an idle thread is kept for the next VM. Default 2000 ms; 0 ends threads at once. */
   idleTimeoutMs: number;

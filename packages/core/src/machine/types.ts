@@ -8,18 +8,39 @@ import type { StandardDeviceOptions } from './standard-devices.js';
 
 /** A device and where it sits. */
 export interface DeviceSpec {
+  /** The device model (any object with `read`/`write`, see `Device`). */
   device: Device;
-  pio?: { base: number; length: number };
-  mmio?: { base: bigint; length: number };
+  /** Its port range: `base` (0 to 0xffff) and `length` ports. */
+  pio?: {
+    /** First port. */
+    base: number;
+    /** Number of ports. */
+    length: number;
+  };
+  /** Its MMIO range: `base` (guest-physical, outside every memory slot) and `length` bytes. */
+  mmio?: {
+    /** First guest-physical address. */
+    base: bigint;
+    /** Length in bytes. */
+    length: number;
+  };
   /** irqchip input the device drives (needs `irqchip: true`). */
   irq?: number;
   /** An OUT to this device's ports stops the vCPU that made it (e.g. a debug-exit port). */
   stopsVcpu?: boolean;
 }
 
+/** Options of `createMachine()`. */
 export interface MachineOptions extends StandardDeviceOptions {
+  /**
+   * Guest RAM at guest-physical 0: bytes or a size such as `'64 MiB'`, a multiple of 4096, at
+   * most 4 GiB. One SharedArrayBuffer of this size, committed by the kernel page by page as the
+   * guest or the host touch it.
+   */
   memory: Size;
+  /** How many vCPUs, each with its own worker thread. Default 1. */
   vcpus?: number;
+  /** Devices beyond the standard ones (`serial`, `debugExit`, `haltPort`, `i8042`, `rtc`). */
   devices?: DeviceSpec[];
   /** Create the in-kernel irqchip (device interrupts via KVM_IRQ_LINE). */
   irqchip?: boolean;
@@ -27,10 +48,13 @@ export interface MachineOptions extends StandardDeviceOptions {
   mode?: CpuMode;
   /** Let KVM batch writes to devices' coalescable registers. Default true. */
   coalesce?: boolean;
+  /** The KVM device. Default `/dev/kvm`. */
   kvmPath?: string;
 }
 
+/** Options of `machine.start()`. */
 export interface StartOptions {
+  /** Guest address where every vCPU starts (rip). */
   entry: bigint;
   /** Stack pointer for each vCPU. */
   stack?: bigint | ((vcpu: number) => bigint);
@@ -38,22 +62,51 @@ export interface StartOptions {
   regs?: (vcpu: number) => Partial<KvmRegs>;
 }
 
+/** How a machine ended, as `machine.waitForExit()` resolves and the `exit` event gives it. */
 export type MachineExit =
   /** Every vCPU stopped by itself (HLT, or an OUT to a port that stops its vCPU). */
-  | { reason: 'halted' }
+  | {
+    /** Every vCPU stopped by itself (HLT, or an OUT to a port that stops its vCPU). */
+    reason: 'halted';
+  }
   /** `stop()` or `close()` was called. */
-  | { reason: 'stopped' }
-  | { reason: 'debug-exit'; code: number }
+  | {
+    /** `stop()` or `close()` was called. */
+    reason: 'stopped';
+  }
+  | {
+    /** The guest wrote to the debug-exit port. */
+    reason: 'debug-exit';
+    /** The value it wrote. */
+    code: number;
+  }
   /** The guest asked for a reset (i8042 command 0xFE); kvmpool stops the VM. */
-  | { reason: 'reset' }
-  | { reason: 'crashed'; error: GuestCrashError }
-  | { reason: 'error'; error: Error };
+  | {
+    /** The guest asked for a reset (i8042 command 0xFE); kvmpool stops the VM. */
+    reason: 'reset';
+  }
+  | {
+    /** A vCPU crashed (shutdown, internal error, failed entry); the VM stopped. */
+    reason: 'crashed';
+    /** Names the vCPU, the exit and rip. */
+    error: GuestCrashError;
+  }
+  | {
+    /** A vCPU thread or a device failed; the VM stopped. */
+    reason: 'error';
+    /** A `VcpuThreadError`, or the device's error. */
+    error: Error;
+  };
 
 /** A vCPU stopped at a KVM_EXIT_DEBUG (step, breakpoint, watchpoint); it stays paused. */
 export interface DebugStop {
+  /** The vCPU index. */
   vcpu: number;
+  /** Its rip. */
   pc: bigint;
+  /** Its DR6: which breakpoint hit, or BS for a single step. */
   dr6: bigint;
+  /** 1 (#DB) or 3 (#BP). */
   exception: number;
 }
 

@@ -41,6 +41,7 @@ import type { Translation } from '../vcpu.js';
 // ─── States ─────────────────────────────────────────────────────────────────────────────────
 
 export const VCPU_STATE = { created: 0, running: 1, paused: 2, stopped: 3, crashed: 4 } as const;
+/** A vCPU's lifecycle state: `created` → `running` ⇄ `paused` → `stopped` or `crashed` (final). */
 export type VcpuState = keyof typeof VCPU_STATE;
 export const VCPU_STATE_NAME: readonly VcpuState[] = ['created', 'running', 'paused', 'stopped', 'crashed'];
 
@@ -193,11 +194,21 @@ export interface VcpuConfig {
 }
 
 /** Guest debugging of one vCPU: KVM_SET_GUEST_DEBUG with the x86 debug registers. */
+/** Debug settings of one vCPU (KVM_SET_GUEST_DEBUG), as `GuestDebugger` applies them. */
 export interface GuestDebugConfig {
+  /** Stop after each instruction. */
   singleStep?: boolean;
   /** Up to four addresses; instruction breakpoints and watchpoints share DR0–DR3. */
   breakpoints?: bigint[];
-  watchpoints?: { address: bigint; length: 1 | 2 | 4 | 8; kind: 'write' | 'access' }[];
+  /** Data watchpoints: `address`, `length` 1, 2, 4 or 8 bytes (aligned), on `write` or any `access`. */
+  watchpoints?: {
+    /** Guest address watched (aligned to `length`). */
+    address: bigint;
+    /** Bytes watched. */
+    length: 1 | 2 | 4 | 8;
+    /** Stop on writes only, or on any read or write. */
+    kind: 'write' | 'access';
+  }[];
   /** Intercept int3 (#BP) as a debug exit. */
   softwareBreakpoints?: boolean;
 }

@@ -1,10 +1,15 @@
 /** A latency histogram with power-of-two microsecond buckets, plus exact quantiles of a window. */
+/** A latency histogram; every time is in microseconds (µs). Quantiles cover the latest 10,000 samples. */
 export interface LatencySummary {
+  /** Samples since the start. */
   count: number;
-  /** Microseconds. */
+  /** Median, µs. */
   p50: number;
+  /** 90th percentile, µs. */
   p90: number;
+  /** 99th percentile, µs. */
   p99: number;
+  /** Largest sample since the start, µs. */
   max: number;
   /** Bucket upper bound (µs, a power of two) → count. */
   buckets: Record<string, number>;

@@ -59,14 +59,24 @@ const FORCE_GRACE_MS = 200;
 /** Calls queued at once. */
 const MAX_QUEUED = 65_536;
 
+/**
+ * A host function in `asyncHostFunctions`: it runs on the main thread with the guest's argument
+ * bytes and may return a promise; the calling vCPU waits (within the call's time limit). Its result
+ * is bytes, any `ArrayBufferView`, a string (UTF-8) or nothing; if it throws or rejects, the call
+ * fails with `HostFunctionError` (its error is the `cause`).
+ */
 export type AsyncHostFunction = (arg: Uint8Array) => Promise<Uint8Array | ArrayBufferView | string | void> | Uint8Array | ArrayBufferView | string | void;
 
+/** Options of `new SandboxPool()`. Every one is checked in the constructor; a wrong one is a `TypeError` or `RangeError` whose message starts with its name. */
 export interface SandboxPoolOptions {
   /** The guest: a static x86-64 ELF built with the SDK, as a path, a file: URL or its bytes. */
   guest: string | URL | Uint8Array | ArrayBuffer;
   /**
-   * Guest memory per VM (bytes or e.g. '8 MiB'; a multiple of 4 KiB, at most 4 GiB). Default
-   * '8 MiB'. It must hold the image (linked from 1 MiB), 64 KiB of stack, inputSize and outputSize.
+   * Guest RAM of each VM (bytes or e.g. '8 MiB'; a multiple of 4 KiB, at most 4 GiB). Default
+   * '8 MiB'. A fixed size per VM, one VM per thread: a SharedArrayBuffer that the kernel commits
+   * page by page as the guest touches it, so resident memory follows the pages used, not this size.
+   * It must hold the image (linked from 1 MiB), 64 KiB of stack, inputSize and outputSize; a smaller
+   * value is a RangeError at construction.
    */
   memory?: Size;
   /** Input region size (a multiple of 4 KiB). Default '1 MiB'. */
@@ -85,40 +95,65 @@ export interface SandboxPoolOptions {
    * worker that has not started within this plus 5 s fails the pool with SandboxWorkerError.
    */
   initTimeoutMs?: number;
-  /** A module (path or URL) whose exported functions are host functions run in the worker, synchronously. */
+  /**
+   * A module (path, relative to the working directory, or URL) whose exports are the synchronous host
+   * functions (`SyncHostFunction`: bytes in, bytes, a string or nothing out). Each worker imports it;
+   * a `default` export that is an object is used instead of the named exports. A module that does not
+   * load fails the pool with `SandboxWorkerError` naming `hostFunctions`.
+   */
   hostFunctions?: string | URL;
   /** Host functions run on the main thread (they may be async); the vCPU waits for them. */
   asyncHostFunctions?: Record<string, AsyncHostFunction>;
   /** Text the guest prints (kvmpool_print); each call's prints are bounded (~64 KiB), the rest counted in stats. */
   onPrint?: (text: string, fn: string) => void;
+  /** The KVM device. Default `/dev/kvm`. */
   kvmPath?: string;
 }
 
+/** Options of one `pool.call()` (exported as `SandboxCallOptions`). */
 export interface CallOptionsPublic {
+  /** Cancels the call, queued or running: it rejects with `AbortError` (the signal's reason is the `cause`). */
   signal?: AbortSignal;
   /** This call's time limit in ms (0: none); default the pool's timeoutMs. */
   timeoutMs?: number;
 }
 
+/** What `pool.stats()` returns: counts since the pool was made. */
 export interface SandboxPoolStats {
+  /** Calls made (including ones aborted before they ran). */
   calls: number;
+  /** Calls that resolved with an output. */
   completed: number;
+  /** Calls that rejected, for any reason. */
   failed: number;
+  /** VM resets after calls. */
   resets: number;
   /** Pages copied back by resets. */
   resetPages: number;
+  /** Calls that ended in `GuestCrashError`. */
   crashes: number;
+  /** Calls that ended in `SandboxTimeoutError`, of every kind. */
   timeouts: number;
   /** guest: the guest ran past its limit; hostCall: a main-thread host call did; watchdog: the worker did not answer and was replaced. */
-  timeoutsByKind: { guest: number; hostCall: number; watchdog: number };
+  timeoutsByKind: {
+    /** The guest's own code ran past the limit (kicked out of KVM_RUN). */
+    guest: number;
+    /** A main-thread (async) host function did. */
+    hostCall: number;
+    /** The worker did not answer in time and was replaced. */
+    watchdog: number;
+  };
+  /** Calls that ended in `AbortError`. */
   aborted: number;
+  /** Calls that ended in `HostFunctionError`. */
   hostFunctionErrors: number;
   /** Worker threads started to replace one that died or wedged. */
   workerReplacements: number;
   /** Prints left out of replies, and their bytes (with the bytes cut from long prints). */
   printsDropped: number;
+  /** Bytes of print text dropped or cut. */
   printBytesDropped: number;
-  /** Per-call latency on the main thread, from call() to result. */
+  /** Per-call latency in microseconds (µs), measured on the main thread from `call()` to its result (queueing included). */
   latency: LatencySummary;
 }
 
@@ -142,8 +177,18 @@ function abortError(fn: string, reason: unknown): AbortError {
 
 const RUNTIME = new Set(['memcpy', 'memmove', 'memset', 'memcmp', 'strlen']);
 
+/**
+ * Runs exported functions of an SDK guest, one call per micro-VM reset to the state the guest had
+ * after `kvmpool_init`, on `threads` worker threads with one warm VM each.
+ *
+ * The constructor checks every option (throws `TypeError` / `RangeError` naming it, or `ElfError`)
+ * and starts the workers; `close()` (or `await using`) ends them. An idle pool does not keep the
+ * process alive (its workers are unref'd while idle); an unclosed pool's workers end with the process.
+ */
 export class SandboxPool implements AsyncDisposable {
+  /** @internal The parsed guest image. */
   readonly image: ElfImage;
+  /** The number of worker threads (each with one VM). */
   readonly threads: number;
   readonly #opts: ResolvedPoolOptions;
   readonly #data: Omit<PoolWorkerData, 'channel' | 'owned'>;
@@ -428,6 +473,7 @@ export class SandboxPool implements AsyncDisposable {
     if (!expected) this.#replace();
   }
 
+  /** Counts and the latency histogram, as a fresh object. */
   stats(): SandboxPoolStats {
     return { ...this.#stats, timeoutsByKind: { ...this.#timeoutKinds }, latency: this.#latency.summary() };
   }
@@ -468,6 +514,7 @@ export class SandboxPool implements AsyncDisposable {
     }
   }
 
+  /** `close()`, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }

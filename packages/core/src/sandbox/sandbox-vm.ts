@@ -47,7 +47,12 @@ const MIN_STACK = 64 * 1024;
 /** Bytes left between main's frame and the first call's stack (musl guests). */
 const MAIN_FRAME_GAP = 256n;
 
-/** A sync host function: its result must be bytes, a string or nothing (else HostFunctionError). */
+/**
+ * A synchronous host function, exported by the `hostFunctions` module: it runs in the sandbox's
+ * worker thread with the bytes the guest passed (`kvmpool_host_call(name, arg, len, result, cap)`) and
+ * returns bytes (any `ArrayBufferView`), a string (UTF-8) or nothing; any other result, or a throw,
+ * fails the call with `HostFunctionError`. A result longer than the guest's `cap` is refused.
+ */
 export type SyncHostFunction = (arg: Uint8Array) => Uint8Array | ArrayBufferView | string | void;
 /** Runs a host function elsewhere (the main thread) and waits for it; returns its result bytes. */
 export type RemoteHostCall = (name: string, arg: Uint8Array, resultCap: number) => Uint8Array;

@@ -13,7 +13,10 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** Folder with kvmpool.h, kvmpool.ld, start.S, runtime.c and libc.c. */
+/**
+ * The SDK directory inside the installed package (`kvmpool.h`, `kvmpool-linux.h`, `kvmpool.ld`,
+ * `start.S`, `runtime.c`, `libc.c`), with a trailing slash.
+ */
 export const SDK_DIR = fileURLToPath(new URL('../../sdk/', import.meta.url));
 
 /** Flags of a freestanding guest (`libc: 'none'`), linked with sdk/kvmpool.ld. */
@@ -34,8 +37,10 @@ const LIBC_LINK_FLAGS = ['-Wl,-Ttext-segment=0x100000'] as const;
 /** SDK runtime symbols a musl guest keeps global beside its own (the host looks up the first two). */
 const SDK_GLOBALS = ['_kvmpool_entry', '_kvmpool_libc_flush', 'kvmpool_host_call', 'kvmpool_print', 'kvmpool_puts', 'kvmpool_abort'];
 
+/** Which C library a guest is built with: musl (`musl-gcc`) or none (freestanding). */
 export type GuestLibc = 'musl' | 'none';
 
+/** Options of `compileGuest()`. */
 export interface CompileGuestOptions {
   /** C (or .S) sources of the guest; objects (.o) and archives (.a) are linked as they are. */
   sources: string[];

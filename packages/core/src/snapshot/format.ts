@@ -13,6 +13,7 @@ import { SnapshotError } from '../errors.js';
 import { fromJson, toJson } from './json.js';
 
 export const SNAPSHOT_MAGIC = 'KVMPSNAP';
+/** The snapshot file format version this kvmpool writes and reads; other versions are refused with `SnapshotError`. */
 export const SNAPSHOT_VERSION = 1;
 const HEADER = 24;
 const DIGEST = 32;

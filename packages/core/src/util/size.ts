@@ -23,6 +23,7 @@ export function parseSize(size: Size, what = 'size'): number {
 
 export const PAGE_SIZE = 4096;
 
+/** Formats a byte count for messages: `8 MiB` for whole units, else the count in bytes. */
 export function formatBytes(n: number): string {
   if (n >= 1024 ** 3 && n % 1024 ** 3 === 0) return `${n / 1024 ** 3} GiB`;
   if (n >= 1024 ** 2 && n % 1024 ** 2 === 0) return `${n / 1024 ** 2} MiB`;

@@ -3,10 +3,11 @@
  * fresh child process: RSS is read after start-up (and a GC), then after a one-thread
  * SandboxPool of that size has made its VM and answered one call, and the difference printed.
  * The guest touches a few pages only. Guest RAM is a SharedArrayBuffer that the kernel commits
- * page by page, so a machine (`--kind machine`) costs about the same whatever its size; a sandbox
- * VM also keeps a full-size pristine copy of guest memory for its resets, so it costs about its
- * size on top of the fixed part.
- *   npm run build && node bench/dist/memory-rss.js [--kind sandbox|machine] [--sizes 8,64,256,1024] [--threads 1]
+ * page by page, and a sandbox VM keeps copies of only the non-zero pages of its pristine state
+ * (sandbox/pristine-pages.ts), so a machine (`--kind machine`), an SDK sandbox (`--kind sandbox`)
+ * and a Linux program's sandbox (`--kind linux`: busybox sha256sum) cost about the same whatever
+ * their memory size.
+ *   npm run build && node bench/dist/memory-rss.js [--kind sandbox|machine|linux] [--sizes 8,64,256,1024] [--threads 1]
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -14,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { SandboxPool, compileGuest, createMachine } from '@kvmpool/core';
+import { LinuxPool, SandboxPool, compileGuest, createMachine } from '@kvmpool/core';
 
 const { values } = parseArgs({
   options: {
@@ -45,6 +46,13 @@ if (values.child !== undefined && values.kind === 'machine') {
   const after = await settle();
   await vm.close();
   process.stdout.write(JSON.stringify({ before, after }));
+} else if (values.child !== undefined && values.kind === 'linux') {
+  const before = await settle();
+  const pool = new LinuxPool({ program: '/bin/busybox', argv: ['sha256sum'], memory: `${values.child} MiB`, threads: Number(values.threads) });
+  await pool.run('warm');
+  const after = await settle();
+  await pool.close();
+  process.stdout.write(JSON.stringify({ before, after }));
 } else if (values.child !== undefined && values.guest !== undefined) {
   const before = await settle();
   const pool = new SandboxPool({ guest: values.guest, memory: `${values.child} MiB`, threads: Number(values.threads) });
@@ -65,7 +73,9 @@ KVMPOOL_EXPORT long echo(const uint8_t *in, size_t n, uint8_t *out, size_t cap) 
     const self = fileURLToPath(import.meta.url);
     console.log(values.kind === 'machine'
       ? 'createMachine, one vCPU, run to the halt port; RSS of the whole process'
-      : `warm SandboxPool, ${values.threads} thread(s), one call; RSS of the whole process`);
+      : values.kind === 'linux'
+        ? `warm LinuxPool (busybox sha256sum), ${values.threads} thread(s), one call; RSS of the whole process`
+        : `warm SandboxPool, ${values.threads} thread(s), one call; RSS of the whole process`);
     console.log('memory      RSS before   RSS after   difference');
     for (const size of values.sizes.split(',').map(Number)) {
       const out = execFileSync(process.execPath, ['--expose-gc', self, '--child', String(size), '--guest', guest, '--threads', values.threads, '--kind', values.kind], { encoding: 'utf8' });

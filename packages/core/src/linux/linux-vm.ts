@@ -35,6 +35,7 @@ import type { Vcpu } from '../vcpu.js';
 import type { Vm } from '../vm.js';
 import { CALL_CONTROL, type CallOptions } from '../sandbox/sandbox-vm.js';
 import { OBSERVABLE_MSRS, PristineCpu } from '../sandbox/reset.js';
+import { PristinePages } from '../sandbox/pristine-pages.js';
 import { AT, buildProcessStack } from './process-stack.js';
 import type { ProcessLayout, ProcessState } from './process-state.js';
 import {
@@ -50,7 +51,6 @@ const SYSTEM_AREA = 0x1000n;
 export const PIE_BASE = 0x40_0000n;
 /** Room the program needs beside its image and stack, at the least. */
 const MIN_HEAP = 1 << 20;
-const ZERO_PAGE = Buffer.alloc(PAGE_SIZE);
 
 /** Where a Linux program's pristine state is captured: at its first read of stdin, at its entry point, or at `kvmpool_checkpoint()`. */
 export type LinuxStart = 'first-read' | 'entry' | 'checkpoint';
@@ -96,8 +96,7 @@ export interface LinuxCallResult {
 }
 
 interface Pristine {
-  /** Page index → bytes, for every page not zero. */
-  pages: Map<number, Uint8Array>;
+  pages: PristinePages;
   cpu: PristineCpu;
   regs: KvmRegs;
   state: ProcessState;
@@ -270,11 +269,7 @@ export class LinuxVm {
     const regs = this.#entryRegs(sp);
     this.#vcpu.setRegs(regs);
     this.#vm.dirtyPages(this.#slot); // the log from here on: the guest's own writes
-    const pages = new Map<number, Uint8Array>();
-    for (let p = 0; p < this.#opts.memory / PAGE_SIZE; p++) {
-      const at = p * PAGE_SIZE;
-      if (!Buffer.from(this.#mem.buffer, this.#mem.byteOffset + at, PAGE_SIZE).equals(ZERO_PAGE)) pages.set(p, this.#mem.slice(at, at + PAGE_SIZE));
-    }
+    const pages = PristinePages.capture(this.#mem);
     this.#hostDirty.clear();
     this.#pristine = { pages, cpu: new PristineCpu(this.#vm, this.#vcpu), regs, state: this.#layer.state.clone(), pending: false, at: 'entry' };
     if (this.#opts.start === 'entry') return;
@@ -294,13 +289,7 @@ export class LinuxVm {
       const dirty = this.#vm.dirtyPages(this.#slot);
       for (const p of this.#hostDirty) dirty.push(p);
       this.#hostDirty.clear();
-      const warm = new Map(pages);
-      for (const p of dirty) {
-        const at = p * PAGE_SIZE;
-        if (Buffer.from(this.#mem.buffer, this.#mem.byteOffset + at, PAGE_SIZE).equals(ZERO_PAGE)) warm.delete(p);
-        else warm.set(p, this.#mem.slice(at, at + PAGE_SIZE));
-      }
-      this.#pristine = { pages: warm, cpu, regs: this.#vcpu.getRegs(), state: layer.state.clone(), pending: true, at: this.#opts.start };
+      this.#pristine = { pages: pages.updated(this.#mem, dirty), cpu, regs: this.#vcpu.getRegs(), state: layer.state.clone(), pending: true, at: this.#opts.start };
       return;
     }
     if (end.kind === 'error') throw end.error;
@@ -434,12 +423,7 @@ export class LinuxVm {
     const dirty = this.#vm.dirtyPages(this.#slot);
     for (const page of this.#hostDirty) dirty.push(page);
     this.#hostDirty.clear();
-    for (const page of dirty) {
-      const at = page * PAGE_SIZE;
-      const src = p.pages.get(page);
-      if (src) this.#mem.set(src, at);
-      else this.#mem.fill(0, at, at + PAGE_SIZE);
-    }
+    p.pages.restore(this.#mem, dirty);
     p.cpu.restore(this.#vcpu);
     this.#layer.state = p.state.clone();
     return dirty.length;

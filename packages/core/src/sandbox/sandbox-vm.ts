@@ -41,6 +41,7 @@ import { CALL, CALL_AREA, IMAGE_MIN, PORT_HOSTCALL, PORT_RETURN } from './abi.js
 import { PrintLog, hostResultBytes, serveHostCall, type HostCallContext } from './host-call.js';
 import { LIBC_PROTECTED_END, LIBC_SCRATCH, LibcSyscalls, isLibcGuest, libcLayout, libcProcessStack } from './libc-process.js';
 import { OBSERVABLE_MSRS, PristineCpu } from './reset.js';
+import { PristinePages } from './pristine-pages.js';
 
 const SYSTEM_AREA = 0x1000n;
 const MIN_STACK = 64 * 1024;
@@ -111,7 +112,7 @@ export class SandboxVm {
   readonly #view: DataView;
   readonly #opts: SandboxVmOptions;
   readonly #timer: ThreadTimer;
-  readonly #pristine: Uint8Array;
+  #pristine!: PristinePages;
   /** The captured vCPU state (sregs, XSAVE, debug registers, events, MSRs). */
   #pristineCpu!: PristineCpu;
   /** Set when a reset could not complete: the VM must not run another call. */
@@ -134,7 +135,6 @@ export class SandboxVm {
   #control: Int32Array | undefined;
   /** Pages the host wrote during a call (the dirty log sees only guest writes). */
   readonly #hostDirty = new Set<number>();
-  #inputUsed = 0;
   #prints = new PrintLog();
   readonly #hostCalls: HostCallContext;
   /** Calls and resets, for stats. */
@@ -154,7 +154,6 @@ export class SandboxVm {
     this.#inputBase = layout.inputBase;
     this.#outputBase = layout.outputBase;
     this.#stackTop = BigInt(layout.inputBase);
-    this.#pristine = new Uint8Array(slot.size);
     const prints = (): PrintLog => this.#prints;
     this.#hostCalls = {
       mem: this.#mem,
@@ -292,7 +291,7 @@ export class SandboxVm {
   #capture(): void {
     this.#pristineCpu = new PristineCpu(this.#vm, this.#vcpu); // settles init's return first
     this.#vm.dirtyPages(this.#slot); // clear the log: from here on it lists what calls write
-    this.#pristine.set(this.#mem);
+    this.#pristine = PristinePages.capture(this.#mem);
     this.#hostDirty.clear();
     if (this.#libc) {
       this.#libcPristine = this.#libc.state.clone();
@@ -324,7 +323,7 @@ export class SandboxVm {
     this.calls++;
     this.#prints = new PrintLog();
     this.#mem.set(input, this.#inputBase);
-    this.#inputUsed = input.length;
+    this.#markHostDirty(this.#inputBase, input.length); // reset puts the region back as it was
     // Every register is written: nothing of the previous call survives in them.
     const o = KVM_REGS.offsets;
     const v = this.#regsView;
@@ -451,14 +450,7 @@ export class SandboxVm {
     const dirty = this.#vm.dirtyPages(this.#slot);
     for (const p of this.#hostDirty) dirty.push(p);
     this.#hostDirty.clear();
-    for (const p of dirty) {
-      const at = p * PAGE_SIZE;
-      this.#mem.set(this.#pristine.subarray(at, at + PAGE_SIZE), at);
-    }
-    if (this.#inputUsed > 0) {
-      this.#mem.fill(0, this.#inputBase, this.#inputBase + this.#inputUsed);
-      this.#inputUsed = 0;
-    }
+    this.#pristine.restore(this.#mem, dirty);
     this.#pristineCpu.restore(this.#vcpu);
     const libc = this.#libc;
     if (libc) {

@@ -38,6 +38,7 @@ import { OBSERVABLE_MSRS, PristineCpu } from '../sandbox/reset.js';
 import { AT, buildProcessStack } from './process-stack.js';
 import type { ProcessLayout, ProcessState } from './process-state.js';
 import { SCRATCH_ADDRESS, STUB_ADDRESS, STUB_CODE, SYSCALL_PORT, enableSyscalls } from './syscall-stub.js';
+import type { LinuxHostCall } from './host-call.js';
 import { SyscallLayer, type LinuxProgramConfig, type RunEnd, type SyscallStats } from './syscall-layer.js';
 
 /** The lowest address of the program's part of memory (the image is linked above it). */
@@ -67,6 +68,8 @@ export interface LinuxVmOptions {
   initTimeoutMs?: number;
   kvmPath?: string;
   owned?: OwnedBlock;
+  /** Serves KVMPOOL_SYSCALL.HOST_CALL (host-call.ts); without it the program's host calls get ENOSYS. */
+  hostCall?: LinuxHostCall;
 }
 
 export interface LinuxCallInput {
@@ -143,6 +146,7 @@ export class LinuxVm {
       },
       getSegmentBase: (which) => vcpu.getMsrs([which === 'fs' ? OBSERVABLE_MSRS.FS_BASE : OBSERVABLE_MSRS.GS_BASE])[0]?.data ?? 0n,
       sleep: (ms) => this.#sleep(ms),
+      ...(opts.hostCall ? { hostCall: opts.hostCall } : {}),
     });
     this.#timer = new ThreadTimer(KICK_SIGNAL); // last: nothing after it can throw
     opts.owned?.own(OWNED.timer, { timerId: this.#timer.id });

@@ -21,6 +21,7 @@
 
 static uint8_t *bump, *end;
 static void *free_list[CLASSES];
+int arena_limit_hit;
 
 int arena_init(size_t bytes) {
   void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -53,12 +54,18 @@ static size_t class_size(unsigned k) {
 static void *arena_malloc(JSMallocState *s, size_t size) {
   size_t csize;
   unsigned k = class_of(size + HEADER, &csize);
-  if (k >= CLASSES || s->malloc_size + csize > s->malloc_limit) return NULL;
+  if (k >= CLASSES || s->malloc_size + csize > s->malloc_limit) {
+    arena_limit_hit = 1;
+    return NULL;
+  }
   uint8_t *b = free_list[k];
   if (b) {
     free_list[k] = *(void **)(b + HEADER);
   } else {
-    if ((size_t)(end - bump) < csize) return NULL;
+    if ((size_t)(end - bump) < csize) {
+      arena_limit_hit = 1;
+      return NULL;
+    }
     b = bump;
     bump += csize;
   }
@@ -95,7 +102,10 @@ static void *arena_realloc(JSMallocState *s, void *ptr, size_t size) {
   if (nk >= CLASSES) return NULL;
   if (csize <= old && csize * 2 > old) return ptr; /* still fits, not much too big */
   if (b + old == bump && csize > old) { /* the top block grows in place */
-    if (s->malloc_size - old + csize > s->malloc_limit || (size_t)(end - b) < csize) return NULL;
+    if (s->malloc_size - old + csize > s->malloc_limit || (size_t)(end - b) < csize) {
+      arena_limit_hit = 1;
+      return NULL;
+    }
     bump = b + csize;
     *(uint64_t *)b = nk;
     s->malloc_size += csize - old;

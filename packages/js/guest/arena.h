@@ -8,4 +8,3 @@
 int arena_init(size_t bytes);
 extern const JSMallocFunctions arena_functions;
 
-#endif

@@ -73,6 +73,9 @@ static void write_exception(void) {
     JSValue m = JS_GetPropertyStr(ctx, e, "message");
     name = JS_ToCString(ctx, n);
     message = JS_ToCString(ctx, m);
+  } else if (arena_limit_hit && (JS_IsNull(e) || JS_IsUndefined(e))) {
+    name = "InternalError";
+    message = "out of memory";
   } else {
     message = JS_ToCString(ctx, e);
   }
@@ -164,6 +167,11 @@ static JSValue js_host_call(JSContext *c, JSValueConst this_val, int argc, JSVal
   return s;
 }
 
+/* limitHit(): whether an allocation failed at the memory limit in this call. */
+static JSValue js_limit_hit(JSContext *c, JSValueConst this_val, int argc, JSValueConst *argv) {
+  return JS_NewBool(c, arena_limit_hit);
+}
+
 /* ---- start-up, then one call ---------------------------------------------------------------- */
 
 static size_t arg_size(const char *arg, const char *name, size_t fallback) {
@@ -215,6 +223,7 @@ int main(int argc, char **argv) {
   JSValue native = JS_NewObject(ctx);
   JS_SetPropertyStr(ctx, native, "evalScript", JS_NewCFunction(ctx, js_eval_script, "evalScript", 2));
   JS_SetPropertyStr(ctx, native, "hostCall", JS_NewCFunction(ctx, js_host_call, "hostCall", 2));
+  JS_SetPropertyStr(ctx, native, "limitHit", JS_NewCFunction(ctx, js_limit_hit, "limitHit", 0));
   JS_SetPropertyStr(ctx, native, "hosts", hosts);
   JS_SetPropertyStr(ctx, native, "maxLogs", JS_NewFloat64(ctx, (double)max_logs));
   JSValue factory = JS_Eval(ctx, PRELUDE_JS, strlen(PRELUDE_JS), "<kvmpool prelude>", JS_EVAL_TYPE_GLOBAL);

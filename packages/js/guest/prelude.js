@@ -49,7 +49,7 @@
   const defineProperty = Object.defineProperty;
   const freeze = Object.freeze;
   const ERRORS = { Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError, InternalError: G.InternalError };
-  const { evalScript, hostCall, hosts, maxLogs } = native;
+  const { evalScript, hostCall, hosts, maxLogs, limitHit } = native;
 
   // ---- values ------------------------------------------------------------------------------
 
@@ -276,7 +276,11 @@
     let message;
     let stack = '';
     let extra = '';
-    if (typeof e === 'object' && e !== null) {
+    if ((e === null || e === undefined) && limitHit()) {
+      // QuickJS throws null when it has no memory left even for the error
+      name = 'InternalError';
+      message = 'out of memory';
+    } else if (typeof e === 'object' && e !== null) {
       try {
         name = text(e.name, 'Error');
         message = text(e.message, '');

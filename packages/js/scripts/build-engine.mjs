@@ -81,7 +81,9 @@ async function main() {
   const units = [...['quickjs.c', ...ENGINE_SOURCES].map((f) => join(engine, f)), join(guest, 'driver.c'), join(guest, 'arena.c')];
   // Each object is cached by its own source (with every header): a change to the driver does
   // not compile quickjs.c again. quickjs.c first: it takes longest. As many compilers as cores.
-  const objectKey = (u) => createHash('sha256').update(`${CC} ${version} ${FLAGS.join(' ')}\n`).update(readFileSync(u)).update(u.endsWith('driver.c') ? readFileSync(join(work, 'prelude.h')) : '').update(HEADERS.map((h) => readFileSync(join(engine, h))).join('')).update(readFileSync(join(guest, 'arena.h'))).update(readFileSync(join(sdk, 'kvmpool-linux.h'))).digest('hex').slice(0, 16);
+  const objectKey = (u) => createHash('sha256').update(`${CC} ${version} ${FLAGS.join(' ')}\n`).update(readFileSync(u)).update(u.endsWith('driver.c') ? readFileSync(join(work, 'prelude.h')) : '').update(HEADERS.map((h) => readFileSync(join(engine, h))).join(''))
+      .update(u.startsWith(guest) ? readFileSync(join(guest, 'arena.h')) + readFileSync(join(sdk, 'kvmpool-linux.h')) : '')
+      .digest('hex').slice(0, 16);
   const objDir = join(cacheRoot, 'objects');
   mkdirSync(objDir, { recursive: true });
   const objects = units.map((u) => join(objDir, `${u.split('/').pop()}-${objectKey(u)}.o`));

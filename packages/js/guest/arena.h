@@ -7,4 +7,7 @@
 /* Maps the region; 0 on success. */
 int arena_init(size_t bytes);
 extern const JSMallocFunctions arena_functions;
+/* Set when an allocation failed at the memory limit (QuickJS may then throw null: no memory for an error). */
+extern int arena_limit_hit;
 
+#endif

@@ -16,8 +16,8 @@ import { invalidArgument, outOfRange } from '../errors.js';
 import { parseElf, type ElfImage } from '../loader/elf.js';
 import { toBytesOrEmpty, type Bytes } from '../util/bytes.js';
 import { formatBytes, parseSize, type Size } from '../util/size.js';
-import { DEFAULT_INIT_TIMEOUT_MS, MAX_THREADS, checkTimeout, guestBytes } from '../sandbox/pool-options.js';
-import { SandboxPool, internalPoolOptions, type SandboxPoolStats } from '../sandbox/pool.js';
+import { DEFAULT_INIT_TIMEOUT_MS, MAX_THREADS, asyncFunctions, checkTimeout, guestBytes } from '../sandbox/pool-options.js';
+import { SandboxPool, internalPoolOptions, type AsyncHostFunction, type SandboxPoolStats } from '../sandbox/pool.js';
 import type { LinuxWorkerProgram } from '../sandbox/pool-worker.js';
 import { signalName } from './errno.js';
 import { PIE_BASE, linuxLayout, type LinuxStart } from './linux-vm.js';
@@ -62,6 +62,12 @@ export interface LinuxPoolOptions {
   timeoutMs?: number;
   /** Time limit of each worker's start-up run to the warm-start point (ms, 0: none). Default 10 000. */
   initTimeoutMs?: number;
+  /**
+   * Host functions the program may call with kvmpool_host_call() (sdk/kvmpool-linux.h): bytes
+   * in, bytes out, run on the main thread (they may be async) while the vCPU waits. The call's
+   * timeoutMs covers them.
+   */
+  hostFunctions?: Record<string, AsyncHostFunction>;
   /** The KVM device. Default `/dev/kvm`. */
   kvmPath?: string;
 }
@@ -201,7 +207,7 @@ export class LinuxPool implements AsyncDisposable {
         threads,
         timeoutMs: checkTimeout('timeoutMs', o.timeoutMs, 0),
         initTimeoutMs: checkTimeout('initTimeoutMs', o.initTimeoutMs, DEFAULT_INIT_TIMEOUT_MS),
-        hostModule: undefined, asyncHostFunctions: {}, onPrint: undefined,
+        hostModule: undefined, asyncHostFunctions: asyncFunctions(o.hostFunctions, 'hostFunctions'), onPrint: undefined,
         kvmPath: o.kvmPath as string | undefined,
       },
     }));

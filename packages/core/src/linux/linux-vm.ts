@@ -42,6 +42,7 @@ import {
   ERROR_CODE_VECTORS, FAULT_HANDLERS, FAULT_PORT, FAULT_SIGNALS, FAULT_STACK, IDT_ADDRESS, IDT_VECTORS, SCRATCH_ADDRESS, STUB_ADDRESS,
   STUB_CODE, SYSCALL_PORT, VECTOR_NAMES, enableSyscalls, faultTables,
 } from './syscall-stub.js';
+import type { LinuxHostCall } from './host-call.js';
 import { SyscallLayer, type LinuxProgramConfig, type RunEnd, type SyscallStats } from './syscall-layer.js';
 
 /** The lowest address of the program's part of memory (the image is linked above it). */
@@ -71,6 +72,8 @@ export interface LinuxVmOptions {
   initTimeoutMs?: number;
   kvmPath?: string;
   owned?: OwnedBlock;
+  /** Serves KVMPOOL_SYSCALL.HOST_CALL (host-call.ts); without it the program's host calls get ENOSYS. */
+  hostCall?: LinuxHostCall;
 }
 
 export interface LinuxCallInput {
@@ -150,6 +153,7 @@ export class LinuxVm {
       },
       getSegmentBase: (which) => vcpu.getMsrs([which === 'fs' ? OBSERVABLE_MSRS.FS_BASE : OBSERVABLE_MSRS.GS_BASE])[0]?.data ?? 0n,
       sleep: (ms) => this.#sleep(ms),
+      ...(opts.hostCall ? { hostCall: opts.hostCall } : {}),
     });
     this.#timer = new ThreadTimer(KICK_SIGNAL); // last: nothing after it can throw
     opts.owned?.own(OWNED.timer, { timerId: this.#timer.id });

@@ -13,6 +13,7 @@
 import { GuestError, GuestLimitError } from '../errors.js';
 import { PAGE_SIZE } from '../util/size.js';
 import { E, signalName } from './errno.js';
+import { HostCalls, type LinuxHostCall } from './host-call.js';
 import { ProcessState, type ProcessLayout } from './process-state.js';
 import { SCRATCH, SCRATCH_ADDRESS } from './syscall-stub.js';
 import { SYSCALL_NAMES } from './syscalls/numbers.js';
@@ -51,12 +52,14 @@ export interface LayerHost {
   getSegmentBase(which: 'fs' | 'gs'): bigint;
   /** Sleeps up to `ms`, waking early when the call is cancelled or reaches its deadline. */
   sleep(ms: number): void;
+  /** Runs a host function (KVMPOOL_SYSCALL.HOST_CALL, host-call.ts); absent: the pool has none. */
+  hostCall?: LinuxHostCall;
 }
 
 /** The program's pid, tid and process group. */
 export const PID = 2;
 /** Syscall numbers kvmpool gives SDK programs (above Linux's range). */
-export const KVMPOOL_SYSCALL = { CHECKPOINT: 0x4b50_0001 } as const;
+export const KVMPOOL_SYSCALL = { CHECKPOINT: 0x4b50_0001, HOST_CALL: 0x4b50_0002, HOST_RESULT: 0x4b50_0003 } as const;
 
 export interface SyscallStats {
   syscalls: number;
@@ -84,6 +87,7 @@ export class SyscallLayer {
   unknown = new Map<string, number>();
   readonly #a = new Float64Array(6);
   readonly #i = new Int32Array(6);
+  readonly #hostCalls: HostCalls;
 
   constructor(mem: Uint8Array, config: LinuxProgramConfig, layout: ProcessLayout, host: LayerHost, scratch = SCRATCH_ADDRESS) {
     this.mem = mem;
@@ -93,6 +97,7 @@ export class SyscallLayer {
     this.config = config;
     this.host = host;
     this.state = new ProcessState(layout);
+    this.#hostCalls = new HostCalls(host.hostCall);
   }
 
   get layout(): ProcessLayout {
@@ -118,6 +123,8 @@ export class SyscallLayer {
     let r: number;
     if (fn) r = fn(this, a, i);
     else if (nr === KVMPOOL_SYSCALL.CHECKPOINT) r = this.#checkpoint();
+    else if (nr === KVMPOOL_SYSCALL.HOST_CALL) r = this.#hostCalls.call(this, a);
+    else if (nr === KVMPOOL_SYSCALL.HOST_RESULT) r = this.#hostCalls.result(this, a);
     else r = this.#unknown(nr, nrHi);
     if (this.end?.kind === 'capture') return; // served after the capture, for each call
     this.setResult(r);
@@ -163,6 +170,7 @@ export class SyscallLayer {
   resetStats(): void {
     this.syscalls = 0;
     this.unknown = new Map();
+    this.#hostCalls.clear();
   }
 
   stats(): SyscallStats {

@@ -88,12 +88,12 @@ function hostModule(v: unknown): ResolvedPoolOptions['hostModule'] {
   throw invalidArgument('hostFunctions', 'a module path or URL', v);
 }
 
-function asyncFunctions(v: unknown): Record<string, AsyncHostFunction> {
+export function asyncFunctions(v: unknown, what = 'asyncHostFunctions'): Record<string, AsyncHostFunction> {
   if (v === undefined) return {};
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalidArgument('asyncHostFunctions', 'an object of functions', v);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalidArgument(what, 'an object of functions', v);
   const out: Record<string, AsyncHostFunction> = {};
   for (const [name, fn] of Object.entries(v)) {
-    if (typeof fn !== 'function') throw invalidArgument(`asyncHostFunctions.${name}`, 'a function', fn);
+    if (typeof fn !== 'function') throw invalidArgument(`${what}.${name}`, 'a function', fn);
     out[name] = fn as AsyncHostFunction;
   }
   return out;

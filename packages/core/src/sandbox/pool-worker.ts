@@ -178,6 +178,7 @@ function startLinux(program: LinuxWorkerProgram): CallableVm {
     initTimeoutMs: data.initTimeoutMs,
     owned: new OwnedBlock(data.owned),
     ...(data.kvmPath ? { kvmPath: data.kvmPath } : {}),
+    ...(data.remoteNames.length > 0 ? { hostCall: (name: string, arg: Uint8Array) => remoteCall(name, arg, CALL_BUFFER_BYTES) } : {}),
   });
   return {
     call: (_name, input, options) => {

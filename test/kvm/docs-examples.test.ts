@@ -25,6 +25,14 @@ const EXPECTED: Record<string, RegExp[]> = {
     /^exit: stopped$/, /^cpl0: singleStep (yes|no), hardwareBreakpoints (yes|no), softwareBreakpoints (yes|no), watchpoints (yes|no)$/,
     /^cpl3: singleStep (yes|no), hardwareBreakpoints (yes|no), softwareBreakpoints (yes|no), watchpoints (yes|no)$/,
   ],
+  linux: [
+    /^sha256sum: 5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03 {2}- \(exit 0, \d+ syscalls, warm start at first-read\)$/,
+    /^grep -c rr: 1, exit 0$/, /^grep -c zz: 0, exit 1$/, /^killed: exitCode null, signal SIGSEGV$/,
+  ],
+  js: [
+    /^\{"a":\[1,4,9\]\}$/, /^42$/, /^the next call sees: undefined, function$/, /^value 5, logs \["hello from the guest"\]$/, /^host: 42$/,
+    /^JsError: TypeError: cannot read property 'x' of null$/,
+  ],
   host: [/^module \w+, API 12, up to \d+ vCPUs per VM$/, /^paged: (supported|unsupported \(cpu-mode:paged\))$/, /^user: supported$/],
 };
 
@@ -44,8 +52,7 @@ const examples = pages.flatMap((page) =>
 describe('docs examples', () => {
   it('every page but the index has an example, and every example file is on a page', () => {
     const withExample = new Set(examples.map((e) => e.page));
-    // linux.md (Linux programs) has its examples inline, without an example file yet.
-    expect(pages.filter((p) => !withExample.has(p)).sort()).toEqual(['README.md', 'linux.md']);
+    expect(pages.filter((p) => !withExample.has(p)).sort()).toEqual(['README.md']);
     const files = readdirSync(join(ROOT, 'examples/src/docs')).map((f) => `examples/src/docs/${f}`);
     expect(examples.map((e) => e.file).sort()).toEqual(files.sort());
   });

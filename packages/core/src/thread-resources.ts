@@ -124,3 +124,14 @@ export function releaseVia(owned: OwnedBlock | undefined, bit: number, close: ()
   if (owned) owned.release(bit, close);
   else close();
 }
+
+/**
+ * Closes what a sandbox VM's create() made before it failed, innermost first: the vCPU (and its
+ * mapping), the VM, the KVM fd — each marked released in `owned` before it is closed.
+ */
+export function releaseMade(owned: OwnedBlock | undefined, made: { kvm: { close(): void }; vm?: { close(): void } | undefined; vcpu?: { close(): void } | undefined }): void {
+  const { kvm, vm, vcpu } = made;
+  if (vcpu) releaseVia(owned, OWNED.vcpu, () => vcpu.close());
+  if (vm) releaseVia(owned, OWNED.vm, () => vm.close());
+  releaseVia(owned, OWNED.kvm, () => kvm.close());
+}

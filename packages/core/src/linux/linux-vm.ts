@@ -29,14 +29,14 @@ import { loadElf, symbolize, type ElfImage } from '../loader/elf.js';
 import type { MemorySlot } from '../memory.js';
 import { KICK_SIGNAL } from '../machine/vcpu-lifecycle.js';
 import { ThreadTimer, blockSignal, consumePending, currentTid, runMaskWithout } from '../signals.js';
-import { OWNED, releaseVia, type OwnedBlock, type OwnedResources } from '../thread-resources.js';
+import { OWNED, releaseMade, releaseVia, type OwnedBlock, type OwnedResources } from '../thread-resources.js';
 import { PAGE_SIZE } from '../util/size.js';
 import type { Vcpu } from '../vcpu.js';
 import type { Vm } from '../vm.js';
 import { CALL_CONTROL, type CallOptions } from '../sandbox/sandbox-vm.js';
 import { OBSERVABLE_MSRS, PristineCpu } from '../sandbox/reset.js';
 import { PristinePages } from '../sandbox/pristine-pages.js';
-import { AT, buildProcessStack } from './process-stack.js';
+import { buildProcessStack, standardAuxv } from './process-stack.js';
 import type { ProcessLayout, ProcessState } from './process-state.js';
 import {
   ERROR_CODE_VECTORS, FAULT_HANDLERS, FAULT_PORT, FAULT_SIGNALS, FAULT_STACK, IDT_ADDRESS, IDT_VECTORS, SCRATCH_ADDRESS, STUB_ADDRESS,
@@ -212,13 +212,7 @@ export class LinuxVm {
       return s;
     } catch (e) {
       if (s) s.close();
-      else {
-        const v = vcpu;
-        const m = vm;
-        if (v) releaseVia(owned, OWNED.vcpu, () => v.close());
-        if (m) releaseVia(owned, OWNED.vm, () => m.close());
-        releaseVia(owned, OWNED.kvm, () => kvm.close());
-      }
+      else releaseMade(owned, { kvm, vm, vcpu });
       throw e;
     }
   }
@@ -226,30 +220,13 @@ export class LinuxVm {
   /** Writes the process stack for argv/env; returns the initial rsp. */
   #writeStack(argv: readonly string[], env: readonly string[]): bigint {
     const { image, execPath, config } = this.#opts;
-    const phdr = programHeaders(image);
     const stack = buildProcessStack({
       top: BigInt(this.#opts.memory),
       argv,
       env,
       execfn: execPath,
       random: randomBytes(16),
-      auxv: [
-        [AT.PHDR, phdr],
-        [AT.PHENT, 56n],
-        [AT.PHNUM, BigInt(image.phnum)],
-        [AT.PAGESZ, BigInt(PAGE_SIZE)],
-        [AT.BASE, 0n],
-        [AT.FLAGS, 0n],
-        [AT.ENTRY, image.entry],
-        [AT.UID, BigInt(config.ids.uid)],
-        [AT.EUID, BigInt(config.ids.uid)],
-        [AT.GID, BigInt(config.ids.gid)],
-        [AT.EGID, BigInt(config.ids.gid)],
-        [AT.HWCAP, BigInt(this.#hwcap >>> 0)],
-        [AT.HWCAP2, 0n],
-        [AT.CLKTCK, 100n],
-        [AT.SECURE, 0n],
-      ],
+      auxv: standardAuxv(image, config.ids, this.#hwcap),
     });
     if (stack.sp < BigInt(this.#layer.layout.stackBottom)) throw new RangeError(`argv and env (${stack.bytes.length} bytes) do not fit the ${this.#opts.stackSize}-byte stack`);
     this.#mem.set(stack.bytes, Number(stack.sp));
@@ -440,12 +417,6 @@ export class LinuxVm {
     releaseVia(owned, OWNED.vm, () => this.#vm.close());
     releaseVia(owned, OWNED.kvm, () => this.#kvm.close());
   }
-}
-
-/** Where AT_PHDR points: the program headers inside a loaded segment. */
-function programHeaders(image: ElfImage): bigint {
-  const seg = image.segments.find((s) => image.phoff >= s.offset && image.phoff + image.phnum * 56 <= s.offset + s.filesz);
-  return seg ? seg.vaddr + BigInt(image.phoff - seg.offset) : 0n;
 }
 
 /** The memory areas for these options; throws RangeError naming the numbers when they do not fit. */

@@ -11,6 +11,8 @@
  * Pure: it returns the bytes to copy to [sp, top) and where AT_RANDOM went, so that the VM can
  * refresh those bytes for every call.
  */
+import type { ElfImage } from '../loader/elf.js';
+
 export const AT = {
   NULL: 0, PHDR: 3, PHENT: 4, PHNUM: 5, PAGESZ: 6, BASE: 7, FLAGS: 8, ENTRY: 9, UID: 11, EUID: 12, GID: 13, EGID: 14,
   PLATFORM: 15, HWCAP: 16, CLKTCK: 17, SECURE: 23, RANDOM: 25, HWCAP2: 26, EXECFN: 31,
@@ -101,4 +103,31 @@ export function buildProcessStack(p: ProcessStackInput): ProcessStack {
     push(v);
   }
   return { sp, bytes, randomAt };
+}
+
+/** Where AT_PHDR points: the program headers inside a loaded segment (0 when none holds them). */
+export function programHeaders(image: Pick<ElfImage, 'segments' | 'phoff' | 'phnum'>): bigint {
+  const seg = image.segments.find((s) => image.phoff >= s.offset && image.phoff + image.phnum * 56 <= s.offset + s.filesz);
+  return seg ? seg.vaddr + BigInt(image.phoff - seg.offset) : 0n;
+}
+
+/** The auxiliary vector Linux gives a static executable (but AT_RANDOM, AT_PLATFORM, AT_EXECFN, which buildProcessStack adds). */
+export function standardAuxv(image: Pick<ElfImage, 'segments' | 'phoff' | 'phnum' | 'entry'>, ids: { uid: number; gid: number }, hwcap: number): [number, bigint][] {
+  return [
+    [AT.PHDR, programHeaders(image)],
+    [AT.PHENT, 56n],
+    [AT.PHNUM, BigInt(image.phnum)],
+    [AT.PAGESZ, 4096n],
+    [AT.BASE, 0n],
+    [AT.FLAGS, 0n],
+    [AT.ENTRY, image.entry],
+    [AT.UID, BigInt(ids.uid)],
+    [AT.EUID, BigInt(ids.uid)],
+    [AT.GID, BigInt(ids.gid)],
+    [AT.EGID, BigInt(ids.gid)],
+    [AT.HWCAP, BigInt(hwcap >>> 0)],
+    [AT.HWCAP2, 0n],
+    [AT.CLKTCK, 100n],
+    [AT.SECURE, 0n],
+  ];
 }

@@ -14,7 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { ElfImage } from '../loader/elf.js';
-import { AT, buildProcessStack } from '../linux/process-stack.js';
+import { buildProcessStack, standardAuxv } from '../linux/process-stack.js';
 import type { ProcessLayout } from '../linux/process-state.js';
 import { PROGRAM_IDS } from '../linux/linux-config.js';
 import { SyscallLayer, type LayerHost, type LinuxProgramConfig } from '../linux/syscall-layer.js';
@@ -66,32 +66,10 @@ export function libcProcessStack(image: ElfImage, layout: ProcessLayout, top: nu
     env: [],
     execfn: 'kvmpool-guest',
     random: randomBytes(16),
-    auxv: [
-      [AT.PHDR, programHeaders(image)],
-      [AT.PHENT, 56n],
-      [AT.PHNUM, BigInt(image.phnum)],
-      [AT.PAGESZ, BigInt(PAGE_SIZE)],
-      [AT.BASE, 0n],
-      [AT.FLAGS, 0n],
-      [AT.ENTRY, image.entry],
-      [AT.UID, BigInt(PROGRAM_IDS.uid)],
-      [AT.EUID, BigInt(PROGRAM_IDS.uid)],
-      [AT.GID, BigInt(PROGRAM_IDS.gid)],
-      [AT.EGID, BigInt(PROGRAM_IDS.gid)],
-      [AT.HWCAP, BigInt(hwcap >>> 0)],
-      [AT.HWCAP2, 0n],
-      [AT.CLKTCK, 100n],
-      [AT.SECURE, 0n],
-    ],
+    auxv: standardAuxv(image, PROGRAM_IDS, hwcap),
   });
   if (stack.sp < BigInt(layout.stackBottom)) throw new RangeError(`the process stack (${stack.bytes.length} bytes) does not fit the guest's stack`);
   return stack;
-}
-
-/** Where AT_PHDR points: the program headers inside a loaded segment (as linux-vm.ts finds them). */
-function programHeaders(image: ElfImage): bigint {
-  const seg = image.segments.find((s) => image.phoff >= s.offset && image.phoff + image.phnum * 56 <= s.offset + s.filesz);
-  return seg ? seg.vaddr + BigInt(image.phoff - seg.offset) : 0n;
 }
 
 /** No files, output as prints, unknown syscalls ENOSYS: what an SDK guest's libc sees. */

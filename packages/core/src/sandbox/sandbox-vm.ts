@@ -32,7 +32,7 @@ import { loadElf, symbolize, type ElfImage } from '../loader/elf.js';
 import type { MemorySlot } from '../memory.js';
 import { KICK_SIGNAL } from '../machine/vcpu-lifecycle.js';
 import { ThreadTimer, blockSignal, consumePending, currentTid, runMaskWithout } from '../signals.js';
-import { OWNED, releaseVia, type OwnedBlock, type OwnedResources } from '../thread-resources.js';
+import { OWNED, releaseMade, releaseVia, type OwnedBlock, type OwnedResources } from '../thread-resources.js';
 import { toBytesOrEmpty } from '../util/bytes.js';
 import { PAGE_SIZE } from '../util/size.js';
 import type { Vcpu } from '../vcpu.js';
@@ -241,13 +241,7 @@ export class SandboxVm {
     } catch (e) {
       // Every failure path releases what it made: the thread timer, the VM (vCPU, memory), the KVM fd.
       if (s) s.close();
-      else {
-        const v = vcpu;
-        const m = vm;
-        if (v) releaseVia(owned, OWNED.vcpu, () => v.close());
-        if (m) releaseVia(owned, OWNED.vm, () => m.close());
-        releaseVia(owned, OWNED.kvm, () => kvm.close());
-      }
+      else releaseMade(owned, { kvm, vm, vcpu });
       throw e;
     }
   }

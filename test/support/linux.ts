@@ -63,6 +63,16 @@ export function buildMusl(name: string, flags: readonly string[] = ['-O2']): str
   return out;
 }
 
+/** Builds test/fixtures/linux/`name` as a static glibc executable (gcc -static; `-static-pie` in flags for a static PIE). */
+export function buildGlibc(name: string, flags: readonly string[] = ['-static', '-O2']): string {
+  const src = join(root, 'fixtures', 'linux', name);
+  const outDir = join(root, '.build', 'linux');
+  mkdirSync(outDir, { recursive: true });
+  const out = join(outDir, `${basename(name).replace(/\.c$/, '')}-glibc${flags.includes('-static-pie') ? '-pie' : ''}`);
+  if (!fresh(out, src)) execFileSync('gcc', ['-Wall', '-Werror', ...flags, '-o', out, src], { stdio: 'inherit' });
+  return out;
+}
+
 /** Builds test/fixtures/linux/`name` with the machine's gcc and its defaults (a dynamic PIE). */
 export function buildDynamic(name: string): string {
   const src = join(root, 'fixtures', 'linux', name);

@@ -47,6 +47,13 @@ describe('LinuxPool isolation between calls', () => {
     });
   }
 
+  it('growing the break over bytes the program wrote past it gives zeroed pages, as on Linux', async () => {
+    const pool = new LinuxPool({ program, threads: 1, timeoutMs: 5000 });
+    pools.push(pool);
+    const got = parse((await pool.run('MARK-0\n')).stdout);
+    expect(got.get('regrown-brk')?.[0]).toBe('clean');
+  });
+
   it('every call sees different AT_RANDOM bytes and different getrandom bytes, on each thread and start', async () => {
     const seen = { 'at-random': new Set<string>(), getrandom: new Set<string>() };
     let calls = 0;

@@ -4,7 +4,7 @@
 // ENOMEM at the memory limit, a runaway loop → SandboxTimeoutError, faults and privileged
 // instructions → GuestCrashError.
 import { afterAll, describe, expect, it } from 'vitest';
-import { GuestCrashError, GuestError, LinuxPool, SandboxTimeoutError } from '@kvmpool/core';
+import { GuestCrashError, GuestError, GuestLimitError, LinuxPool, SandboxTimeoutError } from '@kvmpool/core';
 import { BUSYBOX, buildGlibc, buildMusl, report, requireBusybox, text } from '../support/linux.js';
 
 const ENOSYS = 38;
@@ -105,8 +105,38 @@ describe('Linux programs: process endings', () => {
       expect((err as Error).message, mode).toMatch(/main\+0x/); // where, by symbol
       await expectWorks(p, 3);
     }
+    // A program that maps zeroes over all of its own memory runs into them and faults (or spins).
+    const wiped = await p.run(`wipe ${64 * 1024 * 1024}\n`, { timeoutMs: 2000 }).catch((e: unknown) => e);
+    expect(wiped instanceof GuestCrashError || wiped instanceof SandboxTimeoutError, String(wiped)).toBe(true);
     // The stub and the system tables are what every syscall goes through: still intact.
     for (let i = 0; i < 5; i++) await expectWorks(p, i);
+  });
+});
+
+describe('Linux programs: output limits', () => {
+  it("past maxOutput, outputLimit 'error' fails the call with GuestLimitError; the next call works", async () => {
+    const p = pool({ maxOutput: '64 KiB' });
+    const err = await p.run('flood 100000\n').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GuestLimitError);
+    expect((err as Error).message).toMatch(/stdout.*maxOutput/);
+    // Exactly at the limit is not over it.
+    const at = await p.run(`flood ${64 * 1024 - 1000}\n`);
+    expect(at.stdout.length).toBe(64 * 1024);
+    await expectWorks(p);
+  });
+
+  it("outputLimit 'truncate' keeps the first maxOutput bytes of each stream and counts the rest in dropped", async () => {
+    const p = pool({ maxOutput: '64 KiB', outputLimit: 'truncate' });
+    const n = 300_000;
+    const r = await p.run(`flood ${n}\n`);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout.length).toBe(64 * 1024);
+    expect(r.stderr.length).toBe(64 * 1024);
+    expect(text(r.stdout)).toBe('y'.repeat(64 * 1024));
+    expect(r.dropped).toEqual({ stdout: n + 1000 - 64 * 1024, stderr: n / 2 - 64 * 1024 });
+    const small = await p.run('flood 10\n');
+    expect(text(small.stdout)).toBe(`${'y'.repeat(10)}${'z'.repeat(1000)}`);
+    expect(small.dropped).toEqual({ stdout: 0, stderr: 0 });
   });
 });
 

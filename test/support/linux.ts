@@ -63,12 +63,12 @@ export function buildMusl(name: string, flags: readonly string[] = ['-O2']): str
   return out;
 }
 
-/** Builds test/fixtures/linux/`name` as a static glibc executable (gcc -static; `-static-pie` in flags for a static PIE). */
-export function buildGlibc(name: string, flags: readonly string[] = ['-static', '-O2']): string {
+/** Builds test/fixtures/linux/`name` as a static glibc executable (gcc -static), or with other flags under the name `<name>-glibc-<tag>`. */
+export function buildGlibc(name: string, flags: readonly string[] = ['-static', '-O2'], tag = ''): string {
   const src = join(root, 'fixtures', 'linux', name);
   const outDir = join(root, '.build', 'linux');
   mkdirSync(outDir, { recursive: true });
-  const out = join(outDir, `${basename(name).replace(/\.c$/, '')}-glibc${flags.includes('-static-pie') ? '-pie' : ''}`);
+  const out = join(outDir, `${basename(name).replace(/\.c$/, '')}-glibc${tag ? `-${tag}` : ''}`);
   if (!fresh(out, src)) execFileSync('gcc', ['-Wall', '-Werror', ...flags, '-o', out, src], { stdio: 'inherit' });
   return out;
 }

@@ -66,3 +66,8 @@ export { STUB_CODE, STUB_ADDRESS, SCRATCH_ADDRESS, SCRATCH, SYSCALL_PORT, STUB_R
 export { SYSCALLS, implementedSyscalls } from './linux/syscalls/table.js';
 export { SYSCALL_NAMES, NR } from './linux/syscalls/numbers.js';
 export { E as ERRNO, SIGNALS, signalName } from './linux/errno.js';
+export {
+  encodeRunRequest, decodeRunRequest, encodeRunResult, decodeRunResult, REQUEST_OVERHEAD, RESULT_OVERHEAD, type DecodedRunResult,
+} from './linux/run-codec.js';
+export { freeRange, takeRange } from './linux/syscalls/memory.js';
+export { normalizePath, resolvePath } from './linux/syscalls/fs.js';

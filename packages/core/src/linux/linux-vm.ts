@@ -121,6 +121,7 @@ export class LinuxVm {
   readonly #tid = currentTid();
   readonly #sleeper = new Int32Array(new SharedArrayBuffer(4));
   #pristine!: Pristine;
+  /** Where the pristine stack's AT_RANDOM bytes are (refreshed for every call that uses that stack). */
   #randomAt = 0n;
   /** AT_HWCAP: CPUID leaf 1 EDX as the guest sees it. */
   #hwcap = 0;
@@ -217,8 +218,8 @@ export class LinuxVm {
     }
   }
 
-  /** Writes the process stack for argv/env; returns the initial rsp. */
-  #writeStack(argv: readonly string[], env: readonly string[]): bigint {
+  /** Writes the process stack for argv/env; returns the initial rsp and where its AT_RANDOM bytes are. */
+  #writeStack(argv: readonly string[], env: readonly string[]): { sp: bigint; randomAt: bigint } {
     const { image, execPath, config } = this.#opts;
     const stack = buildProcessStack({
       top: BigInt(this.#opts.memory),
@@ -231,8 +232,7 @@ export class LinuxVm {
     if (stack.sp < BigInt(this.#layer.layout.stackBottom)) throw new RangeError(`argv and env (${stack.bytes.length} bytes) do not fit the ${this.#opts.stackSize}-byte stack`);
     this.#mem.set(stack.bytes, Number(stack.sp));
     this.#markHostDirty(Number(stack.sp), stack.bytes.length);
-    this.#randomAt = stack.randomAt;
-    return stack.sp;
+    return { sp: stack.sp, randomAt: stack.randomAt };
   }
 
   #markHostDirty(at: number, len: number): void {
@@ -246,7 +246,8 @@ export class LinuxVm {
 
   /** Captures the entry state, then (unless start is 'entry') runs to the warm-start point and captures that. */
   #startUp(): void {
-    const sp = this.#writeStack(this.#opts.argv, this.#opts.env);
+    const { sp, randomAt } = this.#writeStack(this.#opts.argv, this.#opts.env);
+    this.#randomAt = randomAt;
     const regs = this.#entryRegs(sp);
     this.#vcpu.setRegs(regs);
     this.#vm.dirtyPages(this.#slot); // the log from here on: the guest's own writes
@@ -295,7 +296,8 @@ export class LinuxVm {
       let regs = p.regs;
       if (input.argv || input.env) {
         if (p.at !== 'entry') throw new RangeError(`argv and env per call need start: 'entry' (this program's pristine state is at its ${p.at === 'checkpoint' ? 'checkpoint' : 'first read of stdin'})`);
-        regs = this.#entryRegs(this.#writeStack(input.argv ?? this.#opts.argv, input.env ?? this.#opts.env));
+        // This call's own stack, with its own AT_RANDOM; the pristine one (and #randomAt) is back after the reset.
+        regs = this.#entryRegs(this.#writeStack(input.argv ?? this.#opts.argv, input.env ?? this.#opts.env).sp);
       } else {
         // Fresh AT_RANDOM bytes: clones of one snapshot must not share them.
         const at = Number(this.#randomAt);

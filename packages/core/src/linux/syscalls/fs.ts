@@ -38,14 +38,32 @@ export function normalizePath(path: string): string {
   return `/${parts.join('/')}`;
 }
 
+/**
+ * `path` resolved against "/" one component at a time, as Linux walks it: a provided file with
+ * more of the path after it ("/f/", "/f/.", "/f/..", "/f/x") is used as a directory: -ENOTDIR.
+ */
+export function resolvePath(path: string, isFile: (path: string) => boolean): string | number {
+  const parts: string[] = [];
+  for (const p of path.split('/')) {
+    if (p === '') continue;
+    if (parts.length > 0 && isFile(`/${parts.join('/')}`)) return -E.NOTDIR;
+    if (p === '..') parts.pop();
+    else if (p !== '.') parts.push(p);
+  }
+  const norm = `/${parts.join('/')}`;
+  return path.endsWith('/') && isFile(norm) ? -E.NOTDIR : norm;
+}
+
 /** The provided file at `pathPtr` (relative to dirfd), or -errno. */
 function lookup(k: SyscallLayer, dirfd: number, pathPtr: number): { path: string; data: Uint8Array } | number {
   const path = k.cstring(pathPtr);
   if (typeof path === 'number') return path;
   if (path === '') return -E.NOENT;
   if (!path.startsWith('/') && dirfd !== AT_FDCWD) return fileOf(k, dirfd) ? -E.NOTDIR : -E.BADF;
-  const norm = normalizePath(path);
-  const data = k.config.files.get(norm);
+  const files = k.config.files;
+  const norm = resolvePath(path, (p) => files.has(p));
+  if (typeof norm === 'number') return norm;
+  const data = files.get(norm);
   return data ? { path: norm, data } : -E.NOENT;
 }
 

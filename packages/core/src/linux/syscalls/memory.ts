@@ -119,7 +119,9 @@ export const MEMORY_SYSCALLS: Record<number, SyscallFn> = {
     const want = a[0]!;
     if (want < k.layout.brkStart) return s.brk;
     if (want > s.mmapLow - PAGE_SIZE) return s.brk; // no room: Linux returns the old break
-    if (want > s.brk) zeroPages(k, pageUp(s.brk), Math.min(pageUp(want), pageUp(s.brkHigh)));
+    // Every page the break newly covers reads as zero, also one the program wrote past its break
+    // (Linux would have faulted; here all of memory is mapped). Pages that are zero cost a compare.
+    if (want > s.brk) zeroPages(k, pageUp(s.brk), pageUp(want));
     s.brk = want;
     s.brkHigh = Math.max(s.brkHigh, want);
     return want;

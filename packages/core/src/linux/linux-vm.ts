@@ -45,6 +45,8 @@ import {
 import type { LinuxHostCall } from './host-call.js';
 import { SyscallLayer, type LinuxProgramConfig, type RunEnd, type SyscallStats } from './syscall-layer.js';
 
+/** Where the TSS's I/O permission bitmap starts (cpu/modes.ts). */
+const TSS_IOMAP_OFFSET = 0x68;
 /** The lowest address of the program's part of memory (the image is linked above it). */
 export const USER_MIN = 0x10_0000;
 const SYSTEM_AREA = 0x1000n;
@@ -192,6 +194,12 @@ export class LinuxVm {
       vm.memory.write(FAULT_HANDLERS, faults.handlers);
       vm.memory.write(IDT_ADDRESS, faults.idt);
       vm.memory.writeU64(SYSTEM_AREA + 0x1000n + 4n, BigInt(FAULT_STACK)); // TSS.RSP0
+      // Port I/O as Linux gives a program: none. The program runs with IOPL 0, and the TSS I/O
+      // bitmap grants only the stub's port (kvm_pvm runs the stub at CPL 3 and checks the bitmap;
+      // on VT-x the stub runs at CPL 0). Any other in/out, and cli/sti, is #GP: SIGSEGV.
+      const bitmap = SYSTEM_AREA + 0x1000n + BigInt(TSS_IOMAP_OFFSET);
+      vm.memory.fill(bitmap, 0x2000, 0xff);
+      vm.memory.writeU8(bitmap + BigInt(SYSCALL_PORT >> 3), 0xff & ~(1 << (SYSCALL_PORT & 7)));
       loadElf(opts.image, vm.memory, [
         { start: 0n, end: BigInt(USER_MIN), what: 'low area (system tables, syscall stub)' },
         { start: BigInt(layout.mmapTop), end: BigInt(opts.memory), what: 'stack' },
@@ -241,7 +249,7 @@ export class LinuxVm {
 
   #entryRegs(sp: bigint): KvmRegs {
     const z = 0n;
-    return { rax: z, rbx: z, rcx: z, rdx: z, rsi: z, rdi: z, rsp: sp, rbp: z, r8: z, r9: z, r10: z, r11: z, r12: z, r13: z, r14: z, r15: z, rip: this.#opts.image.entry, rflags: RFLAGS.FIXED | RFLAGS.IOPL3 };
+    return { rax: z, rbx: z, rcx: z, rdx: z, rsi: z, rdi: z, rsp: sp, rbp: z, r8: z, r9: z, r10: z, r11: z, r12: z, r13: z, r14: z, r15: z, rip: this.#opts.image.entry, rflags: RFLAGS.FIXED };
   }
 
   /** Captures the entry state, then (unless start is 'entry') runs to the warm-start point and captures that. */

@@ -1,7 +1,9 @@
 // Strict input: every option and argument is checked before a call is queued, with a
 // TypeError or RangeError that names it.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HostFunctionError, SandboxPool, SandboxWorkerError } from '@kvmpool/core';
 import { buildSandboxGuest } from '../support/build-c.js';
@@ -98,16 +100,27 @@ describe('SandboxPool input', () => {
     }
   });
 
-  it('a missing hostFunctions module fails the pool start: calls reject naming the option and the path', async () => {
-    const p = new SandboxPool({ guest, threads: 1, hostFunctions: '/no/such/host-module.mjs' });
+  it('a missing hostFunctions module is refused at construction, naming the option and the path', () => {
+    expect(() => new SandboxPool({ guest, threads: 1, hostFunctions: '/no/such/host-module.mjs' })).toThrow(
+      expect.objectContaining({ name: 'RangeError', message: expect.stringMatching(/^hostFunctions: \/no\/such\/host-module\.mjs: no such module file/) }),
+    );
+    expect(() => new SandboxPool({ guest, threads: 1, hostFunctions: new URL('file:///no/such/host-module.mjs') })).toThrow(/^hostFunctions: /);
+  });
+
+  it('a hostFunctions module that exists but does not load fails the pool start: calls reject naming the option and the path', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kvmpool-host-'));
+    const bad = join(dir, 'broken.mjs');
+    writeFileSync(bad, 'export const x = ;\n');
+    const p = new SandboxPool({ guest, threads: 1, hostFunctions: bad });
     try {
       for (let i = 0; i < 2; i++) {
         const err = await p.call('echo', 'x').catch((e: unknown) => e);
         expect(err).toBeInstanceOf(SandboxWorkerError);
-        expect((err as Error).message).toMatch(/hostFunctions.*\/no\/such\/host-module\.mjs/);
+        expect((err as Error).message).toMatch(/hostFunctions: cannot load .*broken\.mjs/);
       }
     } finally {
       await p.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

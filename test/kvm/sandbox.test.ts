@@ -141,7 +141,7 @@ describe('SandboxPool', () => {
     expect(() => new SandboxPool({ guest: enc('definitely not an ELF file at all, but long enough to have a header........') })).toThrow(ElfError);
     expect(() => new SandboxPool({ guest: '/bin/true' })).toThrow(/not a static executable/);
     expect(() => new SandboxPool({ guest: '/no/such/guest.elf' })).toThrow(/cannot read guest \/no\/such\/guest.elf/);
-    expect(() => new SandboxPool({ guest, memory: '1 MiB' })).toThrow(/leaves less than 65536 bytes of stack/);
+    expect(() => new SandboxPool({ guest, memory: '1 MiB' })).toThrow(/memory of 1048576 bytes is too small: .*65536 bytes of stack.* needs at least \d+ bytes/);
   });
 
   it('close() waits for running calls and then refuses new ones', async () => {

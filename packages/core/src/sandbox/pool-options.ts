@@ -3,7 +3,7 @@
  * (wrong kind) or RangeError (out of range) whose message starts with the option's name. Call
  * options are checked by `checkTimeout` / `checkSignal` before a call is queued.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { invalidArgument, outOfRange } from '../errors.js';
@@ -79,13 +79,18 @@ export function guestBytes(v: unknown, what = 'guest'): { elf: Uint8Array; sourc
 
 function hostModule(v: unknown): ResolvedPoolOptions['hostModule'] {
   if (v === undefined) return undefined;
-  if (v instanceof URL) return { url: v.href, name: v.protocol === 'file:' ? fileURLToPath(v) : v.href };
-  if (typeof v === 'string' && v.length > 0) {
+  let found: { url: string; name: string };
+  if (v instanceof URL) found = { url: v.href, name: v.protocol === 'file:' ? fileURLToPath(v) : v.href };
+  else if (typeof v === 'string' && v.length > 0) {
     // A path (relative to the working directory) or a URL string.
     const url = /^[a-z][a-z0-9+.-]*:/i.test(v) && !/^[a-z]:[\\/]/i.test(v) ? v : pathToFileURL(v).href;
-    return { url, name: v };
+    found = { url, name: v };
+  } else throw invalidArgument('hostFunctions', 'a module path or URL', v);
+  // A module file that is not there is an error of the option, said now (not at every call).
+  if (found.url.startsWith('file:') && !existsSync(fileURLToPath(found.url))) {
+    throw outOfRange('hostFunctions', `${found.name}: no such module file`);
   }
-  throw invalidArgument('hostFunctions', 'a module path or URL', v);
+  return found;
 }
 
 export function asyncFunctions(v: unknown, what = 'asyncHostFunctions'): Record<string, AsyncHostFunction> {

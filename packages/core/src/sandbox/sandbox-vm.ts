@@ -483,8 +483,11 @@ export function sandboxLayout(o: Pick<SandboxVmOptions, 'image' | 'memory' | 'in
       throw new RangeError(`${o.image.source}: segment at 0x${s.vaddr.toString(16)} is below 0x${IMAGE_MIN.toString(16)}, where the system tables live (link with the SDK's kvmpool.ld)`);
     }
     if (end + BigInt(MIN_STACK) > BigInt(inputBase)) {
+      const least = Math.ceil((Number(end) + MIN_STACK + o.inputSize + o.outputSize) / PAGE_SIZE) * PAGE_SIZE;
       throw new RangeError(
-        `${o.image.source}: segment [0x${s.vaddr.toString(16)}, 0x${end.toString(16)}) leaves less than ${MIN_STACK} bytes of stack below the input region at 0x${Math.max(inputBase, 0).toString(16)} (memory ${o.memory}, input ${o.inputSize}, output ${o.outputSize} bytes)`,
+        `${o.image.source}: memory of ${o.memory} bytes is too small: the image ends at 0x${end.toString(16)}, and with ${MIN_STACK} bytes of stack, ` +
+          `inputSize ${o.inputSize} and outputSize ${o.outputSize} it needs at least ${least} bytes (${(least / 2 ** 20).toFixed(2)} MiB); ` +
+          'raise memory or shrink the regions',
       );
     }
   }

@@ -16,7 +16,11 @@ import { HostFunctionError } from '../errors.js';
 import { E } from './errno.js';
 import type { SyscallLayer } from './syscall-layer.js';
 
-/** Runs host function `name` on `arg` (throws HostFunctionError when it fails; other errors end the run). */
+/**
+ * Runs host function `name` on `arg` (throws HostFunctionError when it fails; other errors end the
+ * run). `arg` is a view of the program's memory, valid only during the call: copy what you keep
+ * (it is not copied for you, so a program cannot make the host allocate a copy of its memory).
+ */
 export type LinuxHostCall = (name: string, arg: Uint8Array) => Uint8Array;
 
 const MAX_NAME = 256;
@@ -47,7 +51,7 @@ export class HostCalls {
     const name = dec.decode(nameBytes);
     let result: Uint8Array;
     try {
-      result = this.#call(name, arg.slice());
+      result = this.#call(name, arg);
     } catch (e) {
       if (!(e instanceof HostFunctionError)) {
         k.end = { kind: 'error', error: e instanceof Error ? e : new Error(String(e)) };

@@ -75,7 +75,9 @@ export function encodeArgs(args: readonly unknown[], what: string): string {
 
 /** The arguments a guest sent to a host function. */
 export function decodeArgs(text: string): unknown[] {
-  const { a, u } = JSON.parse(text) as { a: unknown[]; u: number[] };
-  for (const i of u) a[i] = undefined;
-  return a;
+  const { a, u } = JSON.parse(text) as { a: unknown; u: unknown };
+  if (!Array.isArray(a) || !Array.isArray(u)) throw new TypeError('host call: the guest sent arguments that are not its {a, u} record');
+  // The guest's indices: only those of an argument it sent (never one that grows the array).
+  for (const i of u) if (Number.isInteger(i) && i >= 0 && i < a.length) a[i] = undefined;
+  return a as unknown[];
 }

@@ -29,6 +29,7 @@
   const PromiseCtor = Promise;
   const promiseThen = uncurry(Promise.prototype.then);
   const strSlice = uncurry(String.prototype.slice);
+  const strCharCodeAt = uncurry(String.prototype.charCodeAt);
   const strSplit = uncurry(String.prototype.split);
   const strIncludes = uncurry(String.prototype.includes);
   const arrayPush = uncurry(Array.prototype.push);
@@ -132,6 +133,21 @@
   let logBytes = 0;
   let logsDropped = 0;
 
+  /** The UTF-8 bytes of `s` (a lone surrogate counts 3, as its replacement character). */
+  function utf8Bytes(s) {
+    let n = 0;
+    for (let i = 0; i < s.length; i++) {
+      const c = strCharCodeAt(s, i);
+      if (c < 0x80) n += 1;
+      else if (c < 0x800) n += 2;
+      else if (c >= 0xd800 && c < 0xdc00 && i + 1 < s.length && (strCharCodeAt(s, i + 1) & 0xfc00) === 0xdc00) {
+        n += 4;
+        i++;
+      } else n += 3;
+    }
+    return n;
+  }
+
   function show(v, depth) {
     if (typeof v === 'string') return depth === 0 ? v : JSONstringify(v);
     if (typeof v === 'bigint') return `${v}n`;
@@ -157,12 +173,17 @@
       } catch (e) {
         line = `[console.${level}: ${StringCtor(e)}]`;
       }
-      if (logBytes + line.length > maxLogs) {
+      // What the line takes in the reply: its record's JSON (escapes included), in UTF-8 bytes.
+      // A record can never be shorter than its string, so the byte count is taken only when
+      // the length alone leaves it under the limit.
+      const rec = `[${JSONstringify(level)},${JSONstringify(line)}]`;
+      const bytes = logBytes + rec.length > maxLogs ? maxLogs + 1 : utf8Bytes(rec);
+      if (logBytes + bytes > maxLogs) {
         logsDropped++;
         return;
       }
-      logBytes += line.length;
-      arrayPush(logs, `[${JSONstringify(level)},${JSONstringify(line)}]`);
+      logBytes += bytes;
+      arrayPush(logs, rec);
     };
   }
   const console = {};

@@ -1,7 +1,6 @@
-// Review (not fixed; out of the suite): maxLogBytes counts a line's UTF-16 units, not the bytes
-// its JSON takes in the reply. A line kept under maxLogBytes can then push the reply past
-// maxOutput and fail the whole call (docs/js.md: lines past maxLogBytes are dropped and counted).
-// Move to test/kvm/ to run: npx vitest run test/kvm/review-js-logs.test.ts
+// maxLogBytes counts what a console line takes in the reply: the UTF-8 bytes of its JSON record,
+// escapes included. A line within it can never push the reply past maxOutput (docs/js.md: lines
+// past maxLogBytes are dropped and counted).
 import { afterAll, expect, it } from 'vitest';
 import { JsSandboxPool } from '@kvmpool/js';
 

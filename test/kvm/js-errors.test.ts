@@ -68,6 +68,14 @@ describe('JsSandboxPool errors and limits', () => {
     expect(await js.eval('2')).toBe(2);
   });
 
+  it('a timer delay of Infinity, NaN or past 2^31-1 ms is 1 ms, as in Node (not a wait that never ends)', async () => {
+    for (const delay of ['Infinity', 'NaN', '2 ** 40']) {
+      const t0 = performance.now();
+      expect(await js.eval(`new Promise((r) => setTimeout(() => r('fired'), ${delay}))`)).toBe('fired');
+      expect(performance.now() - t0).toBeLessThan(4000); // the call's limit is 5 s
+    }
+  });
+
   it('a promise that can never settle is a JsError at once, not a hang', async () => {
     await expect(js.eval('new Promise(() => {})')).rejects.toMatchObject({ jsMessage: expect.stringMatching(/never settle/) });
   });

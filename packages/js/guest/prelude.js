@@ -196,7 +196,10 @@
   let seq = 0;
   function addTimer(fn, ms, args, repeat) {
     if (typeof fn !== 'function') throw new TypeErrorCtor('the callback must be a function');
-    const delay = ms > 0 ? +ms : 0;
+    // As in Node: a delay that is not a number from 1 to 2^31-1 ms is 1 ms (Infinity would
+    // otherwise make the driver's wait a busy loop).
+    let delay = ms > 0 ? +ms : 0;
+    if (!(delay <= 2147483647)) delay = 1;
     const id = nextTimer++;
     mapSet(timers, id, { id, fn, args, due: dateNow() + delay, delay, repeat, seq: seq++ });
     return id;

@@ -34,31 +34,49 @@ export function zeroPages(k: SyscallLayer, from: number, to: number): void {
   }
 }
 
-/** Adds [a, b) to the free list (sorted, merged). */
+/** The index of the first range in `free` (sorted, disjoint) that ends after `a`. */
+function firstEndingAfter(free: [number, number][], a: number): number {
+  let lo = 0;
+  let hi = free.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (free[mid]![1] <= a) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Adds [a, b) to the free list (sorted, disjoint, touching ranges merged). A binary search and
+ * one splice: a program that frees every other page cannot make a syscall sort the whole list.
+ */
 export function freeRange(free: [number, number][], a: number, b: number): void {
   if (a >= b) return;
-  free.push([a, b]);
-  free.sort((x, y) => x[0] - y[0]);
-  const merged: [number, number][] = [];
-  for (const r of free) {
-    const last = merged[merged.length - 1];
-    if (last && r[0] <= last[1]) last[1] = Math.max(last[1], r[1]);
-    else merged.push([r[0], r[1]]);
+  const i = firstEndingAfter(free, a - 1); // a range ending at a touches it and merges
+  let j = i;
+  let lo = a;
+  let hi = b;
+  while (j < free.length && free[j]![0] <= b) {
+    lo = Math.min(lo, free[j]![0]);
+    hi = Math.max(hi, free[j]![1]);
+    j++;
   }
-  free.splice(0, free.length, ...merged);
+  free.splice(i, j - i, [lo, hi]);
 }
 
 /** Removes [a, b) from the free list. */
 export function takeRange(free: [number, number][], a: number, b: number): void {
-  const out: [number, number][] = [];
-  for (const [x, y] of free) {
-    if (y <= a || x >= b) out.push([x, y]);
-    else {
-      if (x < a) out.push([x, a]);
-      if (y > b) out.push([b, y]);
-    }
+  if (a >= b) return;
+  const i = firstEndingAfter(free, a);
+  let j = i;
+  const keep: [number, number][] = [];
+  while (j < free.length && free[j]![0] < b) {
+    const [x, y] = free[j]!;
+    if (x < a) keep.push([x, a]);
+    if (y > b) keep.push([b, y]);
+    j++;
   }
-  free.splice(0, free.length, ...out);
+  free.splice(i, j - i, ...keep);
 }
 
 /** Hands out `len` (page-multiple) bytes: first fit among freed ranges, else down from mmapLow. */

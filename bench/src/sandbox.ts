@@ -19,6 +19,7 @@
  *
  * With --profile, also where a pool call's time goes (bench/src/sandbox-profile.ts).
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -269,6 +270,21 @@ export const sandbox: Benchmark = {
       }
       report.targets.push(...extra);
 
+      const mem = idleVmMemory(guest, options.quick ? 20 : 100);
+      const memPass = mem.bytes <= IDLE_VM_TARGET_BYTES;
+      customTarget(
+        `idle-vm-memory ≤ 1 MiB of host memory per idle VM beyond its touched guest pages (${mem.vms} warm VMs, ${MEMORY >> 20} MiB guest memory)`,
+        memPass,
+        `${(mem.bytes / (1 << 20)).toFixed(2)} MiB: RSS ${(mem.rss_per_vm / (1 << 20)).toFixed(2)} MiB per VM, ${mem.touched_guest_pages} guest pages touched`,
+      );
+      report.cases.push({
+        id: 'idle-vm-memory', label: `host bytes per idle warm SandboxVm beyond its touched guest pages (${mem.vms} VMs × ${MEMORY >> 20} MiB, one process)`,
+        median_ns: Number.NaN, p99_ns: Number.NaN, ratio_vs: 'idle-vm-memory', ratio: Number.NaN,
+        bytes: mem.bytes, rss_per_vm: mem.rss_per_vm, touched_guest_pages: mem.touched_guest_pages, vms: mem.vms,
+      });
+      report.targets.push({ target: { id: 'idle-vm-memory' }, ratio: round3(mem.bytes / IDLE_VM_TARGET_BYTES), p99_ns: Number.NaN, pass: memPass });
+      writeResults('sandbox', report.cases);
+
       if (options.profile) {
         const procAd = await CProcess.start(binary, [...cArgs, 'preset-ad']);
         try {
@@ -286,6 +302,24 @@ export const sandbox: Benchmark = {
     }
   },
 };
+
+const IDLE_VM_TARGET_BYTES = 1 << 20;
+
+interface IdleVmMemory {
+  vms: number;
+  rss_per_vm: number;
+  touched_guest_pages: number;
+  bytes: number;
+}
+
+/** bench/src/sandbox-memory.ts in a child process of its own (nothing else of this one in its RSS). */
+function idleVmMemory(guest: string, count: number): IdleVmMemory {
+  const script = join(BENCH_DIR, 'dist', 'sandbox-memory.js');
+  const out = execFileSync(process.execPath, ['--expose-gc', script, guest, String(MEMORY), String(INPUT_SIZE), String(OUTPUT_SIZE), String(count)], {
+    encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return JSON.parse(out.trim().split('\n').at(-1)!) as IdleVmMemory;
+}
 
 function round3(x: number): number {
   return Math.round(x * 1000) / 1000;

@@ -5,7 +5,7 @@
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Bus } from './bus.js';
-import { DOORBELL, RECORD_KIND, RingConsumer, tryWithCoalescedLock, type RingRecord } from './exit-ring.js';
+import { DISPATCHER_STATE, DOORBELL, RECORD_KIND, RingConsumer, tryWithCoalescedLock, type RingRecord } from './exit-ring.js';
 
 /** KVM's VM-wide coalesced ring, as the dispatcher sees it. */
 export interface CoalescedSource {
@@ -44,6 +44,20 @@ export class DeviceAccessError extends Error {
 /** Longest stretch of back-to-back draining before the event loop gets a turn. */
 const MAX_BUSY_MS = 4;
 
+/**
+ * Default bound on how long a posted write may wait before the dispatcher takes it (ms).
+ * The policy (exit-ring.ts DISPATCHER_STATE): posted writes do not wake a dozing dispatcher;
+ * it drains at the end of each doze of this length, and before it answers any read, pause,
+ * snapshot or stop of the VM (those drain every ring first, in posting order). 0: every
+ * posted write wakes it (no dozing).
+ */
+export const POSTED_WRITE_BOUND_MS = 1;
+
+export interface DispatcherOptions {
+  /** See POSTED_WRITE_BOUND_MS (default 1 ms; 0 wakes the dispatcher for every posted write). */
+  postedWriteBoundMs?: number | undefined;
+}
+
 export class Dispatcher {
   readonly pio: Bus;
   readonly mmio: Bus;
@@ -60,10 +74,18 @@ export class Dispatcher {
    */
   coalesced: CoalescedSource | undefined;
 
-  constructor(pio: Bus, mmio: Bus, doorbell: SharedArrayBuffer) {
+  /** The posted-write bound in ms (0: no dozing). */
+  readonly postedWriteBoundMs: number;
+
+  constructor(pio: Bus, mmio: Bus, doorbell: SharedArrayBuffer, options: DispatcherOptions = {}) {
     this.pio = pio;
     this.mmio = mmio;
     this.#doorbell = new Int32Array(doorbell);
+    const bound = options.postedWriteBoundMs ?? POSTED_WRITE_BOUND_MS;
+    if (typeof bound !== 'number' || !Number.isFinite(bound) || bound < 0) {
+      throw new TypeError(`postedWriteBoundMs must be a finite number of ms ≥ 0 (got ${String(bound)})`);
+    }
+    this.postedWriteBoundMs = bound;
   }
 
   addRing(vcpu: number, ring: SharedArrayBuffer, doorbell: SharedArrayBuffer): void {
@@ -207,27 +229,33 @@ export class Dispatcher {
 
   async #run(): Promise<void> {
     const bell = this.#doorbell;
+    const bound = this.postedWriteBoundMs;
     let busySince = performance.now();
+    // Whether the last wake-up found records: then doze (posted writes may follow), else sleep.
+    let active = false;
     while (this.#running) {
       if (this.drainAll() > 0) {
+        active = true;
         if (performance.now() - busySince > MAX_BUSY_MS) {
           await yieldToEventLoop();
           busySince = performance.now();
         }
         continue;
       }
-      // Say we sleep, then look once more: a producer that rang before it saw SLEEPING has
-      // already published its record, and one that rang after will notify us.
-      Atomics.store(bell, DOORBELL.SLEEPING, 1);
+      // Say how we sleep, then look once more: a producer that rang before it saw the state
+      // has already published its record, and one that rang after acts on the state.
+      const doze = active && bound > 0;
+      Atomics.store(bell, DOORBELL.SLEEPING, doze ? DISPATCHER_STATE.DOZING : DISPATCHER_STATE.ASLEEP);
       const seen = Atomics.load(bell, DOORBELL.COUNT);
+      active = false;
       if (this.drainAll() === 0 && this.#running) {
-        const w = Atomics.waitAsync(bell, DOORBELL.COUNT, seen);
+        const w = doze ? Atomics.waitAsync(bell, DOORBELL.COUNT, seen, bound) : Atomics.waitAsync(bell, DOORBELL.COUNT, seen);
         if (w.async) {
           await w.value;
           this.stats.wakeups++;
         }
-      }
-      Atomics.store(bell, DOORBELL.SLEEPING, 0);
+      } else active = true;
+      Atomics.store(bell, DOORBELL.SLEEPING, DISPATCHER_STATE.AWAKE);
       busySince = performance.now();
     }
   }

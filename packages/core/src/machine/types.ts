@@ -27,6 +27,14 @@ export interface MachineOptions extends StandardDeviceOptions {
   mode?: CpuMode;
   /** Let KVM batch writes to devices' coalescable registers. Default true. */
   coalesce?: boolean;
+  /**
+   * How long a posted write (an OUT or MMIO write the vCPU does not wait for) may wait before
+   * the main-thread dispatcher hands it to its device, in ms. Default 1. Posted writes do not
+   * wake the main thread each; it takes them at least this often while the guest posts them,
+   * and always before it answers a later read, pause, snapshot or stop of the VM. 0: every
+   * posted write wakes it at once.
+   */
+  postedWriteBoundMs?: number;
   kvmPath?: string;
 }
 

@@ -66,6 +66,7 @@ export const LAST_CALL = {
 };
 
 const live = new Set<Seat>();
+const encoder = new TextEncoder();
 let exitHookInstalled = false;
 
 function installExitHook(): void {
@@ -171,7 +172,7 @@ export class Seat {
     const start = wallMs();
     const h = this.#h;
     const at = this.#at;
-    const name = new TextEncoder().encode(req.fn);
+    const name = this.#nameBytes(req.fn);
     if (name.length > CHANNEL_NAME_BYTES) throw new RangeError(`function name of ${name.length} bytes`);
     this.state = 'busy';
     this.#worker.ref();
@@ -198,13 +199,17 @@ export class Seat {
     }
     const ok = h[CH.OK] === 1;
     const outLen = Math.min(Math.max(h[CH.OUTPUT_LEN]!, 0), at.bytes - at.output);
+    const decoded = this.#reply();
     const reply: SeatReply = {
       kind: 'done',
       ok,
       output: ok ? this.#bytes.slice(at.output, at.output + outLen) : new Uint8Array(0),
       resetPages: h[CH.RESET_PAGES]!,
       remoteAbandoned: h[CH.REMOTE_ABANDONED] === 1,
-      ...this.#reply(),
+      error: decoded.error,
+      prints: decoded.prints,
+      printsDropped: decoded.printsDropped,
+      printBytesDropped: decoded.printBytesDropped,
     };
     const s = this.#stamps;
     const last = LAST_CALL;
@@ -216,6 +221,18 @@ export class Seat {
     last.resumed = resumed;
     last.end = wallMs();
     return reply;
+  }
+
+  #lastName = '';
+  #lastNameBytes = new Uint8Array(0);
+
+  /** `fn` as UTF-8, cached for the last name (a pool usually calls one function again and again). */
+  #nameBytes(fn: string): Uint8Array {
+    if (fn !== this.#lastName) {
+      this.#lastNameBytes = encoder.encode(fn);
+      this.#lastName = fn;
+    }
+    return this.#lastNameBytes;
   }
 
   /** Whether the worker has answered the last request (its reply may not be handled yet). */

@@ -206,18 +206,34 @@ async function start(): Promise<CallableVm> {
   });
 }
 
-/** Serves calls until STOP: wait for a request, run it on the warm VM, write the reply. */
+/**
+ * Serves calls until STOP: wait for a request, run it on the warm VM, write the reply. The
+ * wait sleeps at once, never spins: measured with sequential calls, the next request is
+ * already posted when the worker is back here 4 times in 5 (its own Atomics.notify of DONE,
+ * which wakes the main thread's waitAsync, takes longer than the main thread's turn), and a
+ * spin of up to 100 µs caught 2 of the other 106 on this host.
+ */
 function serve(vm: CallableVm): void {
   const dec = new TextDecoder();
   let seen = Atomics.load(h, CH.DONE);
+  let name = '';
+  let nameRaw = new Uint8Array(0);
+  const waiting = (): boolean => Atomics.load(h, CH.REQUEST) === seen && Atomics.load(h, CH.STOP) === 0;
   for (;;) {
-    // Wait for a request (or stop); never spin.
-    while (Atomics.load(h, CH.REQUEST) === seen && Atomics.load(h, CH.STOP) === 0) Atomics.wait(h, CH.REQUEST, seen);
+    while (waiting()) Atomics.wait(h, CH.REQUEST, seen);
     if (Atomics.load(h, CH.REQUEST) === seen) return; // stopped while idle
     const seq = Atomics.load(h, CH.REQUEST);
     stamps[CALL_STAMP.SEEN] = wallMs();
     const t0 = performance.now();
-    const name = dec.decode(bytes.subarray(at.name, at.name + Math.min(h[CH.NAME_LEN]!, 256)));
+    // The name is decoded only when it changed (a pool usually calls one function again and again).
+    const len = Math.min(h[CH.NAME_LEN]!, 256);
+    const raw = bytes.subarray(at.name, at.name + len);
+    let same = len === nameRaw.length;
+    for (let i = 0; same && i < len; i++) same = raw[i] === nameRaw[i];
+    if (!same) {
+      nameRaw = raw.slice();
+      name = dec.decode(nameRaw);
+    }
     const input = bytes.subarray(at.input, at.input + Math.min(h[CH.INPUT_LEN]!, data.inputSize));
     const timeoutMs = h[CH.TIMEOUT_MS]!;
     current.fn = name;

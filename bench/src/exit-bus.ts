@@ -7,6 +7,8 @@
  *   node-direct-out        Vcpu.run() on the main thread, no bus
  *   bus-posted-out         createMachine: OUT posted through the exit ring to a sink device
  *   bus-in                 IN answered by the main-thread dispatcher (device read)
+ *   bus-posted-out-spin, bus-in-spin   the same with a dispatcher that may spin before it
+ *                          sleeps (dispatcherSpinUs: 100, devices' spin-policy.ts), side by side
  *   worker-fast-in         IN answered in the vCPU worker from a device's shared fastState
  *   c-uart-bulk/uart-bulk  bulk output through COM1's THR: one exit per byte in C; kvmpool's
  *                          Uart16550 with coalesced PIO, read from uart.stream(). Times are
@@ -62,21 +64,23 @@ class StatsTally {
   records = 0;
   wakeups = 0;
   batches = 0;
+  spinHits = 0;
   exits = 0;
   windows = 0;
   add(s: StatsDelta, exits: number): void {
     this.records += s.records;
     this.wakeups += s.wakeups;
     this.batches += s.batches;
+    this.spinHits += s.spinHits;
     this.exits += exits;
     this.windows++;
   }
   reset(): void {
-    this.records = this.wakeups = this.batches = this.exits = this.windows = 0;
+    this.records = this.wakeups = this.batches = this.spinHits = this.exits = this.windows = 0;
   }
   extras(): Record<string, number> {
     const per = (x: number) => Math.round((x / Math.max(1, this.exits)) * 1000) / 1000;
-    return { wakeups_per_exit: per(this.wakeups), batches_per_exit: per(this.batches), records_per_exit: per(this.records) };
+    return { wakeups_per_exit: per(this.wakeups), batches_per_exit: per(this.batches), records_per_exit: per(this.records), spin_hits_per_exit: per(this.spinHits) };
   }
 }
 
@@ -124,6 +128,13 @@ export const exitBus: Benchmark = {
       const reader = new CountingDevice('reader');
       const inM = await pausedMachine({ memory: '2 MiB', devices: [{ device: reader, pio: { base: IN_PORT, length: 1 } }] }, IN_LOOP);
       machines.push(inM);
+      // The same two machines with a dispatcher that may spin (dispatcherSpinUs: 100), side by side.
+      const sinkSpin = new CountingDevice('sink');
+      const outSpinM = await pausedMachine({ memory: '2 MiB', dispatcherSpinUs: 100, devices: [{ device: sinkSpin, pio: { base: SINK_PORT, length: 1 } }] }, OUT_LOOP);
+      machines.push(outSpinM);
+      const readerSpin = new CountingDevice('reader');
+      const inSpinM = await pausedMachine({ memory: '2 MiB', dispatcherSpinUs: 100, devices: [{ device: readerSpin, pio: { base: IN_PORT, length: 1 } }] }, IN_LOOP);
+      machines.push(inSpinM);
       const fast = new CountingDevice('fast-reader', { fast: true });
       const marker = new CountingDevice('marker');
       const fastM = await pausedMachine({
@@ -137,6 +148,8 @@ export const exitBus: Benchmark = {
       const outTally = new StatsTally();
       const inTally = new StatsTally();
       const fastTally = new StatsTally();
+      const outSpinTally = new StatsTally();
+      const inSpinTally = new StatsTally();
       const uartRuns: { startNs: number; exits: number; misordered: number }[] = [];
       const repRuns: { startNs: number; exits: number; misordered: number }[] = [];
       const kicks: number[] = [];
@@ -165,6 +178,16 @@ export const exitBus: Benchmark = {
           inTally.add(w.stats, k);
           return w.perExit;
         }, { ratioVs: 'c-in', extras: () => inTally.extras(), afterWarmup: () => inTally.reset() }),
+        perIteration('bus-posted-out-spin', 'kvmpool: as bus-posted-out, dispatcher spins ≤ 100 µs where its policy allows (ns/exit)', async () => {
+          const w = await timeWindow(outSpinM, sinkSpin, 'write', warm, k);
+          outSpinTally.add(w.stats, k);
+          return w.perExit;
+        }, { extras: () => outSpinTally.extras(), afterWarmup: () => outSpinTally.reset() }),
+        perIteration('bus-in-spin', 'kvmpool: as bus-in, dispatcher spins ≤ 100 µs where its policy allows (ns/exit)', async () => {
+          const w = await timeWindow(inSpinM, readerSpin, 'read', warm, k);
+          inSpinTally.add(w.stats, k);
+          return w.perExit;
+        }, { ratioVs: 'c-in', extras: () => inSpinTally.extras(), afterWarmup: () => inSpinTally.reset() }),
         perIteration('worker-fast-in', `kvmpool: IN answered in the worker from fastState (${k} INs + 1 marker OUT, ns/exit)`, async () => {
           // One window is one round of the guest: k INs and the marker; records_per_exit then
           // shows the INs that went through the ring instead (the one after each marker).

@@ -20,7 +20,7 @@
  * Per-exit cases report ns per exit, from windows of K exits (one window per round).
  * With --profile, probes of where the time goes follow (exit-bus-probes.ts).
  */
-import { Kvm, type Machine, type Vcpu, type Vm } from '@kvmpool/core/internal';
+import { KICK_WAITS, Kvm, type Machine, type Vcpu, type Vm } from '@kvmpool/core/internal';
 import { CProcess } from './c-process.js';
 import {
   buildC, summarize, runBenchmark, type BenchCase, type BenchOptions, type BenchReport, type Benchmark,
@@ -153,6 +153,7 @@ export const exitBus: Benchmark = {
       const uartRuns: { startNs: number; exits: number; misordered: number }[] = [];
       const repRuns: { startNs: number; exits: number; misordered: number }[] = [];
       const kicks: number[] = [];
+      let waits0 = { ...KICK_WAITS };
       const scale = MIB / plan.uartBytes;
       const scaled = `${plan.uartBytes / 1024} KiB measured, ×${scale} to 1 MiB`;
 
@@ -237,8 +238,17 @@ export const exitBus: Benchmark = {
             }
             return out;
           },
-          extras: () => ({ kicks: kicks.length, max_ns: Math.max(...kicks), over_1ms: kicks.filter((x) => x > 1e6).length }),
-          afterWarmup: () => kicks.splice(0),
+          // Where the kicks' waits went (core's KICK_WAITS): late ones are the host's scheduler.
+          extras: () => ({
+            kicks: kicks.length, max_ns: Math.max(...kicks), over_1ms: kicks.filter((x) => x > 1e6).length,
+            acked_before_wait: KICK_WAITS.immediate - waits0.immediate, acked_in_sync_wait: KICK_WAITS.sync - waits0.sync,
+            acked_async: KICK_WAITS.async - waits0.async, sync_wait_woke_over_1ms: KICK_WAITS.lateSync - waits0.lateSync,
+            async_wait_over_1ms: KICK_WAITS.lateAsync - waits0.lateAsync,
+          }),
+          afterWarmup: () => {
+            kicks.splice(0);
+            waits0 = { ...KICK_WAITS };
+          },
         },
       ];
 

@@ -39,7 +39,7 @@ export {
 export { OwnedBlock, closeOwned, reclaimOwned, releaseVia } from './thread-resources.js';
 export { ThreadTimer, blockSignal, consumePending, currentTid, runMaskWithout, signalThread } from './signals.js';
 export { COM_PORTS, DEFAULT_DEBUG_EXIT_PORT, DEFAULT_HALT_PORT, type StandardDeviceOptions } from './machine/standard-devices.js';
-export { VcpuHandle } from './machine/vcpu-handle.js';
+export { KICK_WAITS, VcpuHandle } from './machine/vcpu-handle.js';
 export { configureVcpuThreads, drainVcpuThreads, vcpuThreads, type VcpuThreadPoolOptions } from './machine/thread-pool.js';
 export { loadElf, parseElf, symbolize, type ElfImage, type ElfSegment, type ElfSymbol } from './loader/elf.js';
 export {

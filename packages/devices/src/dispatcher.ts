@@ -252,11 +252,16 @@ export class Dispatcher {
     const bell = this.#doorbell;
     const bound = this.postedWriteBoundMs;
     let busySince = performance.now();
-    // Whether the last wake-up found records: then doze (posted writes may follow), else sleep.
+    // Whether the last wake-up found posted writes: then doze (more may follow, and they do
+    // not wake us), else sleep until woken — a guest that only reads sleeps as it always did.
     let active = false;
+    let writes = this.stats.writes;
     while (this.#running) {
       if (this.drainAll() > 0) {
-        active = true;
+        if (this.stats.writes !== writes) {
+          active = true;
+          writes = this.stats.writes;
+        }
         if (performance.now() - busySince > MAX_BUSY_MS) {
           await yieldToEventLoop();
           busySince = performance.now();
@@ -268,7 +273,6 @@ export class Dispatcher {
       if (this.#spin.spin(() => this.#hasRecords())) {
         this.#spin.ended();
         this.stats.spinHits++;
-        active = true;
         continue;
       }
       // Say how we sleep, then look once more: a producer that rang before it saw the state
@@ -283,7 +287,10 @@ export class Dispatcher {
           await w.value;
           this.stats.wakeups++;
         }
-      } else active = true;
+      } else if (this.stats.writes !== writes) {
+        active = true;
+        writes = this.stats.writes;
+      }
       Atomics.store(bell, DOORBELL.SLEEPING, DISPATCHER_STATE.AWAKE);
       this.#spin.ended();
       busySince = performance.now();

@@ -68,8 +68,8 @@ export const DOORBELL = { COUNT: 0, SLEEPING: 1, SEQ: 2, COALESCED_LOCK: 3, WORD
  *          doorbell: it is seen within the bound); a read, or a producer waiting for room,
  *          does — someone waits for it.
  *   ASLEEP asleep until woken: every post wakes it.
- * The dispatcher dozes after a wake-up that found records, and falls asleep after a doze that
- * found none; so a guest that posts writes steadily costs one main-thread wake-up per bound
+ * The dispatcher dozes after a wake-up that found posted writes, and falls asleep after a
+ * doze that found none (and after reads alone: a reading guest wakes it anyway); so a guest that posts writes steadily costs one main-thread wake-up per bound
  * instead of one per write (and no futex wake per write in the vCPU thread), and an idle VM
  * costs nothing. No post is missed: a producer publishes TAIL and then loads SLEEPING; the
  * dispatcher stores SLEEPING and then loads TAIL (all sequentially consistent), so either the

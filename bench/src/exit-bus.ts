@@ -7,8 +7,8 @@
  *   node-direct-out        Vcpu.run() on the main thread, no bus
  *   bus-posted-out         createMachine: OUT posted through the exit ring to a sink device
  *   bus-in                 IN answered by the main-thread dispatcher (device read)
- *   bus-posted-out-spin, bus-in-spin   the same with a dispatcher that may spin before it
- *                          sleeps (dispatcherSpinUs: 100, devices' spin-policy.ts), side by side
+ *   bus-posted-out-nospin, bus-in-nospin   the same with a dispatcher that never spins
+ *                          (dispatcherSpinUs: 0): what the spin policy (devices' spin-policy.ts) buys
  *   worker-fast-in         IN answered in the vCPU worker from a device's shared fastState
  *   c-uart-bulk/uart-bulk  bulk output through COM1's THR: one exit per byte in C; kvmpool's
  *                          Uart16550 with coalesced PIO, read from uart.stream(). Times are
@@ -128,13 +128,13 @@ export const exitBus: Benchmark = {
       const reader = new CountingDevice('reader');
       const inM = await pausedMachine({ memory: '2 MiB', devices: [{ device: reader, pio: { base: IN_PORT, length: 1 } }] }, IN_LOOP);
       machines.push(inM);
-      // The same two machines with a dispatcher that may spin (dispatcherSpinUs: 100), side by side.
-      const sinkSpin = new CountingDevice('sink');
-      const outSpinM = await pausedMachine({ memory: '2 MiB', dispatcherSpinUs: 100, devices: [{ device: sinkSpin, pio: { base: SINK_PORT, length: 1 } }] }, OUT_LOOP);
-      machines.push(outSpinM);
-      const readerSpin = new CountingDevice('reader');
-      const inSpinM = await pausedMachine({ memory: '2 MiB', dispatcherSpinUs: 100, devices: [{ device: readerSpin, pio: { base: IN_PORT, length: 1 } }] }, IN_LOOP);
-      machines.push(inSpinM);
+      // The same two machines with a dispatcher that never spins (dispatcherSpinUs: 0), side by side.
+      const sinkNoSpin = new CountingDevice('sink');
+      const outNoSpinM = await pausedMachine({ memory: '2 MiB', dispatcherSpinUs: 0, devices: [{ device: sinkNoSpin, pio: { base: SINK_PORT, length: 1 } }] }, OUT_LOOP);
+      machines.push(outNoSpinM);
+      const readerNoSpin = new CountingDevice('reader');
+      const inNoSpinM = await pausedMachine({ memory: '2 MiB', dispatcherSpinUs: 0, devices: [{ device: readerNoSpin, pio: { base: IN_PORT, length: 1 } }] }, IN_LOOP);
+      machines.push(inNoSpinM);
       const fast = new CountingDevice('fast-reader', { fast: true });
       const marker = new CountingDevice('marker');
       const fastM = await pausedMachine({
@@ -148,8 +148,8 @@ export const exitBus: Benchmark = {
       const outTally = new StatsTally();
       const inTally = new StatsTally();
       const fastTally = new StatsTally();
-      const outSpinTally = new StatsTally();
-      const inSpinTally = new StatsTally();
+      const outNoSpinTally = new StatsTally();
+      const inNoSpinTally = new StatsTally();
       const uartRuns: { startNs: number; exits: number; misordered: number }[] = [];
       const repRuns: { startNs: number; exits: number; misordered: number }[] = [];
       const kicks: number[] = [];
@@ -179,16 +179,16 @@ export const exitBus: Benchmark = {
           inTally.add(w.stats, k);
           return w.perExit;
         }, { ratioVs: 'c-in', extras: () => inTally.extras(), afterWarmup: () => inTally.reset() }),
-        perIteration('bus-posted-out-spin', 'kvmpool: as bus-posted-out, dispatcher spins ≤ 100 µs where its policy allows (ns/exit)', async () => {
-          const w = await timeWindow(outSpinM, sinkSpin, 'write', warm, k);
-          outSpinTally.add(w.stats, k);
+        perIteration('bus-posted-out-nospin', 'kvmpool: as bus-posted-out, dispatcher never spins (dispatcherSpinUs: 0) (ns/exit)', async () => {
+          const w = await timeWindow(outNoSpinM, sinkNoSpin, 'write', warm, k);
+          outNoSpinTally.add(w.stats, k);
           return w.perExit;
-        }, { extras: () => outSpinTally.extras(), afterWarmup: () => outSpinTally.reset() }),
-        perIteration('bus-in-spin', 'kvmpool: as bus-in, dispatcher spins ≤ 100 µs where its policy allows (ns/exit)', async () => {
-          const w = await timeWindow(inSpinM, readerSpin, 'read', warm, k);
-          inSpinTally.add(w.stats, k);
+        }, { extras: () => outNoSpinTally.extras(), afterWarmup: () => outNoSpinTally.reset() }),
+        perIteration('bus-in-nospin', 'kvmpool: as bus-in, dispatcher never spins (dispatcherSpinUs: 0) (ns/exit)', async () => {
+          const w = await timeWindow(inNoSpinM, readerNoSpin, 'read', warm, k);
+          inNoSpinTally.add(w.stats, k);
           return w.perExit;
-        }, { ratioVs: 'c-in', extras: () => inSpinTally.extras(), afterWarmup: () => inSpinTally.reset() }),
+        }, { ratioVs: 'c-in', extras: () => inNoSpinTally.extras(), afterWarmup: () => inNoSpinTally.reset() }),
         perIteration('worker-fast-in', `kvmpool: IN answered in the worker from fastState (${k} INs + 1 marker OUT, ns/exit)`, async () => {
           // One window is one round of the guest: k INs and the marker; records_per_exit then
           // shows the INs that went through the ring instead (the one after each marker).

@@ -61,8 +61,7 @@ export interface DispatcherOptions {
   postedWriteBoundMs?: number | undefined;
   /**
    * Longest spin before the dispatcher sleeps, µs (spin-policy.ts: only with a core free and
-   * when its recent waits were short; at most MAX_SPIN_US = 100). Default 0: never spin — on
-   * the 2-core host it was measured on, spinning never paid (bench exit-bus, bus-in-spin).
+   * when its recent waits were short; at most MAX_SPIN_US = 100). Default 100; 0: never spin.
    */
   maxSpinUs?: number | undefined;
 }
@@ -96,7 +95,7 @@ export class Dispatcher {
       throw new TypeError(`postedWriteBoundMs must be a finite number of ms ≥ 0 (got ${String(bound)})`);
     }
     this.postedWriteBoundMs = bound;
-    const spin = options.maxSpinUs ?? 0;
+    const spin = options.maxSpinUs ?? MAX_SPIN_US;
     if (typeof spin !== 'number' || !Number.isFinite(spin) || spin < 0 || spin > MAX_SPIN_US) {
       throw new TypeError(`maxSpinUs must be a number of µs from 0 to ${MAX_SPIN_US} (got ${String(spin)})`);
     }

@@ -18,6 +18,9 @@
  *    every wait.
  *  - The bound: `maxUs` per waiter, at most MAX_SPIN_US = 100 µs — the longest the event loop
  *    is held for one wait (the dispatcher still yields to it every 4 ms of work).
+ * Measured (bench exit-bus, bus-in vs bus-in-nospin, 2-core kvm_pvm host): with the host
+ * otherwise idle a device read costs 63–65 µs with the spin against 129–134 µs without (c-in
+ * 35 µs); with ~1 CPU of other load the check refuses nearly every spin and both cost the same.
  * `KVMPOOL_SPIN=0` in the environment turns spinning off; `KVMPOOL_SPIN=force` spins whatever
  * the free cores (for measuring what the check saves; not for production).
  */

@@ -37,10 +37,10 @@ export interface MachineOptions extends StandardDeviceOptions {
   postedWriteBoundMs?: number;
   /**
    * Longest the main-thread dispatcher spins for the next exit before it sleeps, in µs (0–100,
-   * default 0: never). It spins only while a core is free for it and the guest's recent exits
-   * came that quickly (devices' spin-policy.ts); it then answers reads without a wake-up, at
-   * the price of holding the event loop for up to this long. Worth trying on a host with
-   * cores to spare; on a busy 2-core host it costs more than it saves.
+   * default 100; 0: never). It spins only while a core is free for it (no other thread of the
+   * host runnable but one) and the guest's recent exits came that quickly (devices'
+   * spin-policy.ts); it then answers reads without a wake-up, at the price of holding the
+   * event loop for up to this long per wait (it still yields to it every 4 ms of work).
    */
   dispatcherSpinUs?: number;
   kvmPath?: string;

@@ -92,10 +92,11 @@ export interface StatsDelta {
   records: number;
   wakeups: number;
   batches: number;
+  spinHits: number;
 }
 
 function statsDelta(a: DispatcherStats, b: DispatcherStats): StatsDelta {
-  return { records: b.records - a.records, wakeups: b.wakeups - a.wakeups, batches: b.batches - a.batches };
+  return { records: b.records - a.records, wakeups: b.wakeups - a.wakeups, batches: b.batches - a.batches, spinHits: b.spinHits - a.spinHits };
 }
 
 export interface WindowResult {

@@ -89,12 +89,16 @@ export interface Target {
   maxRatio?: number;
   /** Its p99 must be at most this many ns. */
   maxP99Ns?: number;
+  /** Its p99 over its baseline's (`ratio_vs`) p99 must be at most this. */
+  maxP99Ratio?: number;
 }
 
 export interface CheckedTarget {
   target: Target;
   ratio: number;
   p99_ns: number;
+  /** p99 over the baseline's p99, when the target has `maxP99Ratio`. */
+  p99_ratio?: number;
   pass: boolean;
 }
 
@@ -186,8 +190,11 @@ function checkTargets(name: string, results: readonly CaseResult[], targets: rea
   return targets.map((target) => {
     const r = results.find((c) => c.id === target.id);
     if (!r) throw new Error(`${name}: target names unknown case ${target.id}`);
-    const pass = (target.maxRatio === undefined || r.ratio <= target.maxRatio) && (target.maxP99Ns === undefined || r.p99_ns <= target.maxP99Ns);
-    return { target, ratio: r.ratio, p99_ns: r.p99_ns, pass };
+    const base = results.find((c) => c.id === r.ratio_vs);
+    const p99Ratio = base ? round3(r.p99_ns / base.p99_ns) : Number.NaN;
+    const pass = (target.maxRatio === undefined || r.ratio <= target.maxRatio) && (target.maxP99Ns === undefined || r.p99_ns <= target.maxP99Ns) &&
+      (target.maxP99Ratio === undefined || p99Ratio <= target.maxP99Ratio);
+    return { target, ratio: r.ratio, p99_ns: r.p99_ns, ...(target.maxP99Ratio === undefined ? {} : { p99_ratio: p99Ratio }), pass };
   });
 }
 
@@ -205,6 +212,11 @@ function formatTarget(t: CheckedTarget, results: readonly CaseResult[]): string 
   if (target.maxP99Ns !== undefined) {
     parts.push(`p99 ≤ ${formatNs(target.maxP99Ns)}`);
     got.push(`p99 ${formatNs(t.p99_ns)}`);
+  }
+  if (target.maxP99Ratio !== undefined) {
+    const vs = results.find((r) => r.id === target.id)?.ratio_vs ?? '?';
+    parts.push(`p99 ≤ ${target.maxP99Ratio}× ${vs} p99`);
+    got.push(`p99 ${formatNs(t.p99_ns)}, ${(t.p99_ratio ?? Number.NaN).toFixed(3)}×`);
   }
   return `target: ${target.id} ${parts.join(', ')}: ${t.pass ? 'PASS' : 'MISS'} (${got.join(', ')})`;
 }

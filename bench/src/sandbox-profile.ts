@@ -16,15 +16,21 @@
  *    a piscina round trip with a no-op worker; a SharedArrayBuffer + Atomics channel round trip
  *    with a no-op worker; a piscina round trip to a worker that runs SandboxVm.call as the pool
  *    worker does, and the time that call took inside the worker; SandboxPool.call on 1 thread.
+ * 3. One SandboxPool.call on 1 thread, split by its own time stamps (pool-seat.ts LAST_CALL and
+ *    the worker's stamps in the call channel): main thread before the post, the request hop,
+ *    the VM's call in the worker (KVM_RUN + exits + reset, split further by table 1), the
+ *    worker's reply, the reply hop, the main thread after; main-thread time per call; the exits
+ *    per call (counted in the lean replica).
  */
 import { readFileSync } from 'node:fs';
 import { Piscina } from 'piscina';
 import {
-  CALL_CONTROL, Kvm, KICK_SIGNAL, SandboxVm, abi, blockSignal, consumePending, currentTid, describeExit,
+  CALL_CONTROL, Kvm, KICK_SIGNAL, LAST_CALL, SandboxVm, abi, blockSignal, consumePending, currentTid, describeExit,
   guestCpuid, loadElf, parseElf, runMaskWithout, setVcpuMode, writeModeTables, type KvmFpu, type KvmRegs, type MemorySlot,
   type SandboxPool, type Vcpu, type Vm,
 } from '@kvmpool/core/internal';
 import type { CProcess } from './c-process.js';
+import { OBSERVABLE_MSRS, settlePendingExit } from '@kvmpool/core/internal';
 import { formatNs, summarize, table } from './harness.js';
 import { SabChannel } from './sandbox-channel.js';
 
@@ -75,6 +81,8 @@ class ReplicaVm {
   /** Pages the last reset of each path copied back. */
   libPages = 0;
   leanPages = 0;
+  /** KVM_RUN exits of the last lean call. */
+  leanExits = 0;
 
   constructor(elf: Uint8Array, s: ProfileSetup) {
     const image = parseElf(elf, 'bench-guest.elf');
@@ -179,9 +187,11 @@ class ReplicaVm {
     this.#vcpu.setRegsBytes(this.#regsBytes);
     const t2 = process.hrtime.bigint();
     Atomics.store(this.#ctl, CALL_CONTROL.TID, this.#tid);
+    let exits = 0;
     for (;;) {
       if (Atomics.load(this.#ctl, CALL_CONTROL.CANCEL) !== 0) throw new Error('cancelled');
       const exit = this.#vcpu.run();
+      this.leanExits = ++exits;
       if (exit.kind === 'io' && exit.direction === 'out' && exit.port === PORT_RETURN) break;
       throw new Error(`lean replica: unexpected exit ${describeExit(exit)}`);
     }
@@ -208,11 +218,54 @@ class ReplicaVm {
     }
   }
 
+  #restoreState: { sregs: Uint8Array; xsave: Uint8Array | null; debug: Uint8Array; events: Uint8Array; msrs: { index: number; data: bigint }[] } | undefined;
+
+  /**
+   * The rest of SandboxVm's reset (reset.ts, PristineCpu), ioctl by ioctl, after a call: settle
+   * the pending exit (a KVM_RUN with immediate_exit), sregs, XSAVE (or FPU), debug registers,
+   * vCPU events, MSRs. Durations go to out[at…] in FULL_RESET_STEPS order.
+   */
+  fullRestore(out: number[], at: number): void {
+    const v = this.#vcpu;
+    if (!this.#restoreState) {
+      const xsave = this.#vm.checkExtension('KVM_CAP_XSAVE') ? v.getXsaveBytes(Math.max(this.#vm.checkExtension('KVM_CAP_XSAVE2'), abi.KVM_XSAVE.size)) : null;
+      const msrs = v.getMsrs(Object.values(OBSERVABLE_MSRS)).filter((m) => {
+        try {
+          v.setMsrs([m]);
+          return true;
+        } catch {
+          return false;
+        }
+      });
+      this.#restoreState = { sregs: v.getSregsBytes(), xsave, debug: v.getDebugRegsBytes(), events: v.getVcpuEventsBytes(), msrs };
+    }
+    const st = this.#restoreState;
+    const t0 = process.hrtime.bigint();
+    settlePendingExit(v);
+    const t1 = process.hrtime.bigint();
+    v.setSregsBytes(st.sregs);
+    const t2 = process.hrtime.bigint();
+    if (st.xsave) v.setXsaveBytes(st.xsave);
+    else v.setFpuBytes(this.#fpuBytes);
+    const t3 = process.hrtime.bigint();
+    v.setDebugRegsBytes(st.debug);
+    const t4 = process.hrtime.bigint();
+    v.setVcpuEventsBytes(st.events);
+    const t5 = process.hrtime.bigint();
+    if (st.msrs.length > 0) v.setMsrs(st.msrs);
+    const t6 = process.hrtime.bigint();
+    const d = [t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5];
+    for (let i = 0; i < d.length; i++) out[at + i] = Number(d[i]!);
+  }
+
   close(): void {
     this.#vm.close();
     this.#kvm.close();
   }
 }
+
+/** SandboxVm's reset beyond the C loop's (reset.ts), in ReplicaVm.fullRestore's order. */
+const FULL_RESET_STEPS = ['settle (KVM_RUN, immediate_exit)', 'KVM_SET_SREGS', 'KVM_SET_XSAVE (or FPU)', 'KVM_SET_DEBUGREGS', 'KVM_SET_VCPU_EVENTS', 'KVM_SET_MSRS'] as const;
 
 /** A difference in ns, signed, in formatNs's units. */
 function formatDelta(ns: number): string {
@@ -251,6 +304,7 @@ export async function profileSandbox(s: ProfileSetup, iterations: number, batch:
     const stepLib: number[][] = SANDBOX_STEPS.map(() => []);
     const stepLean: number[][] = SANDBOX_STEPS.map(() => []);
     const tid: number[] = [];
+    const full: number[][] = FULL_RESET_STEPS.map(() => []);
     const layerNames = [
       'C reset + call', 'C, page-table A/D bits preset', 'SandboxVm.call, in this thread', 'lean call, in this thread', 'piscina round trip, no-op worker',
       'SAB + Atomics round trip, no-op worker', 'piscina round trip, SandboxVm.call worker', '  of which SandboxVm.call in the worker',
@@ -258,6 +312,12 @@ export async function profileSandbox(s: ProfileSetup, iterations: number, batch:
     ] as const;
     const NOT_VS_C = new Set<number>([0, 4, 5]);
     const layers: number[][] = layerNames.map(() => []);
+    const splitNames = [
+      'main thread: call() → request posted', 'request hop (post → worker sees it)', 'worker: SandboxVm.call (run + exits + reset)',
+      'worker: output + reply written', 'reply hop (DONE → main thread resumes)', 'main thread: reply → result awaited',
+    ] as const;
+    const split: number[][] = splitNames.map(() => []);
+    const mainTotal: number[] = [];
     const ctl = new Int32Array(new SharedArrayBuffer(CALL_CONTROL.WORDS * 4));
     const rounds = Math.ceil(iterations / batch) + 1; // the first round warms up
     for (let r = 0; r < rounds; r++) {
@@ -268,6 +328,11 @@ export async function profileSandbox(s: ProfileSetup, iterations: number, batch:
       const tidRaw = new Array<number>(batch);
       for (let i = 0; i < batch; i++) replica.libCall(input, libRaw, i * steps, tidRaw, i);
       for (let i = 0; i < batch; i++) replica.leanCall(input, leanRaw, i * steps);
+      const fullRaw = new Array<number>(batch * FULL_RESET_STEPS.length);
+      for (let i = 0; i < batch; i++) {
+        replica.leanCall(input, null, 0);
+        replica.fullRestore(fullRaw, i * FULL_RESET_STEPS.length);
+      }
       const got = [
         await proc.requestNumbers(String(batch)),
         await s.procAd.requestNumbers(String(batch)),
@@ -293,13 +358,28 @@ export async function profileSandbox(s: ProfileSetup, iterations: number, batch:
       }));
       got.push(inChannelWorker);
       got.push(await timeEach(batch, async () => s.checkSum('pool', await s.pool1.call('sum', input))));
+      const splitRaw: number[][] = splitNames.map(() => []);
+      const mainRaw: number[] = [];
+      for (let i = 0; i < batch; i++) {
+        const t0 = performance.timeOrigin + performance.now();
+        const out = await s.pool1.call('sum', input);
+        const t1 = performance.timeOrigin + performance.now();
+        s.checkSum('pool (split)', out);
+        const c = LAST_CALL;
+        const parts = [c.posted - t0, c.seen - c.posted, c.called - c.seen, c.done - c.called, c.resumed - c.done, t1 - c.resumed];
+        parts.forEach((ms, k) => splitRaw[k]!.push(ms * 1e6));
+        mainRaw.push((c.posted - t0 + (t1 - c.resumed)) * 1e6);
+      }
       if (r === 0) continue;
+      splitRaw.forEach((xs, k) => split[k]!.push(...xs));
+      mainTotal.push(...mainRaw);
       for (let i = 0; i < batch * steps; i++) {
         stepC[i % steps]!.push(cRaw[i]!);
         stepLib[i % steps]!.push(libRaw[i]!);
         stepLean[i % steps]!.push(leanRaw[i]!);
       }
       tid.push(...tidRaw);
+      for (let i = 0; i < fullRaw.length; i++) full[i % FULL_RESET_STEPS.length]!.push(fullRaw[i]!);
       got.forEach((g, i) => layers[i]!.push(...g));
     }
     const n = (rounds - 1) * batch;
@@ -321,6 +401,15 @@ export async function profileSandbox(s: ProfileSetup, iterations: number, batch:
     console.log(`\nper step of one call + reset (${n} calls each, alternating; lib = SandboxVm.call's calls, lean = buffers encoded once; ${replica.leanPages} pages per reset; medians unless noted):`);
     console.log(table(['step', 'C', 'lib', 'lean', 'lib − C', 'lean − C', 'lib p99'], rows, new Set([1, 2, 3, 4, 5, 6])));
 
+    const fullSt = full.map((l) => summarize(l));
+    const fullSum = fullSt.reduce((a, x) => a + x.median, 0);
+    console.log(`\nSandboxVm's reset beyond the C loop's (reset.ts: the register restore and the settle; C does KVM_SET_REGS + KVM_SET_FPU only), ${n} resets:`);
+    console.log(table(
+      ['ioctl', 'median', 'p99'],
+      [...FULL_RESET_STEPS.map((name, i) => [name, formatNs(fullSt[i]!.median), formatNs(fullSt[i]!.p99)]), ['(sum of medians)', formatNs(fullSum), '']],
+      new Set([1, 2]),
+    ));
+
     const st = layers.map((l) => summarize(l));
     const c = st[0]!.median;
     console.log(`\nlayers of a pool call (${n} calls each, alternating):`);
@@ -328,6 +417,17 @@ export async function profileSandbox(s: ProfileSetup, iterations: number, batch:
       ['layer', 'median', 'p99', 'median − C'],
       layerNames.map((name, i) => [name, formatNs(st[i]!.median), formatNs(st[i]!.p99), NOT_VS_C.has(i) ? '' : formatDelta(st[i]!.median - c)]),
       new Set([1, 2, 3]),
+    ));
+    const sp = split.map((l) => summarize(l));
+    const mt = summarize(mainTotal);
+    console.log(`\none SandboxPool.call on 1 thread, by its time stamps (${n} calls, medians; the hops include waking the other thread):`);
+    console.log(table(
+      ['part', 'median', 'p99'],
+      [...splitNames.map((name, i) => [name, formatNs(sp[i]!.median), formatNs(sp[i]!.p99)]),
+        ['main-thread time per call (before + after)', formatNs(mt.median), formatNs(mt.p99)],
+        ['channel hops per call', '2', ''],
+        ['KVM_RUN exits per call (lean replica)', String(replica.leanExits), '']],
+      new Set([1, 2]),
     ));
     const m = st.map((x) => x.median);
     console.log(

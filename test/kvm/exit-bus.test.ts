@@ -148,3 +148,58 @@ describe('exit bus', () => {
     expect(resets).toBe(1);
   });
 });
+
+/** `n` posted writes (as postedWrites), then a spin with no more exits. */
+function writesThenSpin(n: number): Uint8Array {
+  const w = postedWrites(n);
+  return Uint8Array.from([...w.subarray(0, 21), 0xeb, 0xfe]); // the loop, then jmp .
+}
+
+describe('exit bus: the lazy doorbell for posted writes', () => {
+  const machineWith = async (code: Uint8Array, rec: Recorder, postedWriteBoundMs?: number): Promise<Machine> => {
+    const m = await createMachine({
+      memory: '2 MiB',
+      devices: [{ device: doneDevice, pio: { base: DONE_PORT, length: 1 }, stopsVcpu: true }, { device: rec, pio: { base: DATA_PORT, length: 4 } }],
+      ...(postedWriteBoundMs === undefined ? {} : { postedWriteBoundMs }),
+    });
+    m.load(CODE, code);
+    return m;
+  };
+
+  it('back-to-back posted writes do not wake the main thread once each (fewer than 0.25 wake-ups per write)', async () => {
+    const rec = new Recorder();
+    await using m = await machineWith(postedWrites(20_000), rec);
+    const before = { ...m.dispatcher.stats };
+    await m.start({ entry: CODE, stack, regs });
+    expect(await m.waitForExit()).toEqual({ reason: 'halted' });
+    expect(rec.values.length).toBe(20_000);
+    const wakeups = m.dispatcher.stats.wakeups - before.wakeups;
+    expect(wakeups / 20_000).toBeLessThan(0.25);
+  });
+
+  it('writes followed by no exit at all reach their device within the bound', async () => {
+    const rec = new Recorder();
+    await using m = await machineWith(writesThenSpin(100), rec);
+    await m.start({ entry: CODE, stack, regs });
+    const t0 = performance.now();
+    while (rec.values.length < 100 && performance.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 1));
+    expect(rec.values.length).toBe(100);
+    expect(rec.values).toEqual(Array.from({ length: 100 }, (_, i) => i));
+  });
+
+  it('with a long bound, writes wait for it — and a pause sees every one of them before it resolves', async () => {
+    const rec = new Recorder();
+    await using m = await machineWith(writesThenSpin(100), rec, 60_000);
+    await m.start({ entry: CODE, stack, regs });
+    await new Promise((r) => setTimeout(r, 300));
+    // The first write woke the dispatcher; the rest wait (the guest spins, nothing else exits).
+    expect(rec.values.length).toBeLessThan(100);
+    await m.pause();
+    expect(rec.values).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(await m.stop()).toEqual({ reason: 'stopped' });
+  });
+
+  it('refuses a bound that is not a number of ms ≥ 0', async () => {
+    await expect(createMachine({ memory: '2 MiB', postedWriteBoundMs: -1 })).rejects.toThrow(TypeError);
+  });
+});

@@ -8,6 +8,18 @@ import { REPLY_ERROR_BYTES, boundedErrorJson, decodeError, decodeReply, encodeRe
 const AREA = 64 * 1024;
 
 describe('reply codec', () => {
+  it('the common reply (no error, no prints, nothing dropped) decodes to one shared, frozen value: no allocation per call', () => {
+    const area = new Uint8Array(AREA);
+    const len = encodeReply(area, [], undefined);
+    const a = decodeReply(area, len);
+    expect(a).toEqual({ error: undefined, prints: [], printsDropped: 0, printBytesDropped: 0 });
+    expect(decodeReply(area, len)).toBe(a);
+    expect(Object.isFrozen(a) && Object.isFrozen(a.prints)).toBe(true);
+    // Anything else in the head still decodes in full.
+    const dropped = encodeReply(area, [], undefined, 3, 10);
+    expect(decodeReply(area, dropped)).toMatchObject({ printsDropped: 3, printBytesDropped: 10 });
+  });
+
   it('round-trips prints and an error that fit', () => {
     const area = new Uint8Array(AREA);
     const len = encodeReply(area, ['one', 'zwei ü', ''], new GuestError('guest function f returned error -5', -5));

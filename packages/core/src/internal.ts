@@ -39,7 +39,7 @@ export {
 export { OwnedBlock, closeOwned, reclaimOwned, releaseVia } from './thread-resources.js';
 export { ThreadTimer, blockSignal, consumePending, currentTid, runMaskWithout, signalThread } from './signals.js';
 export { COM_PORTS, DEFAULT_DEBUG_EXIT_PORT, DEFAULT_HALT_PORT, type StandardDeviceOptions } from './machine/standard-devices.js';
-export { VcpuHandle } from './machine/vcpu-handle.js';
+export { KICK_WAITS, VcpuHandle } from './machine/vcpu-handle.js';
 export { configureVcpuThreads, drainVcpuThreads, vcpuThreads, type VcpuThreadPoolOptions } from './machine/thread-pool.js';
 export { loadElf, parseElf, symbolize, type ElfImage, type ElfSegment, type ElfSymbol } from './loader/elf.js';
 export {
@@ -51,6 +51,7 @@ export { SANDBOX_LIMITS, guestRange } from './sandbox/host-call.js';
 export { OBSERVABLE_MSRS, settlePendingExit } from './sandbox/reset.js';
 export { LatencyHistogram, type LatencySummary } from './sandbox/histogram.js';
 export { encodeReply, decodeReply, boundedErrorJson, REPLY_ERROR_BYTES, type DecodedReply } from './sandbox/reply-codec.js';
+export { LAST_CALL } from './sandbox/pool-seat.js';
 export { captureVcpuState, completePendingExit, restoreVcpuState, type VcpuSnapshot } from './vcpu-state.js';
 export { snapshotMachine, restoreMachine, type RestoreOptions, type SnapshotInfo } from './machine/snapshot.js';
 export { inspectMachine, readVirtual, writeVirtual, scanMemory, type Inspection, type VcpuInspection } from './machine/inspect.js';

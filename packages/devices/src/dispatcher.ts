@@ -5,7 +5,8 @@
  */
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { Bus } from './bus.js';
-import { DOORBELL, RECORD_KIND, RingConsumer, tryWithCoalescedLock, type RingRecord } from './exit-ring.js';
+import { DISPATCHER_STATE, DOORBELL, RECORD_KIND, RingConsumer, tryWithCoalescedLock, type RingRecord } from './exit-ring.js';
+import { AdaptiveSpin, MAX_SPIN_US } from './spin-policy.js';
 
 /** KVM's VM-wide coalesced ring, as the dispatcher sees it. */
 export interface CoalescedSource {
@@ -31,6 +32,8 @@ export interface DispatcherStats {
   batches: number;
   /** Accesses that hit no device. */
   unmapped: number;
+  /** Waits for the next record that spun and saw one come (no sleep, no wake-up needed). */
+  spinHits: number;
 }
 
 /**
@@ -57,6 +60,25 @@ export class DeviceAccessError extends Error {
 const MAX_BUSY_MS = 4;
 
 /**
+ * Default bound on how long a posted write may wait before the dispatcher takes it (ms).
+ * The policy (exit-ring.ts DISPATCHER_STATE): posted writes do not wake a dozing dispatcher;
+ * it drains at the end of each doze of this length, and before it answers any read, pause,
+ * snapshot or stop of the VM (those drain every ring first, in posting order). 0: every
+ * posted write wakes it (no dozing).
+ */
+export const POSTED_WRITE_BOUND_MS = 1;
+
+export interface DispatcherOptions {
+  /** See POSTED_WRITE_BOUND_MS (default 1 ms; 0 wakes the dispatcher for every posted write). */
+  postedWriteBoundMs?: number | undefined;
+  /**
+   * Longest spin before the dispatcher sleeps, µs (spin-policy.ts: only with a core free and
+   * when its recent waits were short; at most MAX_SPIN_US = 100). Default 100; 0: never spin.
+   */
+  maxSpinUs?: number | undefined;
+}
+
+/**
  * The main-thread side of the exit bus: it drains every vCPU's exit ring when a doorbell rings
  * (`Atomics.waitAsync`), calls the devices in the VM-wide order of the accesses, and answers reads.
  * `createMachine()` makes one per machine.
@@ -71,7 +93,8 @@ export class Dispatcher {
   #running = false;
   #loop: Promise<void> | undefined;
   /** Counts since it was made. */
-  readonly stats: DispatcherStats = { records: 0, reads: 0, writes: 0, wakeups: 0, batches: 0, unmapped: 0 };
+  readonly stats: DispatcherStats = { records: 0, reads: 0, writes: 0, wakeups: 0, batches: 0, unmapped: 0, spinHits: 0 };
+  readonly #spin: AdaptiveSpin;
   /** Called when a device throws; the access is answered with all-ones and dispatch goes on. */
   onDeviceError: (e: DeviceAccessError) => void = () => {};
   /**
@@ -80,10 +103,29 @@ export class Dispatcher {
    */
   coalesced: CoalescedSource | undefined;
 
-  constructor(pio: Bus, mmio: Bus, doorbell: SharedArrayBuffer) {
+  /** The posted-write bound in ms (0: no dozing). */
+  readonly postedWriteBoundMs: number;
+
+  constructor(pio: Bus, mmio: Bus, doorbell: SharedArrayBuffer, options: DispatcherOptions = {}) {
     this.pio = pio;
     this.mmio = mmio;
     this.#doorbell = new Int32Array(doorbell);
+    const bound = options.postedWriteBoundMs ?? POSTED_WRITE_BOUND_MS;
+    if (typeof bound !== 'number' || !Number.isFinite(bound) || bound < 0) {
+      throw new TypeError(`postedWriteBoundMs must be a finite number of ms ≥ 0 (got ${String(bound)})`);
+    }
+    this.postedWriteBoundMs = bound;
+    const spin = options.maxSpinUs ?? MAX_SPIN_US;
+    if (typeof spin !== 'number' || !Number.isFinite(spin) || spin < 0 || spin > MAX_SPIN_US) {
+      throw new TypeError(`maxSpinUs must be a number of µs from 0 to ${MAX_SPIN_US} (got ${String(spin)})`);
+    }
+    this.#spin = new AdaptiveSpin(spin);
+  }
+
+  /** Whether any ring holds a record. */
+  #hasRecords(): boolean {
+    for (const ring of this.#rings.values()) if (ring.pending() > 0) return true;
+    return false;
   }
 
   /** Adds vCPU `vcpu`'s ring (and the doorbell it rings). */
@@ -228,27 +270,49 @@ export class Dispatcher {
 
   async #run(): Promise<void> {
     const bell = this.#doorbell;
+    const bound = this.postedWriteBoundMs;
     let busySince = performance.now();
+    // Whether the last wake-up found posted writes: then doze (more may follow, and they do
+    // not wake us), else sleep until woken — a guest that only reads sleeps as it always did.
+    let active = false;
+    let writes = this.stats.writes;
     while (this.#running) {
       if (this.drainAll() > 0) {
+        if (this.stats.writes !== writes) {
+          active = true;
+          writes = this.stats.writes;
+        }
         if (performance.now() - busySince > MAX_BUSY_MS) {
           await yieldToEventLoop();
           busySince = performance.now();
         }
         continue;
       }
-      // Say we sleep, then look once more: a producer that rang before it saw SLEEPING has
-      // already published its record, and one that rang after will notify us.
-      Atomics.store(bell, DOORBELL.SLEEPING, 1);
+      // Spin first, while the policy allows it (spin-policy.ts): still AWAKE, so producers
+      // post without waking us, and the next record is taken within a microsecond.
+      if (this.#spin.spin(() => this.#hasRecords())) {
+        this.#spin.ended();
+        this.stats.spinHits++;
+        continue;
+      }
+      // Say how we sleep, then look once more: a producer that rang before it saw the state
+      // has already published its record, and one that rang after acts on the state.
+      const doze = active && bound > 0;
+      Atomics.store(bell, DOORBELL.SLEEPING, doze ? DISPATCHER_STATE.DOZING : DISPATCHER_STATE.ASLEEP);
       const seen = Atomics.load(bell, DOORBELL.COUNT);
+      active = false;
       if (this.drainAll() === 0 && this.#running) {
-        const w = Atomics.waitAsync(bell, DOORBELL.COUNT, seen);
+        const w = doze ? Atomics.waitAsync(bell, DOORBELL.COUNT, seen, bound) : Atomics.waitAsync(bell, DOORBELL.COUNT, seen);
         if (w.async) {
           await w.value;
           this.stats.wakeups++;
         }
+      } else if (this.stats.writes !== writes) {
+        active = true;
+        writes = this.stats.writes;
       }
-      Atomics.store(bell, DOORBELL.SLEEPING, 0);
+      Atomics.store(bell, DOORBELL.SLEEPING, DISPATCHER_STATE.AWAKE);
+      this.#spin.ended();
       busySince = performance.now();
     }
   }

@@ -71,6 +71,23 @@ export type RecordKind = (typeof RECORD_KIND)[keyof typeof RECORD_KIND];
  */
 export const DOORBELL = { COUNT: 0, SLEEPING: 1, SEQ: 2, COALESCED_LOCK: 3, WORDS: 4 } as const;
 
+/**
+ * DOORBELL.SLEEPING: what the dispatcher is doing, and so which posts must wake it.
+ *   AWAKE  draining: nobody needs to wake it.
+ *   DOZING asleep for at most its posted-write bound (Dispatcher `postedWriteBoundMs`, default
+ *          1 ms), after which it drains anyway: a posted write does not wake it (the lazy
+ *          doorbell: it is seen within the bound); a read, or a producer waiting for room,
+ *          does — someone waits for it.
+ *   ASLEEP asleep until woken: every post wakes it.
+ * The dispatcher dozes after a wake-up that found posted writes, and falls asleep after a
+ * doze that found none (and after reads alone: a reading guest wakes it anyway); so a guest that posts writes steadily costs one main-thread wake-up per bound
+ * instead of one per write (and no futex wake per write in the vCPU thread), and an idle VM
+ * costs nothing. No post is missed: a producer publishes TAIL and then loads SLEEPING; the
+ * dispatcher stores SLEEPING and then loads TAIL (all sequentially consistent), so either the
+ * producer sees the state that asks it to wake the dispatcher, or the dispatcher sees the record.
+ */
+export const DISPATCHER_STATE = { AWAKE: 0, ASLEEP: 1, DOZING: 2 } as const;
+
 /** A zeroed SharedArrayBuffer for one vCPU's exit ring. */
 export function createRingBuffer(): SharedArrayBuffer {
   return new SharedArrayBuffer(RING_BYTES);
@@ -143,7 +160,7 @@ export class RingProducer extends RingViews {
     const r = this.reserve(recordsFor(data.length), check);
     if (r !== 'done') return r;
     this.postReserved(kind, address, size, data);
-    this.#ring();
+    this.#ring(false, true);
     return 'done';
   }
 
@@ -254,9 +271,9 @@ export class RingProducer extends RingViews {
     return RING.SLOTS - ((Atomics.load(this.header, RING.TAIL) - Atomics.load(this.header, RING.HEAD)) >>> 0);
   }
 
-  /** Rings the doorbell, e.g. after `postReserved`. */
+  /** Rings the doorbell after `postReserved` (writes: lazily, see DISPATCHER_STATE). */
   ring(): void {
-    this.#ring();
+    this.#ring(false, true);
   }
 
   /** Takes the VM-wide coalesced-ring lock, or gives up when `check` says pause or stop. */
@@ -283,10 +300,14 @@ export class RingProducer extends RingViews {
     if (doorbell) Atomics.notify(new Int32Array(doorbell), DOORBELL.COALESCED_LOCK);
   }
 
-  /** Rings the doorbell; wakes the dispatcher only if it said it sleeps (saves a futex wake). */
-  #ring(force = false): void {
+  /**
+   * Rings the doorbell; wakes the dispatcher only if its state asks for it (DISPATCHER_STATE):
+   * a posted write (`lazy`) only when it is ASLEEP, anything else when it is not AWAKE.
+   */
+  #ring(force = false, lazy = false): void {
     Atomics.add(this.doorbell, DOORBELL.COUNT, 1);
-    if (force || Atomics.load(this.doorbell, DOORBELL.SLEEPING) !== 0) Atomics.notify(this.doorbell, DOORBELL.COUNT);
+    const state = Atomics.load(this.doorbell, DOORBELL.SLEEPING);
+    if (force || state === DISPATCHER_STATE.ASLEEP || (state === DISPATCHER_STATE.DOZING && !lazy)) Atomics.notify(this.doorbell, DOORBELL.COUNT);
   }
 }
 

@@ -83,7 +83,7 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     });
     this.#uarts = std.uarts;
     this.#devices = [...std.specs, ...(options.devices ?? [])];
-    this.dispatcher = new Dispatcher(this.pio, this.mmio, this.#doorbell);
+    this.dispatcher = new Dispatcher(this.pio, this.mmio, this.#doorbell, { postedWriteBoundMs: options.postedWriteBoundMs, maxSpinUs: options.dispatcherSpinUs });
     this.dispatcher.onDeviceError = (e) => this.#fail(e);
   }
 

@@ -48,6 +48,22 @@ export interface MachineOptions extends StandardDeviceOptions {
   mode?: CpuMode;
   /** Let KVM batch writes to devices' coalescable registers. Default true. */
   coalesce?: boolean;
+  /**
+   * How long a posted write (an OUT or MMIO write the vCPU does not wait for) may wait before
+   * the main-thread dispatcher hands it to its device, in ms. Default 1. Posted writes do not
+   * wake the main thread each; it takes them at least this often while the guest posts them,
+   * and always before it answers a later read, pause, snapshot or stop of the VM. 0: every
+   * posted write wakes it at once.
+   */
+  postedWriteBoundMs?: number;
+  /**
+   * Longest the main-thread dispatcher spins for the next exit before it sleeps, in µs (0–100,
+   * default 100; 0: never). It spins only while a core is free for it (no other thread of the
+   * host runnable but one) and the guest's recent exits came that quickly (devices'
+   * spin-policy.ts); it then answers reads without a wake-up, at the price of holding the
+   * event loop for up to this long per wait (it still yields to it every 4 ms of work).
+   */
+  dispatcherSpinUs?: number;
   /** The KVM device. Default `/dev/kvm`. */
   kvmPath?: string;
 }

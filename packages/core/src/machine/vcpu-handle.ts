@@ -43,6 +43,15 @@ export interface VcpuHandleInit {
   onEvent?: (e: VcpuThreadEvent) => void;
 }
 
+/**
+ * Where kicks spent their wait for the acknowledgement, process-wide (for `npm run bench --
+ * exit-bus`, which reports them beside the kick latency): acknowledged before any wait, in
+ * the short synchronous wait, or after going asynchronous; and how many of each wait took
+ * longer than 1 ms (`lateSync`: the thread was woken in time but got the CPU late — the host's
+ * scheduler; `lateAsync`: the acknowledgement itself came late, or the event loop woke late).
+ */
+export const KICK_WAITS = { immediate: 0, sync: 0, async: 0, lateSync: 0, lateAsync: 0 };
+
 /** Live handles, so that a process exit can stop their threads (see `stopAllOnExit`). */
 const live = new Set<VcpuHandle>();
 let exitHook = false;
@@ -204,9 +213,18 @@ export class VcpuHandle {
     if (signal && signalThread(this.#tid, KICK_SIGNAL)) this.kicksSent++;
     this.#wakeWaits();
     let synced = false;
+    let asyncSince = 0;
     const end = performance.now() + boundMs;
     for (;;) {
-      if (kickAcknowledged(ctl, want) || this.#dead || performance.now() > end) return;
+      if (kickAcknowledged(ctl, want) || this.#dead || performance.now() > end) {
+        const waits = KICK_WAITS;
+        if (asyncSince > 0) {
+          waits.async++;
+          if (performance.now() - asyncSince > 1) waits.lateAsync++;
+        } else if (synced) waits.sync++;
+        else waits.immediate++;
+        return;
+      }
       const st = this.state;
       if (st === 'created' || isFinal(st)) return;
       const ack = Atomics.load(ctl, CONTROL.KICK_ACK);
@@ -214,8 +232,13 @@ export class VcpuHandle {
       // and synchronously once (waking the main thread's event loop costs more than that).
       if (!synced) {
         synced = true;
-        if (Atomics.wait(ctl, CONTROL.KICK_ACK, ack, KICK_SYNC_WAIT_MS) === 'ok') continue;
+        const t0 = performance.now();
+        if (Atomics.wait(ctl, CONTROL.KICK_ACK, ack, KICK_SYNC_WAIT_MS) === 'ok') {
+          if (performance.now() - t0 > 1) KICK_WAITS.lateSync++;
+          continue;
+        }
       }
+      asyncSince ||= performance.now();
       const w = Atomics.waitAsync(ctl, CONTROL.KICK_ACK, ack, RECHECK_MS);
       if (w.async) await w.value;
     }

@@ -42,8 +42,35 @@ export const CH = {
   REPLY_LEN: 15,
   /** The worker's start: WORKER_STATE. */
   STATE: 16,
+  /**
+   * Where the worker's time stamps of the last call start (Float64 index into the header, see
+   * `CALL_STAMP`): wall-clock ms (performance.timeOrigin + performance.now(), comparable across
+   * threads to a few µs), for the per-call breakdown of `npm run bench -- sandbox --profile`.
+   */
+  STAMPS_F64: 10,
   WORDS: 32,
 } as const;
+
+/** The worker's stamps of a call, Float64 indices from CH.STAMPS_F64. */
+export const CALL_STAMP = {
+  /** The worker saw the request. */
+  SEEN: 0,
+  /** The VM's call (run + reset) returned. */
+  CALLED: 1,
+  /** The reply was written, just before DONE. */
+  DONE: 2,
+  COUNT: 3,
+} as const;
+
+/** A clock every thread of the process reads alike (ms, µs resolution): for cross-thread stamps. */
+export function wallMs(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** The header's stamp area as Float64s (words 20–25). */
+export function stampView(channel: SharedArrayBuffer): Float64Array {
+  return new Float64Array(channel, CH.STAMPS_F64 * 8, CALL_STAMP.COUNT);
+}
 
 export const WORKER_STATE = { STARTING: 0, READY: 1, FAILED: 2 } as const;
 

@@ -26,7 +26,7 @@ import { SandboxTimeoutError, SandboxWorkerError, decodeError } from '../errors.
 import { KICK_SIGNAL } from '../machine/vcpu-lifecycle.js';
 import { signalThread } from '../signals.js';
 import { OwnedBlock } from '../thread-resources.js';
-import { CH, CHANNEL_NAME_BYTES, CHANNEL_REPLY_BYTES, WORKER_STATE, channelLayout, type ChannelLayout } from './call-channel.js';
+import { CALL_STAMP, CH, CHANNEL_NAME_BYTES, CHANNEL_REPLY_BYTES, WORKER_STATE, channelLayout, stampView, wallMs, type ChannelLayout } from './call-channel.js';
 import type { PoolWorkerData } from './pool-worker.js';
 import { decodeReply, type DecodedReply } from './reply-codec.js';
 
@@ -46,7 +46,27 @@ export type SeatReply =
   | ({ kind: 'done'; ok: boolean; output: Uint8Array; resetPages: number; remoteAbandoned: boolean } & DecodedReply)
   | { kind: 'gone' };
 
+/**
+ * Time stamps of the last call any seat finished (wall-clock ms, `wallMs()`), for the per-call
+ * breakdown of `npm run bench -- sandbox --profile`: meaningful with one call at a time.
+ */
+export const LAST_CALL = {
+  /** Seat.run entered (the pool has taken the call). */
+  start: 0,
+  /** The request was published to the worker. */
+  posted: 0,
+  /** The worker saw it; its VM call returned; its reply was written (the worker's stamps). */
+  seen: 0,
+  called: 0,
+  done: 0,
+  /** The main thread saw DONE. */
+  resumed: 0,
+  /** Seat.run's reply was built. */
+  end: 0,
+};
+
 const live = new Set<Seat>();
+const encoder = new TextEncoder();
 let exitHookInstalled = false;
 
 function installExitHook(): void {
@@ -63,6 +83,7 @@ export class Seat {
   readonly #h: Int32Array;
   readonly #bytes: Uint8Array;
   readonly #at: ChannelLayout;
+  readonly #stamps: Float64Array;
   /** What the thread's VM holds; closed from here once the thread has ended (thread-resources.ts). */
   readonly #owned = OwnedBlock.create();
   state: SeatState = 'starting';
@@ -83,6 +104,7 @@ export class Seat {
     const channel = new SharedArrayBuffer(this.#at.bytes);
     this.#h = new Int32Array(channel, 0, CH.WORDS);
     this.#bytes = new Uint8Array(channel);
+    this.#stamps = stampView(channel);
     this.#worker = new Worker(new URL('./pool-worker.js', import.meta.url), { workerData: { ...data, channel, owned: this.#owned.buffer } satisfies PoolWorkerData });
     installExitHook();
     live.add(this);
@@ -147,9 +169,10 @@ export class Seat {
 
   /** Runs one call; never rejects ('gone' if the thread ended or the seat was stopped first). */
   async run(req: SeatRequest): Promise<SeatReply> {
+    const start = wallMs();
     const h = this.#h;
     const at = this.#at;
-    const name = new TextEncoder().encode(req.fn);
+    const name = this.#nameBytes(req.fn);
     if (name.length > CHANNEL_NAME_BYTES) throw new RangeError(`function name of ${name.length} bytes`);
     this.state = 'busy';
     this.#worker.ref();
@@ -161,6 +184,7 @@ export class Seat {
     h[CH.REMOTE_SLOT] = req.remoteSlot;
     Atomics.store(h, CH.CANCEL, 0);
     const seq = (this.#seq = (this.#seq + 1) | 0);
+    const posted = wallMs();
     Atomics.store(h, CH.REQUEST, seq);
     Atomics.notify(h, CH.REQUEST);
     while (Atomics.load(h, CH.DONE) !== seq) {
@@ -168,20 +192,47 @@ export class Seat {
       const w = Atomics.waitAsync(h, CH.DONE, (seq - 1) | 0);
       if (w.async) await w.value;
     }
+    const resumed = wallMs();
     if (this.state === 'busy') {
       this.state = 'idle';
       this.#worker.unref();
     }
     const ok = h[CH.OK] === 1;
     const outLen = Math.min(Math.max(h[CH.OUTPUT_LEN]!, 0), at.bytes - at.output);
-    return {
+    const decoded = this.#reply();
+    const reply: SeatReply = {
       kind: 'done',
       ok,
       output: ok ? this.#bytes.slice(at.output, at.output + outLen) : new Uint8Array(0),
       resetPages: h[CH.RESET_PAGES]!,
       remoteAbandoned: h[CH.REMOTE_ABANDONED] === 1,
-      ...this.#reply(),
+      error: decoded.error,
+      prints: decoded.prints,
+      printsDropped: decoded.printsDropped,
+      printBytesDropped: decoded.printBytesDropped,
     };
+    const s = this.#stamps;
+    const last = LAST_CALL;
+    last.start = start;
+    last.posted = posted;
+    last.seen = s[CALL_STAMP.SEEN]!;
+    last.called = s[CALL_STAMP.CALLED]!;
+    last.done = s[CALL_STAMP.DONE]!;
+    last.resumed = resumed;
+    last.end = wallMs();
+    return reply;
+  }
+
+  #lastName = '';
+  #lastNameBytes = new Uint8Array(0);
+
+  /** `fn` as UTF-8, cached for the last name (a pool usually calls one function again and again). */
+  #nameBytes(fn: string): Uint8Array {
+    if (fn !== this.#lastName) {
+      this.#lastNameBytes = encoder.encode(fn);
+      this.#lastName = fn;
+    }
+    return this.#lastNameBytes;
   }
 
   /** Whether the worker has answered the last request (its reply may not be handled yet). */

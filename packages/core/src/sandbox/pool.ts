@@ -276,7 +276,8 @@ export class SandboxPool implements AsyncDisposable {
     }
     this.#stats.calls++;
     this.#jobs.add(job);
-    this.#keepAlive ??= setInterval(() => {}, 1 << 30);
+    // One timer for the pool's life, ref'd while calls are pending (not made and cleared per call).
+    if (this.#jobs.size === 1) (this.#keepAlive ??= setInterval(() => {}, 1 << 30)).ref();
     if (job.signal) {
       const signal = job.signal;
       job.onAbort = () => this.#abort(job, signal.reason);
@@ -323,10 +324,7 @@ export class SandboxPool implements AsyncDisposable {
     clearTimeout(job.watchdog);
     if (job.onAbort) job.signal?.removeEventListener('abort', job.onAbort);
     this.#jobs.delete(job);
-    if (this.#jobs.size === 0 && this.#keepAlive) {
-      clearInterval(this.#keepAlive);
-      this.#keepAlive = undefined;
-    }
+    if (this.#jobs.size === 0) this.#keepAlive?.unref();
     this.#latency.add((performance.now() - job.t0) * 1000);
     if ('output' in result) {
       this.#stats.completed++;
@@ -511,6 +509,7 @@ export class SandboxPool implements AsyncDisposable {
       await this.#slots?.stop();
     } finally {
       clearInterval(keepAlive);
+      clearInterval(this.#keepAlive);
     }
   }
 

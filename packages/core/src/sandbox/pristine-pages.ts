@@ -16,6 +16,7 @@ export class PristinePages {
 
   /** Captures every non-zero page of `mem`. */
   static capture(mem: Uint8Array): PristinePages {
+    if (mem.length % PAGE_SIZE !== 0) throw new RangeError(`pristine pages: a memory of ${mem.length} bytes is not whole pages`);
     const p = new PristinePages();
     for (let page = 0; page < mem.length / PAGE_SIZE; page++) p.#keep(mem, page);
     return p;

@@ -68,6 +68,7 @@ const MAX_BUSY_MS = 4;
  */
 export const POSTED_WRITE_BOUND_MS = 1;
 
+/** Options of `new Dispatcher()`: the posted-write bound and the spin before sleeping. */
 export interface DispatcherOptions {
   /** See POSTED_WRITE_BOUND_MS (default 1 ms; 0 wakes the dispatcher for every posted write). */
   postedWriteBoundMs?: number | undefined;

@@ -62,6 +62,7 @@ export class AdaptiveSpin {
   #t0 = 0;
   /** Spins answered / run out, for stats and tests. */
   caught = 0;
+  /** Spins that ended without the awaited change (the wait then slept). */
   missed = 0;
 
   /** `maxUs`: this waiter's bound (≤ MAX_SPIN_US; 0 never spins); `free`: the free-core measure (tests pass their own). */

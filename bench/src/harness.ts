@@ -5,7 +5,7 @@
  * and writes `bench/results/<name>.json`. Also builds the C baselines (`buildC`).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -276,4 +276,11 @@ export function buildC(name: string, options: { flags?: readonly string[]; libs?
     throw new Error(`buildC: gcc ${args.join(' ')} failed`, { cause: e });
   }
   return out;
+}
+
+/** Machine-wide CPU time from /proc/stat, µs: busy (user + nice + system + irq + softirq; guest time is in user) and steal. */
+export function machineCpuUs(): { busy: number; steal: number } {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const tick = 10_000; // USER_HZ = 100
+  return { busy: (f[0]! + f[1]! + f[2]! + f[5]! + f[6]!) * tick, steal: (f[7] ?? 0) * tick };
 }

@@ -30,14 +30,13 @@
  *
  * With --profile, also where a call's time goes (bench/src/linux-profile.ts).
  */
-import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { LinuxPool } from '@kvmpool/core';
 import { PID } from '@kvmpool/core/internal';
 import { CProcess } from './c-process.js';
 import {
-  buildC, median, runBenchmark, summarize, type BenchCase, type BenchOptions, type BenchReport, type Benchmark, type CheckedTarget,
+  machineCpuUs, buildC, median, runBenchmark, summarize, type BenchCase, type BenchOptions, type BenchReport, type Benchmark, type CheckedTarget,
 } from './harness.js';
 import { buildMusl, requireBusybox } from './linux-guests.js';
 import { profileLinux } from './linux-profile.js';
@@ -87,13 +86,6 @@ function perCall(id: string, label: string, callsPerRound: number, once: () => P
     },
     ...more,
   };
-}
-
-/** Machine-wide CPU time from /proc/stat, µs: busy (user + nice + system + irq + softirq) and steal. */
-function machineCpuUs(): { busy: number; steal: number } {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const tick = 10_000; // USER_HZ = 100
-  return { busy: (f[0]! + f[1]! + f[2]! + f[5]! + f[6]!) * tick, steal: (f[7] ?? 0) * tick };
 }
 
 interface Burst {

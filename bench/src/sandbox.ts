@@ -28,7 +28,7 @@ import { join } from 'node:path';
 import { SDK_DIR, SandboxPool, compileGuest } from '@kvmpool/core/internal';
 import { CProcess, cBatchCase } from './c-process.js';
 import {
-  BENCH_DIR, BUILD_DIR, buildC, median, runBenchmark, summarize, writeResults, type BenchCase, type BenchOptions,
+  machineCpuUs, BENCH_DIR, BUILD_DIR, buildC, median, runBenchmark, summarize, writeResults, type BenchCase, type BenchOptions,
   type BenchReport, type Benchmark, type CheckedTarget,
 } from './harness.js';
 import { inc } from './sandbox-host-functions.js';
@@ -95,13 +95,6 @@ function mainThreadCpuUs(): number {
   const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10_000; // utime + stime, at USER_HZ = 100
-}
-
-/** Machine-wide CPU time from /proc/stat, µs: busy (user + nice + system + irq + softirq; guest time is in user) and steal. */
-function machineCpuUs(): { busy: number; steal: number } {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-  const tick = 10_000; // USER_HZ = 100
-  return { busy: (f[0]! + f[1]! + f[2]! + f[5]! + f[6]!) * tick, steal: (f[7] ?? 0) * tick };
 }
 
 interface BurstResult {

@@ -1,5 +1,5 @@
 /**
- * The packages as a user gets them: `npm pack` of the three workspaces, installed into a fresh app
+ * The packages as a user gets them: `npm pack` of the four workspaces, installed into a fresh app
  * in os.tmpdir() with its own package.json, compiled with strict TypeScript (skipLibCheck: false,
  * lib ES2022 only, so a type a Node-only app lacks is an error) and run with node. Nothing is
  * downloaded: koffi, @types/node and undici-types are packed from the repository's node_modules
@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const modules = join(root, 'node_modules');
-const WORKSPACES = ['core', 'devices', 'worker'] as const;
+const WORKSPACES = ['core', 'devices', 'worker', 'js'] as const;
 /** Every child process is bounded: npm and tsc get this long, the app and the CLI less. */
 const SLOW_MS = 45_000;
 const FAST_MS = 20_000;
@@ -61,6 +61,7 @@ beforeAll(() => {
       '@kvmpool/core': file(packed.get('@kvmpool/core')),
       '@kvmpool/devices': file(packed.get('@kvmpool/devices')),
       '@kvmpool/worker': file(packed.get('@kvmpool/worker')),
+      '@kvmpool/js': file(packed.get('@kvmpool/js')),
       koffi: file(koffi),
       '@koromix/koffi-linux-x64': file(koffiX64),
     },
@@ -88,6 +89,8 @@ describe('the packages installed into a fresh app', () => {
       '@kvmpool/core': /^(README\.md|LICENSE|package\.json|dist\/.+\.(js|d\.ts)|sdk\/[^/]+|bin\/kvmpool\.js)$/,
       '@kvmpool/devices': /^(README\.md|LICENSE|package\.json|dist\/.+\.(js|d\.ts))$/,
       '@kvmpool/worker': /^(README\.md|LICENSE|package\.json|dist\/.+\.(js|d\.ts))$/,
+      // The QuickJS guest ships built (dist/guest/), with the sources and script that build it.
+      '@kvmpool/js': /^(README\.md|LICENSE|package\.json|dist\/.+\.(js|d\.ts)|dist\/guest\/quickjs-guest|guest\/[^/]+|scripts\/[^/]+)$/,
     };
     expect([...packed.keys()].sort()).toEqual(Object.keys(allowed).sort());
     for (const [name, p] of packed) {
@@ -102,16 +105,18 @@ describe('the packages installed into a fresh app', () => {
   it('the packages depend on each other at exactly their shared version', () => {
     const manifest = (w: string): Record<string, Record<string, string> | string> =>
       JSON.parse(readFileSync(join(app, 'node_modules/@kvmpool', w, 'package.json'), 'utf8')) as Record<string, Record<string, string> | string>;
-    const [core, devices, worker] = WORKSPACES.map(manifest);
+    const [core, devices, worker, js] = WORKSPACES.map(manifest);
     const version = core!['version'];
     expect(devices!['version']).toBe(version);
     expect(worker!['version']).toBe(version);
+    expect(js!['version']).toBe(version);
+    expect(js!['dependencies']).toEqual({ '@kvmpool/core': version });
     expect(core!['dependencies']).toMatchObject({ '@kvmpool/devices': version });
     expect(core!['peerDependencies']).toEqual({ '@kvmpool/worker': version });
     expect(worker!['dependencies']).toEqual({ '@kvmpool/core': version, '@kvmpool/devices': version });
   });
 
-  it('a strict TypeScript app (skipLibCheck: false, no DOM types) compiles against them, then runs a vCPU, a machine and a sandbox', () => {
+  it('a strict TypeScript app (skipLibCheck: false, no DOM types) compiles against them, then runs a vCPU, a machine, a sandbox, a Linux program and a JavaScript sandbox', () => {
     // tsc prints its diagnostics on stdout; a failure shows them in the thrown error.
     let diagnostics = '';
     try {
@@ -127,6 +132,8 @@ describe('the packages installed into a fresh app', () => {
       { step: 'vcpu', value: { kind: 'io', direction: 'out', port: 0x3f8, data: [0x6b] } },
       { step: 'machine', value: { exit: { reason: 'debug-exit', code: 0 }, output: 'ok\n' } },
       { step: 'sandbox', value: 'hello from the app' },
+      { step: 'linux', value: { stdout: 'hi from busybox\n', exitCode: 0 } },
+      { step: 'js', value: { a: [1, 4, 9] } },
       { step: 'done', value: true },
     ]);
   });

@@ -284,3 +284,43 @@ export function machineCpuUs(): { busy: number; steal: number } {
   const tick = 10_000; // USER_HZ = 100
   return { busy: (f[0]! + f[1]! + f[2]! + f[5]! + f[6]!) * tick, steal: (f[7] ?? 0) * tick };
 }
+
+/** What a throughput burst measured. */
+export interface BurstMeasure {
+  callsPerS: number;
+  /** CPU time per call, all threads of this process, µs. */
+  processCpuUs: number;
+  /** CPUs busy outside this process during the burst, on average (other load on the machine). */
+  otherCpus: number;
+  /** CPUs stolen by the hypervisor during the burst, on average. */
+  stealCpus: number;
+}
+
+/** `total` calls of `once` with `inFlight` outstanding at any time; calls/s and where the CPU went. */
+export async function measureBurst(once: () => Promise<unknown>, total: number, inFlight: number): Promise<BurstMeasure> {
+  const cpu0 = process.cpuUsage();
+  const machine0 = machineCpuUs();
+  const t0 = process.hrtime.bigint();
+  let started = 0;
+  await new Promise<void>((resolve, reject) => {
+    let done = 0;
+    const next = (): void => {
+      started++;
+      once().then(() => {
+        if (++done === total) resolve();
+        else if (started < total) next();
+      }, reject);
+    };
+    for (let i = 0; i < Math.min(inFlight, total); i++) next();
+  });
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu = process.cpuUsage(cpu0);
+  const machine = machineCpuUs();
+  const processUs = cpu.user + cpu.system;
+  return {
+    callsPerS: total / seconds,
+    processCpuUs: processUs / total,
+    otherCpus: Math.max(0, machine.busy - machine0.busy - processUs) / (seconds * 1e6),
+    stealCpus: (machine.steal - machine0.steal) / (seconds * 1e6),
+  };
+}

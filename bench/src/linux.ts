@@ -36,7 +36,7 @@ import { LinuxPool } from '@kvmpool/core';
 import { PID } from '@kvmpool/core/internal';
 import { CProcess } from './c-process.js';
 import {
-  machineCpuUs, buildC, median, runBenchmark, summarize, type BenchCase, type BenchOptions, type BenchReport, type Benchmark, type CheckedTarget,
+  measureBurst, type BurstMeasure, buildC, median, runBenchmark, summarize, type BenchCase, type BenchOptions, type BenchReport, type Benchmark, type CheckedTarget,
 } from './harness.js';
 import { buildMusl, requireBusybox } from './linux-guests.js';
 import { profileLinux } from './linux-profile.js';
@@ -88,42 +88,11 @@ function perCall(id: string, label: string, callsPerRound: number, once: () => P
   };
 }
 
-interface Burst {
-  callsPerS: number;
-  /** CPU time per call, all threads of this process, µs. */
-  processCpuUs: number;
-  /** CPUs busy outside this process during the burst, on average. */
-  otherCpus: number;
-  stealCpus: number;
-}
+type Burst = BurstMeasure;
 
 /** `total` calls with `inFlight` outstanding at any time. */
-async function burst(pool: LinuxPool, total: number, inFlight: number): Promise<Burst> {
-  const cpu0 = process.cpuUsage();
-  const machine0 = machineCpuUs();
-  const t0 = process.hrtime.bigint();
-  let started = 0;
-  await new Promise<void>((resolve, reject) => {
-    let done = 0;
-    const next = (): void => {
-      started++;
-      poolOnce(pool, 'burst').then(() => {
-        if (++done === total) resolve();
-        else if (started < total) next();
-      }, reject);
-    };
-    for (let i = 0; i < Math.min(inFlight, total); i++) next();
-  });
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  const cpu = process.cpuUsage(cpu0);
-  const machine = machineCpuUs();
-  const processUs = cpu.user + cpu.system;
-  return {
-    callsPerS: total / seconds,
-    processCpuUs: processUs / total,
-    otherCpus: Math.max(0, machine.busy - machine0.busy - processUs) / (seconds * 1e6),
-    stealCpus: (machine.steal - machine0.steal) / (seconds * 1e6),
-  };
+function burst(pool: LinuxPool, total: number, inFlight: number): Promise<Burst> {
+  return measureBurst(() => poolOnce(pool, 'burst'), total, inFlight);
 }
 
 /** Bursts on each pool, alternating; the median of each measure per pool. */

@@ -28,7 +28,7 @@ import { join } from 'node:path';
 import { SDK_DIR, SandboxPool, compileGuest } from '@kvmpool/core/internal';
 import { CProcess, cBatchCase } from './c-process.js';
 import {
-  machineCpuUs, BENCH_DIR, BUILD_DIR, buildC, median, runBenchmark, summarize, writeResults, type BenchCase, type BenchOptions,
+  measureBurst, type BurstMeasure, BENCH_DIR, BUILD_DIR, buildC, median, runBenchmark, summarize, writeResults, type BenchCase, type BenchOptions,
   type BenchReport, type Benchmark, type CheckedTarget,
 } from './harness.js';
 import { inc } from './sandbox-host-functions.js';
@@ -97,51 +97,16 @@ function mainThreadCpuUs(): number {
   return (Number(fields[11]) + Number(fields[12])) * 10_000; // utime + stime, at USER_HZ = 100
 }
 
-interface BurstResult {
-  callsPerS: number;
-  /** CPU time per call, all threads of this process, µs. */
-  processCpuUs: number;
+interface BurstResult extends BurstMeasure {
   /** CPU time per call of the main thread, µs. */
   mainCpuUs: number;
-  /** CPUs busy outside this process during the burst, on average (other load on the machine). */
-  otherCpus: number;
-  /** CPUs stolen by the hypervisor during the burst, on average. */
-  stealCpus: number;
 }
 
 /** `total` calls of `sum` with `inFlight` outstanding at any time. */
 async function burst(pool: SandboxPool, total: number, inFlight: number): Promise<BurstResult> {
-  const cpu0 = process.cpuUsage();
   const main0 = mainThreadCpuUs();
-  const machine0 = machineCpuUs();
-  const t0 = process.hrtime.bigint();
-  let started = 0;
-  await new Promise<void>((resolve, reject) => {
-    let done = 0;
-    const next = (): void => {
-      started++;
-      pool.call('sum', INPUT).then(
-        (out) => {
-          checkSum('burst', out);
-          if (++done === total) resolve();
-          else if (started < total) next();
-        },
-        reject,
-      );
-    };
-    for (let i = 0; i < Math.min(inFlight, total); i++) next();
-  });
-  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-  const cpu = process.cpuUsage(cpu0);
-  const machine = machineCpuUs();
-  const processUs = cpu.user + cpu.system;
-  return {
-    callsPerS: total / seconds,
-    processCpuUs: processUs / total,
-    mainCpuUs: (mainThreadCpuUs() - main0) / total,
-    otherCpus: Math.max(0, machine.busy - machine0.busy - processUs) / (seconds * 1e6),
-    stealCpus: (machine.steal - machine0.steal) / (seconds * 1e6),
-  };
+  const m = await measureBurst(async () => checkSum('burst', await pool.call('sum', INPUT)), total, inFlight);
+  return { ...m, mainCpuUs: (mainThreadCpuUs() - main0) / total };
 }
 
 /** Bursts on each pool, alternating; the median of each measure per pool. */

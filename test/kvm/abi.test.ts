@@ -24,6 +24,15 @@ describe('ABI: kvmpool against the kernel headers', () => {
     for (const l of checked) expect({ name: l.name, size: l.size }).toEqual({ name: l.name, size: kernel.get(l.name) });
   });
 
+  it('the sync-regs area sits where the kernel puts it (kvm_run.s, and its parts)', () => {
+    const run = abi.KVM_RUN_STRUCT.offsets;
+    const sync = abi.KVM_SYNC_REGS.offsets;
+    expect({ valid: run.kvm_valid_regs, s: run.s, sregs: sync.sregs, events: sync.events }).toEqual({
+      valid: kernel.get('kvm_run.kvm_valid_regs'), s: kernel.get('kvm_run.s'),
+      sregs: kernel.get('kvm_sync_regs.sregs'), events: kernel.get('kvm_sync_regs.events'),
+    });
+  });
+
   it('every ioctl number matches the kernel header', () => {
     for (const [name, value] of Object.entries(KVM_IOCTLS)) {
       expect(kernel.has(name), `${name} missing from the C fixture`).toBe(true);

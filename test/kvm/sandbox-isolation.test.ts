@@ -205,6 +205,37 @@ describe('crash reports', () => {
   });
 });
 
+describe('the short reset after a clean return', () => {
+  it('a call that returns normally takes the short reset; the calls after it are pristine', () => {
+    const before = { ...vm.resetPaths };
+    for (let i = 0; i < 5; i++) expectHealthy(vm);
+    expect(vm.resetPaths.short - before.short).toBe(5);
+    expect(vm.resetPaths.full - before.full).toBe(0);
+  });
+
+  it('a return through an OUT at the call entry takes the full reset: the next call starts at its first instruction', () => {
+    expect(dec(vm.call('return_at_entry', new Uint8Array(0)).output)).toBe('');
+    const before = { ...vm.resetPaths };
+    expectHealthy(vm);
+    expectHealthy(vm);
+    expect(vm.resetPaths.full - before.full).toBe(0); // the full reset was the one after return_at_entry
+  });
+
+  it('a return through a string OUT takes the full reset: its completion never runs on the next call', () => {
+    const before = vm.resetPaths.full;
+    expect(dec(vm.call('return_by_outs', new Uint8Array(0)).output)).toBe('');
+    expect(vm.resetPaths.full - before).toBe(1);
+    expectHealthy(vm);
+  });
+
+  it('a string OUT written over the SDK’s return OUT takes the full reset too', () => {
+    const before = vm.resetPaths.full;
+    expect(dec(vm.call('return_outs_at_return', enc('x')).output)).toBe('');
+    expect(vm.resetPaths.full - before).toBe(1);
+    expectHealthy(vm);
+  });
+});
+
 function catchError(fn: () => unknown): unknown {
   try {
     fn();

@@ -18,6 +18,9 @@ _kvmpool_entry:
         call    _kvmpool_libc_flush     /* stdout's buffered text to the host (libc.c) */
 #endif
         mov     $PORT_RETURN, %dx
+        .globl  _kvmpool_return
+        .type   _kvmpool_return, @function
+_kvmpool_return:                /* the host knows this OUT: a return here needs no completion */
         out     %al, (%dx)
         ud2                     /* the host never resumes past the return */
         .size _kvmpool_entry, . - _kvmpool_entry

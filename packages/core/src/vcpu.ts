@@ -6,7 +6,7 @@ import { ClosedError } from './errors.js';
 import { CoalescedRing, KVM_COALESCED_MMIO_PAGE_OFFSET } from './coalesced-ring.js';
 import { decodeExit, type VcpuExit } from './exits.js';
 import {
-  KVM_DEBUGREGS, KVM_FPU, KVM_GUEST_DEBUG, KVM_LAPIC_STATE, KVM_MP_STATE, KVM_REGS, KVM_RUN_STRUCT, KVM_SIGNAL_MASK,
+  KVM_DEBUGREGS, KVM_FPU, KVM_GUEST_DEBUG, KVM_LAPIC_STATE, KVM_MP_STATE, KVM_REGS, KVM_RUN_STRUCT, KVM_SIGNAL_MASK, KVM_SYNC_REGS, KVM_SYNC_X86,
   KVM_SREGS, KVM_TRANSLATION, KVM_VCPU_EVENTS, KVM_XCRS, KVM_XSAVE, MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, decode,
   decodeCpuid, decodeMsrs, encode, encodeCpuid, zeroed, encodeMsrs, errorFor, ioctlPtr, kvmRun, lastErrno, sysClose, sysMmap,
   sysMunmap, viewOf, type KvmCpuidEntry, type KvmDebugregs, type KvmFpu, type KvmGuestDebug, type KvmLapicState,
@@ -42,6 +42,16 @@ export const GUEST_DEBUG = {
   ENABLE: 0x1, SINGLESTEP: 0x2, USE_SW_BP: 0x10000, USE_HW_BP: 0x20000, INJECT_DB: 0x40000, INJECT_BP: 0x80000,
   BLOCKIRQ: 0x100000,
 } as const;
+
+/** A part of the sync-regs area of kvm_run (`vcpu.queueSync()`). */
+export type SyncPart = 'regs' | 'sregs' | 'events';
+const SYNC_BIT = { regs: 'REGS', sregs: 'SREGS', events: 'EVENTS' } as const;
+const SYNC_AT = {
+  regs: KVM_RUN_STRUCT.offsets.s + KVM_SYNC_REGS.offsets.regs,
+  sregs: KVM_RUN_STRUCT.offsets.s + KVM_SYNC_REGS.offsets.sregs,
+  events: KVM_RUN_STRUCT.offsets.s + KVM_SYNC_REGS.offsets.events,
+} as const;
+const SYNC_SIZE = { regs: KVM_REGS.size, sregs: KVM_SREGS.size, events: KVM_VCPU_EVENTS.size } as const;
 
 /**
  * A vCPU handle (`KVM_CREATE_VCPU`), made by `vm.createVcpu()`. `run()` enters the guest on the calling thread
@@ -132,14 +142,71 @@ export class Vcpu implements Disposable {
     return { bytes: this.#run, view: this.#runView };
   }
 
+  /**
+   * KVM_CAP_SYNC_REGS: the parts (`KVM_SYNC_X86` bits) KVM copies into kvm_run after every
+   * KVM_RUN, for `syncedRegs()` to read without an ioctl. 0 (the default) turns it off. Only
+   * on hosts where `vm.checkExtension('KVM_CAP_SYNC_REGS')` has those bits.
+   */
+  set syncValid(mask: number) {
+    this.#runView.setBigUint64(KVM_RUN_STRUCT.offsets.kvm_valid_regs, BigInt(mask), true);
+  }
+
+  /**
+   * The struct kvm_regs KVM copied out at the last exit (with `syncValid` & REGS): a view into
+   * kvm_run, good until the next `run()`.
+   */
+  syncedRegs(): DataView {
+    return new DataView(this.#run.buffer, this.#run.byteOffset + SYNC_AT.regs, KVM_REGS.size);
+  }
+
+  /** The bytes of `part` KVM copied out at the last exit (with that `syncValid` bit): a view into kvm_run, good until the next `run()`. */
+  synced(part: SyncPart): Uint8Array {
+    return this.#run.subarray(SYNC_AT[part], SYNC_AT[part] + SYNC_SIZE[part]);
+  }
+
+  /**
+   * Hands a struct kvm_regs, kvm_sregs or kvm_vcpu_events to KVM through kvm_run (KVM_CAP_SYNC_REGS):
+   * KVM takes it at the start of the next KVM_RUN — before it completes a pending exit, as a
+   * KVM_SET_* ioctl made now would be — through the same kernel function, without an ioctl of
+   * its own. Until then `getRegs`/`getSregsBytes`/`getVcpuEventsBytes` answer from it, and a
+   * KVM_SET_* ioctl of the same part replaces it. kvm_run is shared with the kernel only during
+   * KVM_RUN on this thread; the syscall orders these stores before the kernel's reads.
+   */
+  queueSync(part: SyncPart, bytes: Uint8Array): void {
+    if (bytes.length !== SYNC_SIZE[part]) throw new RangeError(`queueSync(${part}): ${bytes.length} bytes, a struct has ${SYNC_SIZE[part]}`);
+    this.#run.set(bytes, SYNC_AT[part]);
+    this.#setDirty(this.#dirty() | KVM_SYNC_X86[SYNC_BIT[part]]);
+  }
+
+  #dirty(): number {
+    return Number(this.#runView.getBigUint64(KVM_RUN_STRUCT.offsets.kvm_dirty_regs, true));
+  }
+  #setDirty(mask: number): void {
+    this.#runView.setBigUint64(KVM_RUN_STRUCT.offsets.kvm_dirty_regs, BigInt(mask), true);
+  }
+  /** The queued (not yet taken) `part`, or undefined; an ioctl setter of the part drops it (`drop`). */
+  #queued(part: SyncPart, drop = false): Uint8Array | undefined {
+    const bit = KVM_SYNC_X86[SYNC_BIT[part]];
+    const dirty = this.#dirty();
+    if ((dirty & bit) === 0) return undefined;
+    if (drop) {
+      this.#setDirty(dirty & ~bit);
+      return undefined;
+    }
+    return this.#run.slice(SYNC_AT[part], SYNC_AT[part] + SYNC_SIZE[part]);
+  }
+
   /** KVM_GET_REGS: the general-purpose registers, rip and rflags. */
   getRegs(): KvmRegs {
+    const queued = this.#queued('regs');
+    if (queued) return decode(KVM_REGS, queued);
     const b = zeroed(KVM_REGS);
     ioctlPtr(this.fd, 'KVM_GET_REGS', b);
     return decode(KVM_REGS, b);
   }
   /** KVM_SET_REGS. */
   setRegs(regs: KvmRegs): void {
+    this.#queued('regs', true);
     ioctlPtr(this.fd, 'KVM_SET_REGS', encode(KVM_REGS, regs));
   }
   /** Reads the registers, applies `patch`, writes them back; returns the result. */
@@ -151,17 +218,21 @@ export class Vcpu implements Disposable {
 
   /** KVM_GET_SREGS: segments, descriptor tables, control registers, EFER. */
   getSregs(): KvmSregs {
+    const queued = this.#queued('sregs');
+    if (queued) return decode(KVM_SREGS, queued);
     const b = zeroed(KVM_SREGS);
     ioctlPtr(this.fd, 'KVM_GET_SREGS', b);
     return decode(KVM_SREGS, b);
   }
   /** KVM_SET_SREGS. kvmpool's CPU modes read them back, because some hosts keep other values. */
   setSregs(sregs: KvmSregs): void {
+    this.#queued('sregs', true);
     ioctlPtr(this.fd, 'KVM_SET_SREGS', encode(KVM_SREGS, sregs));
   }
 
   /** KVM_SET_REGS from an already encoded struct kvm_regs (hot paths keep one and patch it). */
   setRegsBytes(bytes: Uint8Array): void {
+    this.#queued('regs', true);
     ioctlPtr(this.fd, 'KVM_SET_REGS', bytes);
   }
 
@@ -192,10 +263,11 @@ export class Vcpu implements Disposable {
 
   /** KVM_GET_SREGS / KVM_SET_SREGS, KVM_GET/SET_DEBUGREGS and KVM_GET/SET_VCPU_EVENTS as raw bytes. */
   getSregsBytes(): Uint8Array {
-    return this.#getRaw('KVM_GET_SREGS', KVM_SREGS.size);
+    return this.#queued('sregs') ?? this.#getRaw('KVM_GET_SREGS', KVM_SREGS.size);
   }
   /** KVM_SET_SREGS from raw bytes taken by `getSregsBytes()`. */
   setSregsBytes(bytes: Uint8Array): void {
+    this.#queued('sregs', true);
     ioctlPtr(this.fd, 'KVM_SET_SREGS', bytes);
   }
   /** KVM_GET_DEBUGREGS as raw bytes. */
@@ -208,10 +280,11 @@ export class Vcpu implements Disposable {
   }
   /** KVM_GET_VCPU_EVENTS as raw bytes. */
   getVcpuEventsBytes(): Uint8Array {
-    return this.#getRaw('KVM_GET_VCPU_EVENTS', KVM_VCPU_EVENTS.size);
+    return this.#queued('events') ?? this.#getRaw('KVM_GET_VCPU_EVENTS', KVM_VCPU_EVENTS.size);
   }
   /** KVM_SET_VCPU_EVENTS from raw bytes. */
   setVcpuEventsBytes(bytes: Uint8Array): void {
+    this.#queued('events', true);
     ioctlPtr(this.fd, 'KVM_SET_VCPU_EVENTS', bytes);
   }
   #getRaw(name: 'KVM_GET_SREGS' | 'KVM_GET_DEBUGREGS' | 'KVM_GET_VCPU_EVENTS', size: number): Uint8Array {

@@ -127,6 +127,20 @@ checkOffset(KVM_RUN_STRUCT, 'exit', 32);
 checkOffset(KVM_RUN_STRUCT, 'kvm_valid_regs', 288);
 checkOffset(KVM_RUN_STRUCT, 's', 304);
 
+/**
+ * `struct kvm_sync_regs` (x86), the `s` area of kvm_run with KVM_CAP_SYNC_REGS: registers KVM
+ * copies out after every KVM_RUN for the parts set in `kvm_valid_regs`, and takes in before the
+ * next one for the parts set in `kvm_dirty_regs` (the same __set_regs/__set_sregs/set_vcpu_events
+ * the KVM_SET_* ioctls call, without an ioctl of their own).
+ */
+export const KVM_SYNC_REGS = defineStruct('kvm_sync_regs', {
+  regs: array('u8', 144), sregs: array('u8', 312), events: array('u8', 64),
+}, 520);
+checkOffset(KVM_SYNC_REGS, 'sregs', 144);
+checkOffset(KVM_SYNC_REGS, 'events', 456);
+/** kvm_run.kvm_valid_regs / kvm_dirty_regs bits: which part of `KVM_SYNC_REGS`. */
+export const KVM_SYNC_X86 = { REGS: 1, SREGS: 2, EVENTS: 4 } as const;
+
 export const KVM_RUN_IO = defineStruct('kvm_run_io', { direction: 'u8', size: 'u8', port: 'u16', count: 'u32', data_offset: 'u64' }, 16);
 export const KVM_RUN_MMIO = defineStruct('kvm_run_mmio', { phys_addr: 'u64', data: array('u8', 8), len: 'u32', is_write: 'u8' }, 24);
 export const KVM_RUN_FAIL_ENTRY = defineStruct('kvm_run_fail_entry', { hardware_entry_failure_reason: 'u64', cpu: 'u32' }, 16);

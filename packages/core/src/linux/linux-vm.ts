@@ -24,7 +24,7 @@ import { Kvm } from '../kvm.js';
 import { guestCpuid } from '../cpu/cpuid.js';
 import { EFER, RFLAGS } from '../cpu/descriptors.js';
 import { setVcpuMode, writeModeTables } from '../cpu/modes.js';
-import type { KvmRegs } from '../ffi/index.js';
+import { KVM_REGS, KVM_SYNC_X86, encode, type KvmRegs } from '../ffi/index.js';
 import { loadElf, symbolize, type ElfImage } from '../loader/elf.js';
 import type { MemorySlot } from '../memory.js';
 import { KICK_SIGNAL } from '../machine/vcpu-lifecycle.js';
@@ -39,12 +39,15 @@ import { PristinePages } from '../sandbox/pristine-pages.js';
 import { buildProcessStack, standardAuxv } from './process-stack.js';
 import type { ProcessLayout, ProcessState } from './process-state.js';
 import {
-  ERROR_CODE_VECTORS, FAULT_HANDLERS, FAULT_PORT, FAULT_SIGNALS, FAULT_STACK, IDT_ADDRESS, IDT_VECTORS, SCRATCH_ADDRESS, STUB_ADDRESS,
+  ERROR_CODE_VECTORS, FAULT_HANDLERS, FAULT_PORT, FAULT_SIGNALS, FAULT_STACK, IDT_ADDRESS, IDT_VECTORS, SCRATCH_ADDRESS, STUB_ADDRESS, STUB_RESUME_OFFSET,
   STUB_CODE, SYSCALL_PORT, VECTOR_NAMES, enableSyscalls, faultTables,
 } from './syscall-stub.js';
 import type { LinuxHostCall } from './host-call.js';
 import { SyscallLayer, type LinuxProgramConfig, type RunEnd, type SyscallStats } from './syscall-layer.js';
 
+
+/** The stub's `out %al, $SYSCALL_PORT` (2 bytes, just before where a served syscall resumes). */
+const STUB_OUT = STUB_ADDRESS + BigInt(STUB_RESUME_OFFSET - 2);
 /** Where the TSS's I/O permission bitmap starts (cpu/modes.ts). */
 const TSS_IOMAP_OFFSET = 0x68;
 /** The lowest address of the program's part of memory (the image is linked above it). */
@@ -128,6 +131,12 @@ export class LinuxVm {
   /** AT_HWCAP: CPUID leaf 1 EDX as the guest sees it. */
   #hwcap = 0;
   #broken: Error | undefined;
+  /** KVM_CAP_SYNC_REGS: registers in and out through kvm_run (sandbox-vm.ts). */
+  #sync = false;
+  /** The call ended by exit/exit_group at the stub's OUT: the short reset (`#atStubOut`). */
+  #cleanEnd = false;
+  /** Resets that took the short path (after a clean exit) and the full path, for stats and tests. */
+  readonly resetPaths = { short: 0, full: 0 };
   /** The CPU exception that ended the current call, described. */
   #fault: string | undefined;
   /** The running call's deadline and control words (for sleeps). */
@@ -254,6 +263,10 @@ export class LinuxVm {
 
   /** Captures the entry state, then (unless start is 'entry') runs to the warm-start point and captures that. */
   #startUp(): void {
+    const sync = KVM_SYNC_X86.REGS | KVM_SYNC_X86.SREGS | KVM_SYNC_X86.EVENTS;
+    this.#sync = (this.#vm.checkExtension('KVM_CAP_SYNC_REGS') & sync) === sync;
+    // Only the registers come out at every exit (cheap); sregs and events go in when reset writes them.
+    if (this.#sync) this.#vcpu.syncValid = KVM_SYNC_X86.REGS;
     const { sp, randomAt } = this.#writeStack(this.#opts.argv, this.#opts.env);
     this.#randomAt = randomAt;
     const regs = this.#entryRegs(sp);
@@ -312,7 +325,8 @@ export class LinuxVm {
         this.#mem.set(randomBytes(16), at);
         this.#markHostDirty(at, 16);
       }
-      this.#vcpu.setRegs(regs);
+      if (this.#sync) this.#vcpu.queueSync('regs', encode(KVM_REGS, regs));
+      else this.#vcpu.setRegs(regs);
       end = this.#runCall('program', options.timeoutMs ?? 0, options.control, 'its', p.pending);
     } catch (e) {
       this.reset();
@@ -353,6 +367,8 @@ export class LinuxVm {
         const exit = vcpu.run();
         if (exit.kind === 'io' && exit.port === SYSCALL_PORT && exit.direction === 'out') {
           layer.serve();
+          // serve() may have ended the call (TypeScript still has layer.end narrowed to undefined).
+          if ((layer.end as RunEnd | undefined)?.kind === 'exit') this.#cleanEnd = this.#atStubOut();
           continue;
         }
         if (exit.kind === 'io' && exit.port === FAULT_PORT && exit.direction === 'out') {
@@ -402,11 +418,27 @@ export class LinuxVm {
     }
   }
 
+  /**
+   * Whether the exit just served was the stub's own `out %al, $SYSCALL_PORT` (read-only code),
+   * with rip at it (its completion pending: KVM skips it only while rip is still there, and no
+   * call starts there) or past it (hosts that finish the OUT before exiting). Then the reset
+   * needs no settle and no debug-register or MSR restore (sandbox-vm.ts, reset.ts).
+   */
+  #atStubOut(): boolean {
+    if (!this.#sync) return false;
+    const rip = this.#vcpu.syncedRegs().getBigUint64(KVM_REGS.offsets.rip, true);
+    return (rip === STUB_OUT || rip === STUB_OUT + 2n) && this.#pristine.regs.rip !== STUB_OUT;
+  }
+
   /** Back to the pristine state: pending exit settled, dirty pages restored or zeroed, vCPU and process state. */
   reset(): number {
     const p = this.#pristine;
+    const clean = this.#cleanEnd;
+    this.#cleanEnd = false;
+    if (clean) this.resetPaths.short++;
+    else this.resetPaths.full++;
     try {
-      p.cpu.settle(this.#vcpu);
+      if (!clean) p.cpu.settle(this.#vcpu);
     } catch (e) {
       this.#broken = e instanceof Error ? e : new Error(String(e));
       throw e;
@@ -415,7 +447,7 @@ export class LinuxVm {
     for (const page of this.#hostDirty) dirty.push(page);
     this.#hostDirty.clear();
     p.pages.restore(this.#mem, dirty);
-    p.cpu.restore(this.#vcpu);
+    p.cpu.restore(this.#vcpu, { short: clean, sync: this.#sync, compare: false });
     this.#layer.state = p.state.clone();
     return dirty.length;
   }

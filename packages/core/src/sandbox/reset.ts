@@ -16,9 +16,9 @@
  *     component XCR0 enables). Where KVM has no XSAVE, KVM_SET_FPU; that struct carries MXCSR,
  *     but hosts that do not fill it (kvm_pvm) then leave MXCSR to pass between calls — the one
  *     documented limit of the fallback.
- *  5. Debug registers (KVM_SET_DEBUGREGS) and vCPU events (KVM_SET_VCPU_EVENTS: pending or
+ *  5. Debug registers (KVM_SET_DEBUGREGS; not after a clean return, see `restore`) and vCPU events (KVM_SET_VCPU_EVENTS: pending or
  *     injected exceptions, interrupt shadow after `mov ss`/`sti`, NMI state).
- *  6. The MSRs a CPL 3 guest can observe: TSC_AUX (rdtscp/rdpid), FS_BASE, GS_BASE and
+ *  6. (Not after a clean return, see `restore`.) The MSRs a CPL 3 guest can observe: TSC_AUX (rdtscp/rdpid), FS_BASE, GS_BASE and
  *     KERNEL_GS_BASE. CR4.FSGSBASE is clear in sandbox mode, so wrfsbase/wrgsbase #UD and CPL 3
  *     cannot write any of them (nor any MSR: wrmsr is CPL 0); restoring them makes that a
  *     property of the reset rather than of the CPU mode.
@@ -64,6 +64,18 @@ export function settlePendingExit(vcpu: Vcpu): void {
   }
 }
 
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Events equal but for `flags` (which says which fields a KVM_SET_VCPU_EVENTS takes, not state). */
+function sameEvents(got: Uint8Array, pristine: Uint8Array): boolean {
+  for (let i = 0; i < got.length; i++) if (got[i] !== pristine[i] && (i < EVENTS_FLAGS || i >= EVENTS_FLAGS + 4)) return false;
+  return true;
+}
+
 export class PristineCpu {
   readonly #sregs: Uint8Array;
   readonly #xsave: Uint8Array | null;
@@ -107,13 +119,30 @@ export class PristineCpu {
     settlePendingExit(vcpu);
   }
 
-  /** Writes the captured state back (steps 3–6 above). */
-  restore(vcpu: Vcpu): void {
-    vcpu.setSregsBytes(this.#sregs);
+  /**
+   * Writes the captured state back (steps 3–6 above). `sync`: sregs and events go in through
+   * kvm_run (KVM_CAP_SYNC_REGS), taken at the next KVM_RUN before anything runs — the same
+   * kernel functions as the ioctls, one ioctl fewer each. `short` (the call ended by a clean
+   * return, nothing left pending): the debug registers and MSRs are not written, because only
+   * CPL 0 can change them (mov to DRn, wrmsr; CR4.FSGSBASE is clear, and FS/GS_BASE come back
+   * with sregs anyway), DR6 changes only on a #DB, which would have ended the call at the
+   * fault handler or in a triple fault, not at the return port.
+   */
+  restore(vcpu: Vcpu, how: { short?: boolean; sync?: boolean; compare?: boolean } = {}): void {
+    if (how.sync) {
+      // `compare`: KVM copied sregs and events out at the last exit (syncValid has them); after
+      // a clean return, what the call left equal to the pristine state needs no writing back.
+      const keep = how.short === true && how.compare === true;
+      if (!keep || !sameBytes(vcpu.synced('sregs'), this.#sregs)) vcpu.queueSync('sregs', this.#sregs);
+      if (!keep || !sameEvents(vcpu.synced('events'), this.#events)) vcpu.queueSync('events', this.#events);
+    } else {
+      vcpu.setSregsBytes(this.#sregs);
+      vcpu.setVcpuEventsBytes(this.#events);
+    }
     if (this.#xsave) vcpu.setXsaveBytes(this.#xsave);
     else vcpu.setFpuBytes(this.#fpu);
+    if (how.short) return;
     vcpu.setDebugRegsBytes(this.#debugRegs);
-    vcpu.setVcpuEventsBytes(this.#events);
     if (this.#msrs.length > 0) vcpu.setMsrs(this.#msrs);
   }
 }

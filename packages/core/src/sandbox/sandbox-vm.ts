@@ -27,7 +27,7 @@ import { Kvm } from '../kvm.js';
 import { guestCpuid } from '../cpu/cpuid.js';
 import { EFER, RFLAGS } from '../cpu/descriptors.js';
 import { setVcpuMode, writeModeTables } from '../cpu/modes.js';
-import { KVM_REGS } from '../ffi/index.js';
+import { KVM_REGS, KVM_SYNC_X86 } from '../ffi/index.js';
 import { loadElf, symbolize, type ElfImage } from '../loader/elf.js';
 import type { MemorySlot } from '../memory.js';
 import { KICK_SIGNAL } from '../machine/vcpu-lifecycle.js';
@@ -98,6 +98,11 @@ export interface CallResult {
 
 export const CALL_CONTROL = { CANCEL: 0, TID: 1, WORDS: 2 } as const;
 
+const SYNC_ALL = KVM_SYNC_X86.REGS | KVM_SYNC_X86.SREGS | KVM_SYNC_X86.EVENTS;
+
+/** `out %al, (%dx)`: the SDK's return instruction. */
+const OUT_AL_DX = 0xee;
+
 /** @deprecated Use `toBytesOrEmpty` from util/bytes.ts (kept until pool.ts moves over). */
 export function asBytes(v: Uint8Array | ArrayBufferView | string | void): Uint8Array {
   return toBytesOrEmpty(v, 'host function result');
@@ -122,6 +127,8 @@ export class SandboxVm {
   readonly #regsView = new DataView(this.#regsBytes.buffer);
   readonly #tid = currentTid();
   readonly #entry: bigint;
+  /** The SDK's return OUT (`_kvmpool_return`), if the guest has one. */
+  readonly #returnAt: bigint | undefined;
   readonly #inputBase: number;
   readonly #outputBase: number;
   /** Where each call's stack starts (below main's frame for a musl guest). */
@@ -137,6 +144,12 @@ export class SandboxVm {
   readonly #hostDirty = new Set<number>();
   #prints = new PrintLog();
   readonly #hostCalls: HostCallContext;
+  /** KVM_CAP_SYNC_REGS with regs, sregs and events: the call's state goes in through kvm_run. */
+  #sync = false;
+  /** Set when the call ended by a plain OUT to the return port that reset may leave pending (see `reset`). */
+  #cleanReturn = false;
+  /** Resets that took the short path (after a clean return) and the full path, for stats and tests. */
+  readonly resetPaths = { short: 0, full: 0 };
   /** Calls and resets, for stats. */
   calls = 0;
   resets = 0;
@@ -151,6 +164,7 @@ export class SandboxVm {
     this.#opts = opts;
     // A musl guest starts at musl's _start (the ELF entry) once; calls enter at _kvmpool_entry.
     this.#entry = isLibcGuest(opts.image) ? opts.image.functions.get('_kvmpool_entry')! : opts.image.entry;
+    this.#returnAt = opts.image.symbols.find((sym) => sym.name === '_kvmpool_return')?.value;
     this.#inputBase = layout.inputBase;
     this.#outputBase = layout.outputBase;
     this.#stackTop = BigInt(layout.inputBase);
@@ -284,6 +298,8 @@ export class SandboxVm {
 
   #capture(): void {
     this.#pristineCpu = new PristineCpu(this.#vm, this.#vcpu); // settles init's return first
+    this.#sync = (this.#vm.checkExtension('KVM_CAP_SYNC_REGS') & SYNC_ALL) === SYNC_ALL;
+    if (this.#sync) this.#vcpu.syncValid = SYNC_ALL;
     this.#vm.dirtyPages(this.#slot); // clear the log: from here on it lists what calls write
     this.#pristine = PristinePages.capture(this.#mem);
     this.#hostDirty.clear();
@@ -330,7 +346,8 @@ export class SandboxVm {
     v.setBigUint64(o.rsi, BigInt(input.length), true);
     v.setBigUint64(o.rdx, BigInt(this.#outputBase), true);
     v.setBigUint64(o.rcx, BigInt(this.#opts.outputSize), true);
-    this.#vcpu.setRegsBytes(this.#regsBytes);
+    if (this.#sync) this.#vcpu.queueSync('regs', this.#regsBytes);
+    else this.#vcpu.setRegsBytes(this.#regsBytes);
     const ctl = options.control;
     const deadline = options.timeoutMs ? performance.now() + options.timeoutMs : Infinity;
     if (options.timeoutMs) this.#timer.arm(options.timeoutMs);
@@ -366,7 +383,10 @@ export class SandboxVm {
       if (ctl && Atomics.load(ctl, CALL_CONTROL.CANCEL) !== 0) throw new AbortError(`sandbox call ${name} was aborted`);
       const exit = vcpu.run();
       if (exit.kind === 'io' && exit.direction === 'out') {
-        if (exit.port === PORT_RETURN) return;
+        if (exit.port === PORT_RETURN) {
+          this.#cleanReturn = this.#sync && this.#leavesNothingToComplete();
+          return;
+        }
         if (exit.port === PORT_HOSTCALL) {
           serveHostCall(this.#hostCalls);
           // A slow host function must not let the call finish late.
@@ -425,6 +445,27 @@ export class SandboxVm {
     }
   }
 
+  /**
+   * Whether the return exit just taken leaves nothing for the next KVM_RUN to complete that could
+   * touch the next call. That holds for the SDK's own return, `out %al, (%dx)` at
+   * `_kvmpool_return` (start.S), checked as the byte there is now (one vCPU: what ran):
+   *  - rip at the OUT (VT-x, AMD-V): KVM completes a plain OUT at the next KVM_RUN only while
+   *    rip is still the OUT's (its fast-PIO completion checks the linear rip, then skips the
+   *    instruction); the next call enters at `#entry` with every register written, so it
+   *    completes to nothing;
+   *  - rip past the OUT (hosts that finish the OUT before exiting, as kvm_pvm does): done.
+   * Anything else — a string OUT (`outs`, which KVM's emulator finishes by writing rip, rsi and
+   * rcx), an OUT elsewhere or at the entry, a guest without `_kvmpool_return` — takes the full
+   * reset, which settles the exit first.
+   */
+  #leavesNothingToComplete(): boolean {
+    const at = this.#returnAt;
+    if (at === undefined || at === this.#entry || at + 1n === this.#entry || at >= BigInt(this.#mem.length)) return false;
+    if (this.#mem[Number(at)] !== OUT_AL_DX) return false;
+    const rip = this.#vcpu.syncedRegs().getBigUint64(KVM_REGS.offsets.rip, true);
+    return rip === at || rip === at + 1n;
+  }
+
   #markHostDirty(at: number, len: number): void {
     for (let p = Math.floor(at / PAGE_SIZE); p * PAGE_SIZE < at + len; p++) this.#hostDirty.add(p);
   }
@@ -435,8 +476,14 @@ export class SandboxVm {
    * settled the VM is marked broken and every later call fails with SandboxWorkerError.
    */
   reset(): number {
+    // After a clean return there is nothing to settle, and a CPL 3 guest cannot have changed
+    // the debug registers or MSRs (reset.ts): the short path. Anything else: the full one.
+    const clean = this.#cleanReturn;
+    this.#cleanReturn = false;
+    if (clean) this.resetPaths.short++;
+    else this.resetPaths.full++;
     try {
-      this.#pristineCpu.settle(this.#vcpu);
+      if (!clean) this.#pristineCpu.settle(this.#vcpu);
     } catch (e) {
       this.#broken = e instanceof Error ? e : new Error(String(e));
       throw e;
@@ -445,7 +492,7 @@ export class SandboxVm {
     for (const p of this.#hostDirty) dirty.push(p);
     this.#hostDirty.clear();
     this.#pristine.restore(this.#mem, dirty);
-    this.#pristineCpu.restore(this.#vcpu);
+    this.#pristineCpu.restore(this.#vcpu, { short: clean, sync: this.#sync, compare: true });
     const libc = this.#libc;
     if (libc) {
       libc.end = undefined;

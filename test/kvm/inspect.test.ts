@@ -32,7 +32,7 @@ describe('introspection', () => {
     expect([...m.readPhysical(0x200000, 6)]).toEqual([...new TextEncoder().encode('needle')]);
   });
 
-  it('pauseAll() works while vCPUs sit in HLT (in-kernel irqchip) or wait on device reads', async () => {
+  it('pause() works while vCPUs sit in HLT (in-kernel irqchip) or wait on device reads', async () => {
     await using halted = await createMachine({ memory: '2 MiB', vcpus: 2, irqchip: true, mode: 'long' });
     halted.load(CODE, Uint8Array.from([0xfa, 0xf4, 0xeb, 0xfd])); // cli; 1: hlt; jmp 1b
     await halted.start({ entry: CODE, stack });

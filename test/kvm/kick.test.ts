@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createMachine } from '@kvmpool/core';
+import { signalsSent } from '@kvmpool/core/internal';
 import { bytesToValue, type Device } from '@kvmpool/devices';
 import { until, within } from '../support/bounded.js';
 import { DATA_PORT, DONE_PORT, READ_PORT, SPIN, readsEchoed } from '../support/machine-guests.js';
@@ -46,6 +47,29 @@ describe('kick', () => {
     answer!();
     expect(await within(m.waitForExit(), BOUND, 'the guest')).toEqual({ reason: 'halted' });
     expect(values).toEqual([0x2a]);
+  });
+
+  it('kicks that are never acknowledged (a hung vCPU thread) send one signal, not one per kick or per wait', async () => {
+    const m = await createMachine({ memory: '2 MiB', vcpus: 1 });
+    try {
+      m.load(CODE, SPIN);
+      await m.start({ entry: CODE, stack });
+      await m.pause(); // the thread is in its event loop: the fault blocks it for good
+      await m.injectThreadFault(0, 'hang', { hang: true });
+      const before = signalsSent();
+      const N = 20;
+      // Each kick waits 20 ms for an acknowledgement that never comes: a handle that resent
+      // its signal until acknowledged would send many per kick.
+      await within((async () => {
+        for (let i = 0; i < N; i++) await m.kick(0, 20);
+      })(), BOUND, 'kicks to a hung vCPU thread');
+      const sent = signalsSent() - before;
+      expect(sent).toBeLessThanOrEqual(N);
+      // And the protocol sends none while an earlier kick is unacknowledged: the first kick's only.
+      expect(sent).toBe(1);
+    } finally {
+      await within(m.close(), BOUND, 'close() of a machine with a hung vCPU thread');
+    }
   });
 
   it('kicks to a paused vCPU and to a stopped one resolve, and leave them as they are', async () => {

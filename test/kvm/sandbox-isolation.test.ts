@@ -8,8 +8,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
-  GuestCrashError, GuestError, GuestLimitError, HostFunctionError, SANDBOX_LIMITS, SandboxTimeoutError, SandboxVm, compileGuest, parseElf,
-  type SandboxVmOptions,
+  AbortError, CALL_CONTROL, GuestCrashError, GuestError, GuestLimitError, HostFunctionError, SANDBOX_LIMITS, SandboxTimeoutError, SandboxVm,
+  compileGuest, parseElf, type SandboxVmOptions,
 } from '@kvmpool/core/internal';
 import { buildSandboxGuest } from '../support/build-c.js';
 
@@ -69,6 +69,35 @@ describe('a call that ends on a pending exit does not reach the next call', () =
     expectHealthy(vm);
     expect(() => vm.call('spin', new Uint8Array(0), { timeoutMs: 20 })).toThrow(SandboxTimeoutError);
     expectHealthy(vm);
+  });
+
+  it('an abort or a time-out seen when a host function returns ends the call at its OUT (out and outsb); the next caller gets its own output', () => {
+    // Pending here is an OUT, which KVM never finishes on top of new registers (its fast path
+    // checks rip is unchanged; an emulated OUT is done before the exit), so what this guards is
+    // that the call ends at once: were the abort or the deadline not checked after the host
+    // function, the guest would write "HIJACKED" and return. An IN or MMIO read, which KVM does
+    // finish at the next KVM_RUN, always ends its call as a crash (leak_in, leak_mmio_read
+    // above): no time-out or abort can find one pending.
+    const control = new Int32Array(new SharedArrayBuffer(4 * CALL_CONTROL.WORDS));
+    const v = makeVm({
+      hostFunctions: {
+        slow: () => void busy(40),
+        cancel: () => void Atomics.store(control, CALL_CONTROL.CANCEL, 1), // as an AbortSignal would, mid-call
+        quick: () => {},
+      },
+    });
+    // A plain `out` (KVM's fast path) and an `outsb` (completed by KVM's instruction emulator).
+    for (const fn of ['host_call_then_write', 'host_call_outs_then_write']) {
+      // Undisturbed, the instructions after the host call's OUT write "HIJACKED" as the output.
+      expect(dec(v.call(fn, enc('quick')).output)).toBe('HIJACKED');
+      // The deadline passes in the host function: the call ends with that OUT not completed.
+      expect(() => v.call(fn, enc('slow'), { timeoutMs: 10 })).toThrow(SandboxTimeoutError);
+      expectHealthy(v);
+      // The call is cancelled while its host function runs: the same.
+      expect(() => v.call(fn, enc('cancel'), { control })).toThrow(AbortError);
+      Atomics.store(control, CALL_CONTROL.CANCEL, 0);
+      expectHealthy(v);
+    }
   });
 });
 
@@ -166,16 +195,38 @@ describe('host function results and deadlines', () => {
   });
 
   it('a slow sync host function makes its call fail with SandboxTimeoutError instead of finishing late', () => {
-    const busy = (ms: number): string => {
-      const until = performance.now() + ms;
-      while (performance.now() < until) {
-        // a host function that blocks its thread
-      }
-      return 'done';
-    };
     const v = makeVm({ hostFunctions: { slow: () => busy(60) } });
     expect(() => v.call('call_host', enc('slow\0x'), { timeoutMs: 20 })).toThrow(SandboxTimeoutError);
     expect(dec(v.call('call_host', enc('slow\0x'), { timeoutMs: 5000 }).output)).toBe('done');
+  });
+
+  it('the deadline is checked when a host function returns, not left to the timer signal (which another KVM_RUN in the thread may take)', () => {
+    // The call's 20 ms timer fires while `slow` blocks the thread. Its signal stays pending,
+    // and would end the next KVM_RUN at once; but `slow` runs a call of another sandbox VM in
+    // this thread first, whose KVM_RUN takes the signal. Only the deadline check after the host
+    // function then stops the guest: without it the guest would go on and call `after`.
+    const inner = makeVm();
+    let afterRan = 0;
+    let returnedAt = 0;
+    const v = makeVm({
+      hostFunctions: {
+        slow: () => {
+          busy(60);
+          expectHealthy(inner);
+          returnedAt = performance.now();
+        },
+        after: () => void afterRan++,
+      },
+    });
+    const err = catchError(() => v.call('call_host_twice', enc('slow\0after\0'), { timeoutMs: 20 }));
+    const failedAt = performance.now();
+    expect(err).toBeInstanceOf(SandboxTimeoutError);
+    expect(afterRan).toBe(0);
+    expect(returnedAt).toBeGreaterThan(0);
+    expect(failedAt - returnedAt).toBeLessThan(1000); // at once (the reset included), not at some later time limit
+    // Undisturbed, the guest does call both.
+    v.call('call_host_twice', enc('after\0after\0'), { timeoutMs: 5000 });
+    expect(afterRan).toBe(2);
   });
 
   it('kvmpool_init is bounded by initTimeoutMs; a failed create releases its timer, VM and KVM fds', () => {
@@ -214,11 +265,12 @@ describe('the short reset after a clean return', () => {
   });
 
   it('a return through an OUT at the call entry takes the full reset: the next call starts at its first instruction', () => {
+    const before = vm.resetPaths.full;
     expect(dec(vm.call('return_at_entry', new Uint8Array(0)).output)).toBe('');
-    const before = { ...vm.resetPaths };
+    expect(vm.resetPaths.full - before).toBe(1);
     expectHealthy(vm);
     expectHealthy(vm);
-    expect(vm.resetPaths.full - before.full).toBe(0); // the full reset was the one after return_at_entry
+    expect(vm.resetPaths.full - before).toBe(1); // the calls after it return cleanly: short resets
   });
 
   it('a return through a string OUT takes the full reset: its completion never runs on the next call', () => {
@@ -235,6 +287,15 @@ describe('the short reset after a clean return', () => {
     expectHealthy(vm);
   });
 });
+
+/** A host function that blocks its thread for `ms`. */
+function busy(ms: number): string {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    // blocking, as a slow synchronous host function does
+  }
+  return 'done';
+}
 
 function catchError(fn: () => unknown): unknown {
   try {

@@ -25,7 +25,9 @@ describe('SandboxPool supervision', () => {
   });
 
   it('host-call slots of dead workers are released and reused', async () => {
-    // Two threads have four slots; six deaths would use them all up if none came back.
+    // Two threads have six slots (pool.ts: two per thread, two spare); a worker keeps the slot it
+    // took for its first call. Were a dead worker's slot never released, four deaths and the two
+    // live workers would hold all six, and the calls after the next death would find none.
     const pool = new SandboxPool({ guest: guest(), threads: 2, hostFunctions: hostModule, asyncHostFunctions: { twice: async (a) => `${dec(a)}${dec(a)}` } });
     try {
       for (let i = 0; i < 6; i++) {

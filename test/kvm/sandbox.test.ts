@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ElfError, GuestCrashError, GuestError, HostFunctionError, SandboxPool, SandboxTimeoutError } from '@kvmpool/core';
+import { parseElf } from '@kvmpool/core/internal';
 import { buildSandboxGuest } from '../support/build-c.js';
 
 const MEMORY = 8 << 20;
@@ -96,12 +98,18 @@ describe('SandboxPool', () => {
     expect(pool.stats().timeouts).toBe(2);
   });
 
-  it('a guest crash gives GuestCrashError with rip and reason', async () => {
+  it('a guest crash gives GuestCrashError with rip, reason and the symbol it crashed in', async () => {
     const err = await pool.call('crash', new Uint8Array(0)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GuestCrashError);
-    const fn = (err as GuestCrashError).rip;
+    const rip = (err as GuestCrashError).rip;
     expect((err as GuestCrashError).exit).toBe('shutdown');
-    expect(fn).toBeGreaterThanOrEqual(0x100000n);
+    expect(rip).toBeGreaterThanOrEqual(0x100000n);
+    // The symbol crosses the worker boundary too: `crash` plus rip's offset in it (the ud2).
+    const start = parseElf(new Uint8Array(readFileSync(guest)), guest).functions.get('crash')!;
+    expect(rip - start).toBeGreaterThanOrEqual(0n);
+    expect(rip - start).toBeLessThan(16n);
+    expect((err as GuestCrashError).symbol).toBe(rip === start ? 'crash' : `crash+0x${(rip - start).toString(16)}`);
+    expect((err as Error).message).toMatch(/ \(crash(\+0x[0-9a-f]+)?\)$/);
     expect(pool.stats().crashes).toBe(1);
     await expectHealthy(pool);
   });

@@ -37,7 +37,7 @@ export {
   type VcpuRequests, type VcpuRequestType, type RunEnd, type FastPathEntry,
 } from './machine/vcpu-lifecycle.js';
 export { OwnedBlock, closeOwned, reclaimOwned, releaseVia } from './thread-resources.js';
-export { ThreadTimer, blockSignal, consumePending, currentTid, runMaskWithout, signalThread } from './signals.js';
+export { ThreadTimer, blockSignal, consumePending, currentTid, runMaskWithout, signalThread, signalsSent } from './signals.js';
 export { COM_PORTS, DEFAULT_DEBUG_EXIT_PORT, DEFAULT_HALT_PORT, type StandardDeviceOptions } from './machine/standard-devices.js';
 export { KICK_WAITS, VcpuHandle } from './machine/vcpu-handle.js';
 export { configureVcpuThreads, drainVcpuThreads, vcpuThreads, type VcpuThreadPoolOptions } from './machine/thread-pool.js';

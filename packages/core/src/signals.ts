@@ -66,9 +66,22 @@ export function currentTid(): number {
   return sysGettid();
 }
 
+let signalsSentCount = 0;
+
+/**
+ * How many signals `signalThread` has sent from this thread (module instance) so far; every
+ * kick and stop-kick goes through it, so tests can check a kick is one signal, never resent.
+ */
+export function signalsSent(): number {
+  return signalsSentCount;
+}
+
 /** Sends `signal` to thread `tid` of this process; false if the thread is gone. */
 export function signalThread(tid: number, signal: number): boolean {
-  if (sysTgkill(sysGetpid(), tid, signal) === 0) return true;
+  if (sysTgkill(sysGetpid(), tid, signal) === 0) {
+    signalsSentCount++;
+    return true;
+  }
   const errno = lastErrno();
   if (errno === ESRCH) return false;
   throw errorFor(`tgkill(${tid}, ${signal})`, errno);

@@ -491,14 +491,19 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     return this.#vcpu(vcpu).getSregs();
   }
 
-  /** Kicks one vCPU out of KVM_RUN to a safe point and back in (for tests and tools). */
-  kick(vcpu: number): Promise<void> {
-    return this.#vcpu(vcpu).kick();
+  /**
+   * Kicks one vCPU out of KVM_RUN to a safe point and back in (for tests and benchmarks);
+   * `boundMs` bounds the wait for the thread's acknowledgement. Not in the API reference.
+   * @internal
+   */
+  kick(vcpu: number, boundMs?: number): Promise<void> {
+    return this.#vcpu(vcpu).kick(boundMs);
   }
 
   /**
    * Fault injection for tests: an uncaught exception in vCPU `vcpu`'s thread, or with
-   * `hang`, a thread that stops answering (so `close()` must end it).
+   * `hang`, a thread that stops answering (so `close()` must end it). Not in the API reference.
+   * @internal
    */
   injectThreadFault(vcpu: number, message = 'injected fault', options: { hang?: boolean } = {}): Promise<void> {
     return this.#vcpu(vcpu).injectFault(message, options.hang ?? false);

@@ -9,7 +9,7 @@ const CORE = [
   'DebugUnsupportedError', 'ERROR_CODES', 'ElfError', 'GdbStub', 'GuestCrashError', 'GuestDebugger', 'GuestError',
   'GuestLimitError', 'GuestMemory', 'GuestMemoryError', 'HostFunctionError', 'KVM_API_VERSION', 'KVM_EXIT', 'Kvm',
   'KvmError', 'KvmUnsupportedError', 'KvmpoolError', 'LINUX_MAX_MEMORY', 'LinuxPool', 'MP_STATE', 'Machine',
-  'MemorySlot', 'SDK_DIR', 'SNAPSHOT_VERSION', 'SandboxPool', 'SandboxTimeoutError', 'SandboxWorkerError',
+  'MemorySlot', 'SDK_DIR', 'SNAPSHOT_VERSION', 'Sandbox', 'SandboxPool', 'SandboxTimeoutError', 'SandboxWorkerError',
   'SnapshotError', 'Vcpu', 'VcpuStateError', 'VcpuThreadError', 'Vm', 'buildCapsReport', 'compileGuest',
   'configureVcpuThreads', 'cpuidSignature', 'createMachine', 'debugSupport', 'describeExit', 'detectKvmModule',
   'drainVcpuThreads', 'formatBytes', 'formatCapsReport', 'guestCpuid', 'parseSize', 'setEntryPoint', 'setupCpuMode',

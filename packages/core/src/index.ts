@@ -36,6 +36,7 @@ export {
   SandboxPool, type SandboxPoolOptions, type SandboxPoolStats, type AsyncHostFunction, type CallOptionsPublic as SandboxCallOptions,
 } from './sandbox/pool.js';
 export type { SyncHostFunction } from './sandbox/sandbox-vm.js';
+export { Sandbox, type SandboxOptions, type SandboxCallResult } from './sandbox/sandbox.js';
 export type { LatencySummary } from './sandbox/histogram.js';
 export { debugSupport, type DebugSupport, type DebugSupportLevel } from './debug/support.js';
 export { GuestDebugger, type StopEvent } from './debug/debugger.js';

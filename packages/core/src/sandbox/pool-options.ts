@@ -50,7 +50,8 @@ export function checkSignal(v: unknown): AbortSignal | undefined {
   return v;
 }
 
-function size(what: string, v: unknown, fallback: Size, max: number): number {
+/** A byte count or size string for option `what`, at most `max`; `undefined` → `fallback`. */
+export function size(what: string, v: unknown, fallback: Size, max: number): number {
   if (v === undefined) v = fallback;
   if (typeof v !== 'number' && typeof v !== 'bigint' && typeof v !== 'string') throw invalidArgument(what, "a byte count or a size such as '8 MiB'", v);
   if (typeof v === 'number' && !Number.isFinite(v)) throw outOfRange(what, `${v} is not a byte count`);

@@ -4,7 +4,7 @@
  */
 export * from './index.js';
 export { Kvm, KVM_API_VERSION, detectKvmModule, type KvmModule } from './kvm.js';
-export { Vm, type VmOptions, type MemorySlotOptions } from './vm.js';
+export { Vm, IOAPIC_PINS, type VmOptions, type MemorySlotOptions, type IrqfdOptions } from './vm.js';
 export { Vcpu, MP_STATE, GUEST_DEBUG, type MpState, type Translation } from './vcpu.js';
 export { GuestMemory, MemorySlot, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY } from './memory.js';
 export {

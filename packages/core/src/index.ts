@@ -24,8 +24,10 @@ export type { KvmRegs, KvmSregs, KvmSegment, KvmDtable, KvmFpu } from './ffi/kvm
 export { parseSize, formatBytes, type Size } from './util/size.js';
 export { buildCapsReport, formatCapsReport, type CapsReport } from './caps/report.js';
 export {
-  Machine, createMachine, type MachineOptions, type StartOptions, type MachineExit, type DeviceSpec, type DebugStop,
+  Machine, createMachine, type MachineOptions, type StartOptions, type StartInterrupts, type MachineExit, type DeviceSpec,
+  type DebugStop, type IrqfdLine,
 } from './machine/machine.js';
+export { SOFT_IRQ } from './machine/soft-irq.js';
 export type { VcpuState, GuestDebugConfig } from './machine/vcpu-lifecycle.js';
 export { COM_PORTS, DEFAULT_DEBUG_EXIT_PORT, DEFAULT_HALT_PORT, type StandardDeviceOptions } from './machine/standard-devices.js';
 export { configureVcpuThreads, drainVcpuThreads, type VcpuThreadPoolOptions } from './machine/thread-pool.js';

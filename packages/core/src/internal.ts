@@ -72,3 +72,8 @@ export {
 } from './linux/run-codec.js';
 export { freeRange, takeRange } from './linux/syscalls/memory.js';
 export { normalizePath, resolvePath } from './linux/syscalls/fs.js';
+export {
+  SOFT_IRQ, SOFT_IRQ_WORD, createSoftIrqState, softIrqAccept, softIrqLine, softIrqNext, softIrqPort, softIrqRequested, softIrqRestore,
+  softIrqSet, softIrqSnapshot, type SoftIrqSnapshot,
+} from './machine/soft-irq.js';
+export { EventFd, type EventFdOptions } from './eventfd.js';

@@ -124,3 +124,45 @@ describe('KVM_IRQFD', () => {
     expect(() => e.write()).toThrow(/closed/i);
   });
 });
+
+describe('machine.irqfd()', () => {
+  it('a guest takes one interrupt per eventfd write, from the main thread and from a worker; no irqchip refuses', async () => {
+    const { createMachine } = await import('@kvmpool/core');
+    const { buildFlatGuest } = await import('../support/build-c.js');
+    const { Worker } = await import('node:worker_threads');
+    const fixture = (n: string): string => new URL(`../fixtures/${n}`, import.meta.url).pathname;
+    await using m = await createMachine({ memory: '4 MiB', irqchip: true, coalesce: false });
+    let out = '';
+    m.serial(0).on('data', (c: Buffer) => (out += c.toString('latin1')));
+    m.load(0x10000, buildFlatGuest(fixture('irq-count.S')));
+    const line = m.irqfd(10);
+    expect(line.gsi).toBe(10);
+    await m.start({ entry: 0x10000n, stack: 0x28000n, interrupts: { idt: 0x30000n, stack: 0x2f000n }, regs: () => ({ rdi: 10n, rsi: 4n }) });
+    const until = async (want: string): Promise<void> => {
+      const end = Date.now() + 5000;
+      while (out !== want) {
+        if (Date.now() > end) throw new Error(`guest output ${JSON.stringify(out)}, wanted ${JSON.stringify(want)}`);
+        await new Promise((r) => setTimeout(r, 1));
+      }
+    };
+    await until('R');
+    line.trigger();
+    await until('R1');
+    line.set(true);
+    await until('R12');
+    // A device thread: it only knows the fd number.
+    const w = new Worker(fixture('eventfd-writer.mjs'), { workerData: { fd: line.fd } });
+    await new Promise<void>((resolve, reject) => {
+      w.once('message', () => resolve());
+      w.once('error', reject);
+    });
+    await w.terminate();
+    await until('R123');
+    line.trigger();
+    expect(await m.waitForExit()).toEqual({ reason: 'halted' });
+    expect(out).toBe('R1234');
+
+    await using bare = await createMachine({ memory: '2 MiB' });
+    expect(() => bare.irqfd(4)).toThrow(/in-kernel irqchip/);
+  });
+});

@@ -15,7 +15,7 @@ import { blockSignal } from '../signals.js';
 import { parseSize } from '../util/size.js';
 import type { VcpuSnapshot } from '../vcpu-state.js';
 import type { Translation } from '../vcpu.js';
-import type { Vm } from '../vm.js';
+import { IOAPIC_PINS, type Vm } from '../vm.js';
 import type { Inspection } from './inspect.js';
 import { KICK_SIGNAL, type GuestDebugConfig, type RunEnd, type VcpuState } from './vcpu-lifecycle.js';
 import type { RestoreOptions, SnapshotInfo } from './snapshot.js';
@@ -190,13 +190,14 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
   }
 
   /**
-   * The IrqLine for interrupt line `irq` (0–23). With `irqchip: true` it drives that in-kernel IOAPIC pin (and
-   * PIC input, for 0–15) with KVM_IRQ_LINE; without, a line of the machine's own controller, which vCPU 0's
+   * The IrqLine for interrupt line `irq`: 0–23 with `irqchip: true`, where it drives that in-kernel IOAPIC pin
+   * (and PIC input, for 0–15) with KVM_IRQ_LINE; 0–15 without, a line of the machine's own controller, which vCPU 0's
    * thread delivers with KVM_INTERRUPT as vector 0x20 + irq (docs/machines.md, Interrupts). Level-triggered:
    * `set(true)` until the device's condition clears. Call it on the main thread (device models live there).
    */
   irqLine(irq: number): IrqLine {
-    if (!Number.isInteger(irq) || irq < 0 || irq >= SOFT_IRQ.LINES) throw new RangeError(`irqLine(${irq}): lines are 0–${SOFT_IRQ.LINES - 1}`);
+    const lines = this.vm.hasIrqchip ? IOAPIC_PINS : SOFT_IRQ.LINES;
+    if (!Number.isInteger(irq) || irq < 0 || irq >= lines) throw new RangeError(`irqLine(${irq}): this machine's lines are 0–${lines - 1}`);
     // KVM delivers to a running or halted vCPU itself (it kicks it): measured here, a kick from us adds nothing.
     if (this.vm.hasIrqchip) return { set: (level: boolean) => this.vm.irqLine(irq, level) };
     return softIrqLine(this.#softIrq, irq, () => this.#vcpus[0]?.interruptKick());

@@ -3,21 +3,23 @@
  * whose state is a few words in a SharedArrayBuffer, delivered with KVM_INTERRUPT by vCPU 0's
  * thread (the 8259's INTR pin goes to the boot CPU only).
  *
- * Model. 24 input lines (IrqLine `n` = line n), fixed priority (line 0 highest), vector
- * `SOFT_IRQ.VECTOR_BASE + n`. A line is requested while it is high (level) or after a rising
- * edge that was not delivered yet (so a pulse is not lost). One interrupt is in service at a
- * time: no other is delivered until the guest writes the EOI port; a line still high after the
- * EOI is delivered again (level semantics, as the 8259 in level mode and the IOAPIC do). Lines
- * are masked by the mask ports. Guest ports (answered in the vCPU thread, never posted to the
+ * Model. 16 input lines (an 8259 pair's) (IrqLine `n` = line n), fixed priority (line 0 highest), vector
+ * `SOFT_IRQ.VECTOR_BASE + n`. Each line is edge-triggered (power-on, as ISA lines and the 8259
+ * are) or level-triggered (the trigger-mode ports, like the PC's ELCR): an edge-triggered line is
+ * requested by each rising edge until that is delivered (a pulse is never lost, a line held high
+ * is delivered once); a level-triggered one while it is high. One interrupt is in service at a
+ * time: no other is delivered until the guest writes the EOI port; a level line still high after
+ * the EOI is delivered again. Lines are masked by the mask ports. Guest ports (answered in the vCPU thread, never posted to the
  * dispatcher): `PORT + 0` OUT = EOI (any value), IN = the line in service (0xff: none);
- * `PORT + 1 … + 3` the mask bytes for lines 0–7, 8–15, 16–23 (1 = masked; power-on: none).
+ * `PORT + 1`, `PORT + 2` the mask bytes for lines 0–7 and 8–15 (1 = masked; power-on: none);
+ * `PORT + 3`, `PORT + 4` the trigger-mode bytes for lines 0–7 and 8–15 (1 = level; power-on: edge).
  *
- * Who writes what: the main thread (devices' IrqLines) changes LEVEL and LATCH with atomic RMWs;
- * vCPU 0's thread alone writes MASK and ISR and clears LATCH bits at injection.
+ * Who writes what: the main thread (devices' IrqLines) changes the LINES word with atomic RMWs;
+ * vCPU 0's thread alone writes MASK and ISR and clears edge bits of LINES at injection.
  *
  * Memory ordering (x86-64; Atomics RMWs are lock-prefixed, Atomics.store is xchg, both full fences):
- *   main:  RMW LEVEL/LATCH  →  store kvm_run.immediate_exit = 1  →  bump+notify CONTROL.WAKE  →  tgkill
- *   vCPU:  store immediate_exit = 0 → RMW KICK_REQ (the run loop's safe point) → load LEVEL/LATCH → KVM_RUN
+ *   main:  RMW LINES  →  store kvm_run.immediate_exit = 1  →  bump+notify CONTROL.WAKE  →  tgkill
+ *   vCPU:  store immediate_exit = 0 → RMW KICK_REQ (the run loop's safe point) → load LINES → KVM_RUN
  * If the vCPU's load misses the RMW, the load came before it, so its clear of immediate_exit (fenced
  * before the load) came before the main thread's set: immediate_exit stays 1 and KVM_RUN returns at
  * once; the loop then sees the request. A vCPU inside KVM_RUN is reached by the signal. A vCPU waiting
@@ -31,12 +33,22 @@ import { outOfRange } from '../errors.js';
  * The no-irqchip controller's fixed numbers: its guest port base, first vector, line count.
  * @enum
  */
-export const SOFT_IRQ = { PORT: 0x510, PORTS: 4, VECTOR_BASE: 0x20, LINES: 24 } as const;
+export const SOFT_IRQ = { PORT: 0x510, PORTS: 5, VECTOR_BASE: 0x20, LINES: 16 } as const;
 
-/** Word indices in the controller's Int32Array. */
-export const SOFT_IRQ_WORD = { LEVEL: 0, LATCH: 1, MASK: 2, ISR: 3, DELIVERED: 4, WORDS: 5 } as const;
+/**
+ * Word indices in the controller's Int32Array. LINES holds the levels (bits 0–15) and the undelivered rising
+ * edges (bits 16–31) in one word, so that a rising edge sets both in one atomic step (a vCPU never sees a
+ * line high whose edge is not recorded yet).
+ */
+export const SOFT_IRQ_WORD = { LINES: 0, MASK: 1, ISR: 2, DELIVERED: 3, LEVEL_MODE: 4, WORDS: 5 } as const;
 
 const ALL = (1 << SOFT_IRQ.LINES) - 1;
+
+/** Lines requested now, unmasked: with an undelivered rising edge, or high in level mode. */
+function requested(state: Int32Array): number {
+  const w = Atomics.load(state, SOFT_IRQ_WORD.LINES);
+  return ((w >>> 16) | (w & Atomics.load(state, SOFT_IRQ_WORD.LEVEL_MODE))) & ~Atomics.load(state, SOFT_IRQ_WORD.MASK) & ALL;
+}
 
 /** The controller's state as snapshots record it. */
 export interface SoftIrqSnapshot {
@@ -48,6 +60,8 @@ export interface SoftIrqSnapshot {
   mask: number;
   /** The line in service, or -1. */
   inService: number;
+  /** Level-triggered lines (the others are edge-triggered). */
+  levelMode?: number;
 }
 
 /** A fresh controller state (every line low, none masked, none in service). */
@@ -63,45 +77,50 @@ function checkLine(line: number): number {
 }
 
 /**
- * The main thread's half: drives line `line`. Returns true when the vCPU must be woken (a rising
- * edge on an unmasked line); the caller then kicks vCPU 0.
+ * The main thread's half: drives line `line`. Returns true when the vCPU must be woken: a rising edge on
+ * an unmasked line while nothing is in service (the caller then kicks vCPU 0). While one is in service the
+ * guest's EOI (an exit this vCPU's loop serves) makes the loop look again: RMW LINES → load ISR here,
+ * store ISR → load LINES there (all seq-cst), so one side sees the other's write. Not kicking then also
+ * spares a signal to a vCPU that is running its handler.
  */
 export function softIrqSet(state: Int32Array, line: number, level: boolean): boolean {
   const bit = checkLine(line);
   if (!level) {
-    Atomics.and(state, SOFT_IRQ_WORD.LEVEL, ~bit);
+    Atomics.and(state, SOFT_IRQ_WORD.LINES, ~bit);
     return false;
   }
-  const before = Atomics.or(state, SOFT_IRQ_WORD.LEVEL, bit);
-  if (before & bit) return false;
-  Atomics.or(state, SOFT_IRQ_WORD.LATCH, bit);
-  return (Atomics.load(state, SOFT_IRQ_WORD.MASK) & bit) === 0;
+  for (;;) {
+    const old = Atomics.load(state, SOFT_IRQ_WORD.LINES);
+    if (old & bit) return false; // already high: no edge
+    if (Atomics.compareExchange(state, SOFT_IRQ_WORD.LINES, old, old | bit | (bit << 16)) === old) break;
+  }
+  return (Atomics.load(state, SOFT_IRQ_WORD.MASK) & bit) === 0 && Atomics.load(state, SOFT_IRQ_WORD.ISR) === 0;
 }
 
 /** The line to deliver now (requested, unmasked, nothing in service), or -1. vCPU thread. */
 export function softIrqNext(state: Int32Array): number {
   if (Atomics.load(state, SOFT_IRQ_WORD.ISR) !== 0) return -1;
-  const req = (Atomics.load(state, SOFT_IRQ_WORD.LEVEL) | Atomics.load(state, SOFT_IRQ_WORD.LATCH)) & ~Atomics.load(state, SOFT_IRQ_WORD.MASK) & ALL;
+  const req = requested(state);
   if (req === 0) return -1;
   return 31 - Math.clz32(req & -req);
 }
 
-/** Whether any unmasked line is requested, whatever is in service (a HLT wait ends on it). vCPU thread. */
+/** Whether any unmasked line is requested, whatever is in service. vCPU thread. */
 export function softIrqRequested(state: Int32Array): boolean {
-  return ((Atomics.load(state, SOFT_IRQ_WORD.LEVEL) | Atomics.load(state, SOFT_IRQ_WORD.LATCH)) & ~Atomics.load(state, SOFT_IRQ_WORD.MASK) & ALL) !== 0;
+  return requested(state) !== 0;
 }
 
 /** Line `line` was injected: it is in service, its edge is taken. Returns its vector. vCPU thread. */
 export function softIrqAccept(state: Int32Array, line: number): number {
   const bit = checkLine(line);
-  Atomics.and(state, SOFT_IRQ_WORD.LATCH, ~bit);
+  Atomics.and(state, SOFT_IRQ_WORD.LINES, ~(bit << 16));
   Atomics.store(state, SOFT_IRQ_WORD.ISR, line + 1);
   Atomics.add(state, SOFT_IRQ_WORD.DELIVERED, 1);
   return SOFT_IRQ.VECTOR_BASE + line;
 }
 
 /**
- * A guest access to the controller's ports (`offset` 0–3 from SOFT_IRQ.PORT, one byte per port).
+ * A guest access to the controller's ports (`offset` 0–2 from SOFT_IRQ.PORT, one byte per port).
  * Returns the byte read for an IN. vCPU thread.
  */
 export function softIrqPort(state: Int32Array, offset: number, write: boolean, value: number): number {
@@ -114,20 +133,23 @@ export function softIrqPort(state: Int32Array, offset: number, write: boolean, v
     return isr === 0 ? 0xff : isr - 1;
   }
   if (offset < 1 || offset >= SOFT_IRQ.PORTS) return 0xff;
-  const shift = 8 * (offset - 1);
-  if (!write) return (Atomics.load(state, SOFT_IRQ_WORD.MASK) >>> shift) & 0xff;
-  const old = Atomics.load(state, SOFT_IRQ_WORD.MASK);
-  Atomics.store(state, SOFT_IRQ_WORD.MASK, (old & ~(0xff << shift)) | ((value & 0xff) << shift));
+  const index = offset < 3 ? SOFT_IRQ_WORD.MASK : SOFT_IRQ_WORD.LEVEL_MODE;
+  const shift = 8 * ((offset - 1) % 2);
+  if (!write) return (Atomics.load(state, index) >>> shift) & 0xff;
+  const old = Atomics.load(state, index);
+  Atomics.store(state, index, (old & ~(0xff << shift)) | ((value & 0xff) << shift));
   return 0;
 }
 
 /** The state as a snapshot records it. */
 export function softIrqSnapshot(state: Int32Array): SoftIrqSnapshot {
+  const w = Atomics.load(state, SOFT_IRQ_WORD.LINES);
   return {
-    level: Atomics.load(state, SOFT_IRQ_WORD.LEVEL),
-    latch: Atomics.load(state, SOFT_IRQ_WORD.LATCH),
+    level: w & ALL,
+    latch: (w >>> 16) & ALL,
     mask: Atomics.load(state, SOFT_IRQ_WORD.MASK),
     inService: Atomics.load(state, SOFT_IRQ_WORD.ISR) - 1,
+    levelMode: Atomics.load(state, SOFT_IRQ_WORD.LEVEL_MODE),
   };
 }
 
@@ -137,9 +159,9 @@ export function softIrqRestore(state: Int32Array, s: SoftIrqSnapshot): void {
     if (typeof v !== 'number' || !Number.isInteger(v)) throw new TypeError(`interrupt controller state: ${what} is not an integer`);
     return v;
   };
-  Atomics.store(state, SOFT_IRQ_WORD.LEVEL, word(s.level, 'level') & ALL);
-  Atomics.store(state, SOFT_IRQ_WORD.LATCH, word(s.latch, 'latch') & ALL);
+  Atomics.store(state, SOFT_IRQ_WORD.LINES, (word(s.level, 'level') & ALL) | ((word(s.latch, 'latch') & ALL) << 16));
   Atomics.store(state, SOFT_IRQ_WORD.MASK, word(s.mask, 'mask') & ALL);
+  Atomics.store(state, SOFT_IRQ_WORD.LEVEL_MODE, word(s.levelMode ?? 0, 'levelMode') & ALL);
   const line = word(s.inService, 'inService');
   Atomics.store(state, SOFT_IRQ_WORD.ISR, line >= 0 && line < SOFT_IRQ.LINES ? line + 1 : 0);
 }

@@ -49,7 +49,7 @@ export interface MachineOptions extends StandardDeviceOptions {
   /**
    * Create the in-kernel irqchip (PIC, IOAPIC, a LAPIC per vCPU): device lines go to it with KVM_IRQ_LINE,
    * `machine.irqfd()` binds eventfds to its pins, and HLT waits in the kernel. Without it, device lines go to a
-   * small controller of kvmpool's (ports 0x510–0x513, vectors 0x20 + line) that vCPU 0's thread delivers with
+   * small controller of kvmpool's (ports 0x510–0x514, vectors 0x20 + line) that vCPU 0's thread delivers with
    * KVM_INTERRUPT. Default false.
    */
   irqchip?: boolean;

@@ -26,13 +26,22 @@ export function buildC(fixture: string, flags: string[] = []): string {
   return out;
 }
 
-/** Assembles a flat guest binary (linked at 0x10000, no libc) from a `.S` file with gcc. */
-export function buildFlatGuest(source: string): Uint8Array {
+/**
+ * Assembles a flat guest binary (linked at 0x10000, no libc) from a `.S` file with gcc. `defines` become
+ * -D flags (and part of the cached binary's name); the SDK directory is on the include path, so a
+ * guest may `.include "interrupts.inc"`.
+ */
+export function buildFlatGuest(source: string, defines: readonly string[] = []): Uint8Array {
   const outDir = join(root, '.build');
   mkdirSync(outDir, { recursive: true });
-  const out = join(outDir, basename(source).replace(/\.S$/, '.bin'));
-  if (!fresh(out, source, [join(dirname(source), 'uart.inc')].filter((f) => existsSync(f)))) {
-    execFileSync('gcc', ['-nostdlib', '-static', '-Wl,--oformat=binary', '-Wl,-Ttext=0x10000', '-Wl,--build-id=none', '-Wl,-e,_start', '-o', out, source], { stdio: 'inherit' });
+  const suffix = defines.map((d) => `-${d.replace(/[^A-Za-z0-9]/g, '_')}`).join('');
+  const out = join(outDir, basename(source).replace(/\.S$/, `${suffix}.bin`));
+  const deps = [join(dirname(source), 'uart.inc'), join(SDK_DIR, 'interrupts.inc')].filter((f) => existsSync(f));
+  if (!fresh(out, source, deps)) {
+    execFileSync('gcc', [
+      '-nostdlib', '-static', '-Wl,--oformat=binary', '-Wl,-Ttext=0x10000', '-Wl,--build-id=none', '-Wl,-e,_start',
+      `-Wa,-I${SDK_DIR}`, `-I${SDK_DIR}`, ...defines.map((d) => `-D${d}`), '-o', out, source,
+    ], { stdio: 'inherit' });
   }
   return new Uint8Array(readFileSync(out));
 }

@@ -8,7 +8,8 @@
  * @module @kvmpool/core
  */
 export { Kvm, KVM_API_VERSION, detectKvmModule, type KvmModule } from './kvm.js';
-export { Vm, type VmOptions, type MemorySlotOptions } from './vm.js';
+export { Vm, IOAPIC_PINS, type VmOptions, type MemorySlotOptions, type IrqfdOptions } from './vm.js';
+export { EventFd, type EventFdOptions } from './eventfd.js';
 export { Vcpu, MP_STATE, type MpState, type Translation } from './vcpu.js';
 export { GuestMemory, MemorySlot, type MemorySlotInfo } from './memory.js';
 export { KVM_EXIT, describeExit, type IoExit, type MmioExit, type VcpuExit, type VcpuExitKind } from './exits.js';
@@ -23,8 +24,10 @@ export type { KvmRegs, KvmSregs, KvmSegment, KvmDtable, KvmFpu } from './ffi/kvm
 export { parseSize, formatBytes, type Size } from './util/size.js';
 export { buildCapsReport, formatCapsReport, type CapsReport } from './caps/report.js';
 export {
-  Machine, createMachine, type MachineOptions, type StartOptions, type MachineExit, type DeviceSpec, type DebugStop,
+  Machine, createMachine, type MachineOptions, type StartOptions, type StartInterrupts, type MachineExit, type DeviceSpec,
+  type DebugStop, type IrqfdLine,
 } from './machine/machine.js';
+export { SOFT_IRQ } from './machine/soft-irq.js';
 export type { VcpuState, GuestDebugConfig } from './machine/vcpu-lifecycle.js';
 export { COM_PORTS, DEFAULT_DEBUG_EXIT_PORT, DEFAULT_HALT_PORT, type StandardDeviceOptions } from './machine/standard-devices.js';
 export { configureVcpuThreads, drainVcpuThreads, type VcpuThreadPoolOptions } from './machine/thread-pool.js';

@@ -4,7 +4,7 @@
  */
 export * from './index.js';
 export { Kvm, KVM_API_VERSION, detectKvmModule, type KvmModule } from './kvm.js';
-export { Vm, type VmOptions, type MemorySlotOptions } from './vm.js';
+export { Vm, IOAPIC_PINS, type VmOptions, type MemorySlotOptions, type IrqfdOptions } from './vm.js';
 export { Vcpu, MP_STATE, GUEST_DEBUG, type MpState, type Translation } from './vcpu.js';
 export { GuestMemory, MemorySlot, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY } from './memory.js';
 export {
@@ -72,3 +72,8 @@ export {
 } from './linux/run-codec.js';
 export { freeRange, takeRange } from './linux/syscalls/memory.js';
 export { normalizePath, resolvePath } from './linux/syscalls/fs.js';
+export {
+  SOFT_IRQ, SOFT_IRQ_WORD, createSoftIrqState, softIrqAccept, softIrqLine, softIrqNext, softIrqPort, softIrqRequested, softIrqRestore,
+  softIrqSet, softIrqSnapshot, type SoftIrqSnapshot,
+} from './machine/soft-irq.js';
+export { EventFd, type EventFdOptions } from './eventfd.js';

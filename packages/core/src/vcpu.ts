@@ -6,7 +6,8 @@ import { ClosedError } from './errors.js';
 import { CoalescedRing, KVM_COALESCED_MMIO_PAGE_OFFSET } from './coalesced-ring.js';
 import { decodeExit, type VcpuExit } from './exits.js';
 import {
-  KVM_DEBUGREGS, KVM_FPU, KVM_GUEST_DEBUG, KVM_LAPIC_STATE, KVM_MP_STATE, KVM_REGS, KVM_RUN_STRUCT, KVM_SIGNAL_MASK, KVM_SYNC_REGS, KVM_SYNC_X86,
+  KVM_DEBUGREGS, KVM_FPU, KVM_GUEST_DEBUG, KVM_INTERRUPT_STRUCT, KVM_LAPIC_STATE, KVM_MP_STATE, KVM_REGS, KVM_RUN_STRUCT, KVM_SIGNAL_MASK,
+  KVM_SYNC_REGS, KVM_SYNC_X86,
   KVM_SREGS, KVM_TRANSLATION, KVM_VCPU_EVENTS, KVM_XCRS, KVM_XSAVE, MAP_FAILED, MAP_SHARED, PROT_READ, PROT_WRITE, decode,
   decodeCpuid, decodeMsrs, encode, encodeCpuid, zeroed, encodeMsrs, errorFor, ioctlPtr, kvmRun, lastErrno, sysClose, sysMmap,
   sysMunmap, viewOf, type KvmCpuidEntry, type KvmDebugregs, type KvmFpu, type KvmGuestDebug, type KvmLapicState,
@@ -116,6 +117,35 @@ export class Vcpu implements Disposable {
   /** Sets kvm_run.immediate_exit. */
   set immediateExit(v: boolean) {
     this.#run[KVM_RUN_STRUCT.offsets.immediate_exit] = v ? 1 : 0;
+  }
+
+  /**
+   * KVM_INTERRUPT (VMs without the in-kernel irqchip): queues external interrupt `vector` for injection at the
+   * next KVM_RUN. Only when `readyForInterruptInjection` is true (the guest has IF=1 and no interrupt shadow);
+   * otherwise set `requestInterruptWindow` and KVM exits (`irq_window_open`) as soon as it can take one.
+   */
+  interrupt(vector: number): void {
+    if (!Number.isInteger(vector) || vector < 0 || vector > 255) throw new RangeError(`interrupt vector ${vector} is not in 0–255`);
+    ioctlPtr(this.fd, 'KVM_INTERRUPT', encode(KVM_INTERRUPT_STRUCT, { irq: vector }));
+  }
+
+  /** kvm_run.ready_for_interrupt_injection after the last exit: `interrupt()` may inject now. */
+  get readyForInterruptInjection(): boolean {
+    return this.#run[KVM_RUN_STRUCT.offsets.ready_for_interrupt_injection] !== 0;
+  }
+
+  /** kvm_run.if_flag after the last exit: the guest's RFLAGS.IF. */
+  get interruptFlag(): boolean {
+    return this.#run[KVM_RUN_STRUCT.offsets.if_flag] !== 0;
+  }
+
+  /** kvm_run.request_interrupt_window: ask KVM_RUN to exit (`irq_window_open`) once the guest can take an interrupt. */
+  get requestInterruptWindow(): boolean {
+    return this.#run[KVM_RUN_STRUCT.offsets.request_interrupt_window] !== 0;
+  }
+  /** Sets kvm_run.request_interrupt_window. */
+  set requestInterruptWindow(v: boolean) {
+    this.#run[KVM_RUN_STRUCT.offsets.request_interrupt_window] = v ? 1 : 0;
   }
 
   /** KVM's coalesced ring through this vCPU's mapping (VM-wide; read it under the coalesced lock). */

@@ -4,9 +4,10 @@
  */
 import type { Kvm } from './kvm.js';
 import { KVM_CAPS, type KvmCapName } from './caps/capability-table.js';
-import { ClosedError, KvmUnsupportedError } from './errors.js';
+import { ClosedError, KvmUnsupportedError, outOfRange } from './errors.js';
+import type { EventFd } from './eventfd.js';
 import {
-  KVM_CLOCK_DATA, KVM_COALESCED_MMIO_ZONE, KVM_IRQCHIP, KVM_PIT_STATE2, type KvmPitState2, KVM_DIRTY_LOG, KVM_ENABLE_CAP, KVM_IRQ_LEVEL, KVM_PIT_CONFIG,
+  KVM_IRQFD_FLAG, KVM_IRQFD_STRUCT, KVM_CLOCK_DATA, KVM_COALESCED_MMIO_ZONE, KVM_IRQCHIP, KVM_PIT_STATE2, type KvmPitState2, KVM_DIRTY_LOG, KVM_ENABLE_CAP, KVM_IRQ_LEVEL, KVM_PIT_CONFIG,
   KVM_USERSPACE_MEMORY_REGION, addressOf, decode, encode, ioctlInt, ioctlPtr, sysClose, type KvmClockData,
 } from './ffi/index.js';
 import { GuestMemory, MemorySlot, type MemorySlotInfo } from './memory.js';
@@ -25,6 +26,16 @@ export interface VmOptions {
   tssAddress?: bigint;
   /** Guest physical address of the identity-map page (KVM_SET_IDENTITY_MAP_ADDR). */
   identityMapAddress?: bigint;
+}
+
+/** Options of `vm.irqfd()`. */
+export interface IrqfdOptions {
+  /**
+   * Level-triggered use (KVM_IRQFD_FLAG_RESAMPLE, needs KVM_CAP_IRQFD_RESAMPLE): a write to the eventfd
+   * asserts the line and keeps it asserted until the guest EOIs it; KVM then lowers it and signals this
+   * eventfd, where the device re-asserts if its condition still holds. Without it the line is pulsed (edge).
+   */
+  resample?: EventFd | number;
 }
 
 /** Options of `vm.addMemory()`. */
@@ -227,6 +238,34 @@ export class Vm implements Disposable {
     ioctlPtr(this.fd, 'KVM_IRQ_LINE', encode(KVM_IRQ_LEVEL, { irq, level: level ? 1 : 0 }));
   }
 
+  /**
+   * KVM_IRQFD: a write to `eventfd` raises irqchip input `gsi` inside the kernel (no ioctl, no exit: a device
+   * thread signals a completion by writing the eventfd). Needs the in-kernel irqchip and KVM_CAP_IRQFD.
+   * Undo with `removeIrqfd()`; closing the VM drops every binding. An eventfd binds to one GSI of a VM.
+   */
+  irqfd(eventfd: EventFd | number, gsi: number, options: IrqfdOptions = {}): void {
+    if (!this.#irqchip) throw new KvmUnsupportedError('irqchip', 'KVM_IRQFD needs the in-kernel irqchip (createVm({ irqchip: true }))');
+    if (!this.checkExtension('KVM_CAP_IRQFD')) throw new KvmUnsupportedError('KVM_CAP_IRQFD', 'irqfd is not supported by this host');
+    checkGsi(gsi);
+    const fd = fdOf(eventfd);
+    let flags = 0;
+    let resamplefd = 0;
+    if (options.resample !== undefined) {
+      if (!this.checkExtension('KVM_CAP_IRQFD_RESAMPLE')) {
+        throw new KvmUnsupportedError('KVM_CAP_IRQFD_RESAMPLE', 'level-triggered irqfd (resample) is not supported by this host');
+      }
+      flags |= KVM_IRQFD_FLAG.RESAMPLE;
+      resamplefd = fdOf(options.resample);
+    }
+    ioctlPtr(this.fd, 'KVM_IRQFD', encode(KVM_IRQFD_STRUCT, { fd, gsi, flags, resamplefd }));
+  }
+
+  /** KVM_IRQFD with KVM_IRQFD_FLAG_DEASSIGN: unbinds `eventfd` from `gsi` (the pair given to `irqfd()`). */
+  removeIrqfd(eventfd: EventFd | number, gsi: number): void {
+    checkGsi(gsi);
+    ioctlPtr(this.fd, 'KVM_IRQFD', encode(KVM_IRQFD_STRUCT, { fd: fdOf(eventfd), gsi, flags: KVM_IRQFD_FLAG.DEASSIGN }));
+  }
+
   /** KVM_REGISTER_COALESCED_MMIO: writes to the zone are queued in a ring instead of exiting. */
   registerCoalescedZone(address: bigint, size: number, pio = false): void {
     ioctlPtr(this.fd, 'KVM_REGISTER_COALESCED_MMIO', encode(KVM_COALESCED_MMIO_ZONE, { addr: address, size, pio: pio ? 1 : 0 }));
@@ -303,4 +342,17 @@ export class Vm implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/** The IOAPIC has 24 pins; KVM's default routing covers GSIs 0–23 (PIC pins 0–15 alias the first 16). */
+export const IOAPIC_PINS = 24;
+
+function checkGsi(gsi: number): void {
+  if (!Number.isInteger(gsi) || gsi < 0 || gsi >= IOAPIC_PINS) throw outOfRange('gsi', `${gsi} is not an IOAPIC pin (0–${IOAPIC_PINS - 1})`);
+}
+
+function fdOf(e: EventFd | number): number {
+  const fd = typeof e === 'number' ? e : e.fd;
+  if (!Number.isInteger(fd) || fd < 0) throw outOfRange('eventfd', `${fd} is not a file descriptor`);
+  return fd;
 }

@@ -12,10 +12,10 @@
  * answer, and the guest gets it.
  */
 import {
-  CONTROL, KICK_SIGNAL, REQUEST, acknowledgeKicks, consumePending, describeExit, waitCheck, type CoalescedRing, type RunEnd,
-  type Vcpu,
+  CONTROL, KICK_SIGNAL, REQUEST, SOFT_IRQ, acknowledgeKicks, consumePending, describeExit, softIrqAccept, softIrqNext, softIrqPort,
+  waitCheck, type CoalescedRing, type RunEnd, type Vcpu,
 } from '@kvmpool/core/internal';
-import { RECORD_KIND, RingProducer, recordsFor, type RecordKind, type StepOutcome, type WaitCheck } from '@kvmpool/devices';
+import { RECORD_KIND, RingProducer, WAIT_SLICE_MS, recordsFor, type RecordKind, type StepOutcome, type WaitCheck } from '@kvmpool/devices';
 
 /** A device register the run loop answers in the vCPU thread from shared memory. */
 export interface FastRegisterView {
@@ -37,6 +37,12 @@ export interface RunLoopOptions {
   stopPorts: Set<number>;
   /** The VM has coalesced zones: take KVM's coalesced ring into the exit ring at each exit. */
   coalesced: boolean;
+  /**
+   * The no-irqchip interrupt controller's state (machine/soft-irq.ts), for the vCPU that takes its
+   * interrupts (vCPU 0): this loop injects them with KVM_INTERRUPT, serves its ports, and waits in
+   * HLT (IF=1) for one instead of stopping.
+   */
+  softIrq?: Int32Array;
 }
 
 /** A guest access on its way to a device. `data` is the exit's data in kvm_run. */
@@ -75,6 +81,9 @@ export class RunLoop {
   /** Every wait's check: acknowledges kicks, then pause/stop/go on. */
   readonly check: WaitCheck;
   #pending: PendingAccess | undefined;
+  readonly #irq: Int32Array | undefined;
+  /** The guest executed HLT with IF=1 and waits for an interrupt (no-irqchip controller only). */
+  #halted = false;
 
   constructor(vcpu: Vcpu, ring: RingProducer, control: Int32Array, options: RunLoopOptions) {
     this.#vcpu = vcpu;
@@ -83,6 +92,51 @@ export class RunLoop {
     this.#opts = options;
     this.#coalesced = options.coalesced ? vcpu.coalescedRing() : undefined;
     this.check = waitCheck(control, () => this.acknowledge());
+    this.#irq = options.softIrq;
+  }
+
+  /**
+   * Right before KVM_RUN (after the safe point cleared immediate_exit, see soft-irq.ts for the ordering):
+   * inject the controller's next interrupt if the guest can take it now, else ask KVM to exit as soon as
+   * it can (kvm_run.request_interrupt_window → KVM_EXIT_IRQ_WINDOW_OPEN).
+   */
+  #offerInterrupt(irq: Int32Array): void {
+    const vcpu = this.#vcpu;
+    const line = softIrqNext(irq);
+    if (line < 0) {
+      if (vcpu.requestInterruptWindow) vcpu.requestInterruptWindow = false;
+      return;
+    }
+    if (vcpu.readyForInterruptInjection) {
+      vcpu.interrupt(softIrqAccept(irq, line));
+      vcpu.requestInterruptWindow = false;
+    } else {
+      vcpu.requestInterruptWindow = true;
+    }
+  }
+
+  /**
+   * HLT with IF=1 under the no-irqchip controller: sleep until it has an interrupt to deliver. Every
+   * wake-up is a safe point. CONTROL.WAKE is read before the lines are looked at, and the main thread
+   * bumps it after it raises one (soft-irq.ts), so no request is missed between the look and the sleep.
+   */
+  #waitForInterrupt(irq: Int32Array): 'go-on' | 'pause' | 'stop' {
+    const ctl = this.#ctl;
+    for (;;) {
+      const gen = Atomics.load(ctl, CONTROL.WAKE);
+      const c = this.check();
+      if (c !== 'go-on') return c;
+      if (softIrqNext(irq) >= 0) return 'go-on';
+      Atomics.wait(ctl, CONTROL.WAKE, gen, WAIT_SLICE_MS);
+    }
+  }
+
+  /** The controller's ports, answered here (an IN's bytes go into kvm_run). */
+  #servePort(irq: Int32Array, port: number, size: number, data: Uint8Array, write: boolean): void {
+    for (let i = 0; i < data.length; i++) {
+      const v = softIrqPort(irq, port - SOFT_IRQ.PORT + (i % size), write, data[i]!);
+      if (!write) data[i] = v;
+    }
   }
 
   /** Acknowledges kicks (this thread is at a safe point); true if there were any. */
@@ -142,6 +196,16 @@ export class RunLoop {
         if (r === 'pause') return { reason: 'kicked' };
         if (r !== 'done') return r;
       }
+      const irq = this.#irq;
+      if (irq) {
+        if (this.#halted) {
+          const w = this.#waitForInterrupt(irq);
+          if (w === 'stop') return { reason: 'stopped' };
+          if (w === 'pause') return { reason: 'kicked' };
+          this.#halted = false;
+        }
+        this.#offerInterrupt(irq);
+      }
       const exit = vcpu.run();
       Atomics.add(ctl, CONTROL.EXITS, 1);
       switch (exit.kind) {
@@ -151,6 +215,10 @@ export class RunLoop {
           Atomics.add(ctl, CONTROL.KICKS_IN_RUN, 1);
           continue;
         case 'io': {
+          if (irq && exit.port >= SOFT_IRQ.PORT && exit.port + exit.size <= SOFT_IRQ.PORT + SOFT_IRQ.PORTS) {
+            this.#servePort(irq, exit.port, exit.size, exit.data, exit.direction === 'out');
+            continue;
+          }
           const stopPort = exit.direction === 'out' && this.#opts.stopPorts.has(exit.port) ? exit.port : undefined;
           if (exit.direction === 'in') {
             const fast = this.#opts.fastPio.get(exit.port);
@@ -179,6 +247,11 @@ export class RunLoop {
           break;
         }
         case 'hlt':
+          // With the no-irqchip controller, HLT with interrupts enabled waits for one (the loop's top).
+          if (irq && vcpu.interruptFlag) {
+            this.#halted = true;
+            continue;
+          }
           return { reason: 'hlt' };
         case 'debug':
           return { reason: 'debug', pc: exit.pc, dr6: exit.dr6, exception: exit.exception };

@@ -9,7 +9,7 @@
 import { parentPort } from 'node:worker_threads';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import {
-  CONTROL, KICK_SIGNAL, Kvm, OWNED, closeOwned, REQUEST, VCPU_STATE, VCPU_STATE_NAME, VcpuStateError, blockSignal, captureVcpuState,
+  CONTROL, KICK_SIGNAL, Kvm, OWNED, RFLAGS, closeOwned, REQUEST, VCPU_STATE, VCPU_STATE_NAME, VcpuStateError, blockSignal, captureVcpuState,
   consumePending, currentTid, encodeError, guestCpuid, guestDebugRegisters, refusal, restoreVcpuState, runMaskWithout,
   setEntryPoint, setVcpuMode, type RunEnd, type Vcpu, type VcpuReply, type VcpuRequest, type VcpuRequests, type VcpuState,
   type VcpuThreadInit, type Vm,
@@ -65,6 +65,7 @@ function init(init: VcpuThreadInit): VcpuRequests['init'][1] {
       fastMmio: new Map(views('mmio')),
       stopPorts: new Set(init.stopPorts),
       coalesced: init.coalesced,
+      ...(init.softIrq ? { softIrq: new Int32Array(init.softIrq) } : {}),
     });
     const tid = currentTid();
     Atomics.store(control, CONTROL.TID, tid);
@@ -176,9 +177,13 @@ async function serve(req: VcpuRequest): Promise<unknown> {
     case 'configure': {
       const config = req.arg;
       vcpu.setCpuid(guestCpuid(kvm, vcpu.id));
-      setVcpuMode(vcpu, config.mode, config.systemArea === undefined ? {} : { systemArea: config.systemArea });
+      setVcpuMode(vcpu, config.mode, {
+        ...(config.systemArea === undefined ? {} : { systemArea: config.systemArea }),
+        ...(config.idt === undefined ? {} : { idt: config.idt }),
+      });
       setEntryPoint(vcpu, config.mode, config.entry, config.stack);
       if (config.regs) vcpu.patchRegs(config.regs);
+      if (config.interruptsEnabled) vcpu.patchRegs({ rflags: vcpu.getRegs().rflags | RFLAGS.IF });
       if (config.runnable) vcpu.setMpState('runnable');
       return undefined;
     }

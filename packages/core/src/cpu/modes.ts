@@ -54,6 +54,16 @@ export interface CpuModeOptions {
   protectedEnd?: bigint;
   /** With `protectSystemArea`: guest page 0 is not mapped, so a NULL dereference faults. Default false. */
   unmapNullPage?: boolean;
+  /**
+   * 64-bit modes: IDTR base (a 256-gate IDT, limit 0xfff, that the guest writes itself: `lidt` is
+   * privileged). Without it IDTR is left as it is (empty), and any exception shuts the guest down.
+   */
+  idt?: bigint;
+  /**
+   * 64-bit modes: TSS.RSP0, the stack an interrupt or exception from CPL 3 switches to (CPL 0 gates).
+   * One TSS serves every vCPU, so at most one vCPU may take interrupts from CPL 3 at a time on it.
+   */
+  interruptStack?: bigint;
   /** 32-bit paging flavour for `paged` mode. Default `pae`. */
   paging?: 'pae' | 'legacy';
   /**
@@ -101,6 +111,9 @@ function writeGdt(mem: GuestMemory, l: Layout, bits: 32 | 64): void {
   mem.writeU16(l.tss + 0x66n, TSS_IOMAP_OFFSET);
   mem.writeU8(l.tss + BigInt(TSS_LIMIT), 0xff);
 }
+
+/** TSS.RSP0 (offset 4 of the 64-bit TSS). */
+const TSS_RSP0 = 4n;
 
 /**
  * 64-bit identity map of [0, mapSize) with 2 MiB pages: PML4 → PDPT → PDs. With `protect`, the
@@ -192,6 +205,7 @@ export function writeModeTables(memory: GuestMemory, mode: CpuMode, options: Cpu
     case 'long':
     case 'user':
       writeGdt(memory, l, 64);
+      if (options.interruptStack !== undefined) memory.writeU64(l.tss + TSS_RSP0, options.interruptStack);
       writeLongModeTables(memory, l, mapSize, mode === 'user', mode === 'user' && options.protectSystemArea === true, options);
       return;
   }
@@ -247,6 +261,7 @@ export function setVcpuMode(vcpu: Vcpu, mode: CpuMode, options: CpuModeOptions =
       sregs.cr0 = CR0.PE | CR0.MP | CR0.ET | CR0.NE | CR0.WP | CR0.AM | CR0.PG;
       sregs.efer = EFER.LME | EFER.LMA;
       if (user) rflags |= RFLAGS.IOPL3;
+      if (options.idt !== undefined) sregs.idt = { base: options.idt, limit: 0xfff, padding: new Uint16Array(3) };
       break;
     }
   }

@@ -8,4 +8,5 @@ export {
   MAP_FAILED, MAP_SHARED, O_CLOEXEC, O_RDWR, PROT_READ, PROT_WRITE, addressOf, errnoName, errnoText, lastErrno,
   sysClose, sysGetpid, sysGettid, sysMmap, sysMunmap, sysOpen, sysPthreadSigmask, sysSigtimedwait, sysTgkill, viewOf,
   SIG_BLOCK, SIG_SETMASK, SIG_UNBLOCK, CLOCK_MONOTONIC, SIGEV_THREAD_ID, sysTimerCreate, sysTimerDelete, sysTimerSettime,
+  EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, sysEventfd, sysEventfdRead, sysEventfdWrite,
 } from './libc.js';

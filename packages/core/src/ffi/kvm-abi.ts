@@ -78,6 +78,12 @@ export const KVM_CPUID2 = defineStruct('kvm_cpuid2', { nent: 'u32', padding: 'u3
 
 export const KVM_PIT_CONFIG = defineStruct('kvm_pit_config', { flags: 'u32', pad: array('u32', 15) }, 64);
 export const KVM_IRQ_LEVEL = defineStruct('kvm_irq_level', { irq: 'u32', level: 'u32' }, 8);
+/** `struct kvm_irqfd` (KVM_IRQFD): an eventfd that raises `gsi`; `resamplefd` with KVM_IRQFD_FLAG_RESAMPLE. */
+export const KVM_IRQFD_STRUCT = defineStruct('kvm_irqfd', { fd: 'u32', gsi: 'u32', flags: 'u32', resamplefd: 'u32', pad: array('u8', 16) }, 32);
+/** KVM_IRQFD flags: remove the binding; or make it level-triggered with a resample eventfd. */
+export const KVM_IRQFD_FLAG = { DEASSIGN: 1, RESAMPLE: 2 } as const;
+/** `struct kvm_interrupt` (KVM_INTERRUPT, vCPU fd, no in-kernel irqchip): the vector to inject. */
+export const KVM_INTERRUPT_STRUCT = defineStruct('kvm_interrupt', { irq: 'u32' }, 4);
 /** Header of `struct kvm_signal_mask`; `len` bytes of sigset follow at offset 4. */
 export const KVM_SIGNAL_MASK = defineStruct('kvm_signal_mask', { len: 'u32' }, 4);
 export const KVM_GUEST_DEBUG = defineStruct('kvm_guest_debug', { control: 'u32', pad: 'u32', debugreg: array('u64', 8) }, 72);

@@ -28,6 +28,9 @@ const fn = {
   timerCreate: lib.func('int timer_create(int clock, void *sevp, void *timerid)'),
   timerSettime: lib.func('timer_settime', 'int', ['uint64_t', 'int', 'void *', 'void *']),
   timerDelete: lib.func('timer_delete', 'int', ['uint64_t']),
+  eventfd: lib.func('int eventfd(unsigned int initval, int flags)'),
+  eventfdRead: lib.func('int eventfd_read(int fd, _Out_ uint64_t *value)'),
+  eventfdWrite: lib.func('int eventfd_write(int fd, uint64_t value)'),
 } as const;
 
 export const O_RDWR = 0o2;
@@ -138,4 +141,30 @@ export function sysTimerSettime(timer: bigint, flags: number, spec: Uint8Array, 
 
 export function sysTimerDelete(timer: bigint): number {
   return fn.timerDelete(timer);
+}
+
+/** eventfd(2) flags. */
+export const EFD_CLOEXEC = 0o2000000;
+export const EFD_NONBLOCK = 0o4000;
+export const EFD_SEMAPHORE = 1;
+
+/** eventfd(2): a new eventfd with counter `initval`; returns the fd or -1 (errno set). */
+export function sysEventfd(initval: number, flags: number): number {
+  return fn.eventfd(initval, flags);
+}
+
+/**
+ * eventfd_read(3): reads and resets the counter (or takes 1 with EFD_SEMAPHORE). Returns the value, or
+ * -1n on failure (errno set; EAGAIN when a non-blocking eventfd is zero).
+ */
+export function sysEventfdRead(fd: number): bigint {
+  const out = [0n];
+  const ret = fn.eventfdRead(fd, out);
+  if (ret < 0) return -1n;
+  return BigInt(out[0] as bigint | number);
+}
+
+/** eventfd_write(3): adds `value` to the counter; returns 0 or -1 (errno set). */
+export function sysEventfdWrite(fd: number, value: bigint): number {
+  return fn.eventfdWrite(fd, value);
 }

@@ -3,9 +3,10 @@
  * and the devices. `createMachine()` builds it; `close()` (or `await using`) releases everything.
  */
 import { EventEmitter } from 'node:events';
-import { Bus, Dispatcher, createDoorbell, type IrqLine, type Uart16550, type UartLine } from '@kvmpool/devices';
+import { Bus, Dispatcher, createDoorbell, type Device, type IrqLine, type Uart16550, type UartLine } from '@kvmpool/devices';
 import { writeModeTables } from '../cpu/modes.js';
-import { ClosedError, GuestCrashError } from '../errors.js';
+import { ClosedError, GuestCrashError, KvmUnsupportedError } from '../errors.js';
+import { EventFd } from '../eventfd.js';
 import type { KvmRegs, KvmSregs } from '../ffi/index.js';
 import { Kvm } from '../kvm.js';
 import type { GuestMemory } from '../memory.js';
@@ -14,16 +15,41 @@ import { blockSignal } from '../signals.js';
 import { parseSize } from '../util/size.js';
 import type { VcpuSnapshot } from '../vcpu-state.js';
 import type { Translation } from '../vcpu.js';
-import type { Vm } from '../vm.js';
+import { IOAPIC_PINS, type Vm } from '../vm.js';
 import type { Inspection } from './inspect.js';
 import { KICK_SIGNAL, type GuestDebugConfig, type RunEnd, type VcpuState } from './vcpu-lifecycle.js';
 import type { RestoreOptions, SnapshotInfo } from './snapshot.js';
 import { standardDevices } from './standard-devices.js';
 import type { DeviceSpec, MachineEvents, MachineExit, MachineOptions, StartOptions } from './types.js';
 import { STOP_ACK_MS, VcpuHandle } from './vcpu-handle.js';
+import { SOFT_IRQ, createSoftIrqState, softIrqLine } from './soft-irq.js';
 import { threadWiring, wireDevices } from './wiring.js';
 
-export type { DebugStop, DeviceSpec, MachineEvents, MachineExit, MachineOptions, StartOptions } from './types.js';
+export type { DebugStop, DeviceSpec, MachineEvents, MachineExit, MachineOptions, StartInterrupts, StartOptions } from './types.js';
+
+/** An interrupt line backed by an eventfd bound to a GSI with KVM_IRQFD (`machine.irqfd()`). */
+export interface IrqfdLine extends IrqLine {
+  /** The IOAPIC pin. */
+  readonly gsi: number;
+  /**
+   * The eventfd: any thread may write 8 bytes (a u64 ≥ 1) to this fd (`EventFd.attach(fd).write()` in a
+   * worker) to raise the interrupt, with no ioctl and no exit. The machine closes it at `close()`.
+   */
+  readonly fd: number;
+  /** With `resample`: KVM signals this eventfd when the guest EOIs the (level) interrupt. */
+  readonly resampleFd: number | undefined;
+  /** Raises the interrupt once (an eventfd write): an edge, or with `resample` the level until the EOI. */
+  trigger(): void;
+}
+
+/** Placeholder for the no-irqchip controller's ports on the PIO bus: vCPU 0's thread answers them itself. */
+const softIrqPorts: Device = {
+  name: 'irq-controller',
+  read: (_offset, data) => {
+    data.fill(0xff);
+  },
+  write: () => {},
+};
 
 /** One reason to keep every vCPU paused; the vCPUs run again when the last hold is released. */
 export interface PauseHold {
@@ -74,7 +100,7 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     this.vm = vm;
     this.options = options;
     const std = standardDevices(options, {
-      irqLine: (irq) => (vm.hasIrqchip ? this.irqLine(irq) : undefined),
+      irqLine: (irq) => this.irqLine(irq),
       onExitCode: (code) => this.requestExit(code),
       onReset: () => {
         this.emit('reset');
@@ -82,7 +108,9 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
       },
     });
     this.#uarts = std.uarts;
-    this.#devices = [...std.specs, ...(options.devices ?? [])];
+    // The no-irqchip controller's ports: served by vCPU 0's thread, reserved on the bus against overlaps.
+    const controller = vm.hasIrqchip ? [] : [{ device: softIrqPorts, pio: { base: SOFT_IRQ.PORT, length: SOFT_IRQ.PORTS } }];
+    this.#devices = [...std.specs, ...controller, ...(options.devices ?? [])];
     this.dispatcher = new Dispatcher(this.pio, this.mmio, this.#doorbell, { postedWriteBoundMs: options.postedWriteBoundMs, maxSpinUs: options.dispatcherSpinUs });
     this.dispatcher.onDeviceError = (e) => this.#fail(e);
   }
@@ -161,9 +189,59 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     return uart.stream();
   }
 
-  /** The IrqLine a device gets for input `irq`. */
+  /**
+   * The IrqLine for interrupt line `irq`: 0–23 with `irqchip: true`, where it drives that in-kernel IOAPIC pin
+   * (and PIC input, for 0–15) with KVM_IRQ_LINE; 0–15 without, a line of the machine's own controller, which vCPU 0's
+   * thread delivers with KVM_INTERRUPT as vector 0x20 + irq (docs/machines.md, Interrupts). Level-triggered:
+   * `set(true)` until the device's condition clears. Call it on the main thread (device models live there).
+   */
   irqLine(irq: number): IrqLine {
-    return { set: (level: boolean) => this.vm.irqLine(irq, level) };
+    const lines = this.vm.hasIrqchip ? IOAPIC_PINS : SOFT_IRQ.LINES;
+    if (!Number.isInteger(irq) || irq < 0 || irq >= lines) throw new RangeError(`irqLine(${irq}): this machine's lines are 0–${lines - 1}`);
+    // KVM delivers to a running or halted vCPU itself (it kicks it): measured here, a kick from us adds nothing.
+    if (this.vm.hasIrqchip) return { set: (level: boolean) => this.vm.irqLine(irq, level) };
+    return softIrqLine(this.#softIrq, irq, () => this.#vcpus[0]?.interruptKick());
+  }
+
+  /** The no-irqchip controller's shared state (snapshots read and restore it). */
+  readonly #softIrq = createSoftIrqState();
+  /** @internal The no-irqchip controller's state words (soft-irq.ts), for snapshots; undefined with an irqchip. */
+  get softIrqState(): Int32Array | undefined {
+    return this.vm.hasIrqchip ? undefined : this.#softIrq;
+  }
+
+  readonly #irqfds: EventFd[] = [];
+
+  /**
+   * An eventfd bound to IOAPIC pin `gsi` with KVM_IRQFD: a write to it from any thread (a device's worker)
+   * raises the interrupt inside the kernel, with no ioctl and no exit. Edge-triggered by default; with
+   * `resample`, level-triggered: asserted until the guest EOIs it, then KVM lowers it and signals
+   * `resampleFd`, where the device re-triggers if its condition still holds. Needs `irqchip: true` (a
+   * KvmUnsupportedError otherwise). The machine unbinds and closes the eventfds at `close()`.
+   */
+  irqfd(gsi: number, options: { resample?: boolean } = {}): IrqfdLine {
+    if (this.#closed) throw new ClosedError('machine');
+    if (!this.vm.hasIrqchip) throw new KvmUnsupportedError('irqchip', 'machine.irqfd() needs the in-kernel irqchip (createMachine({ irqchip: true }))');
+    const efd = EventFd.create();
+    let resample: EventFd | undefined;
+    try {
+      if (options.resample) resample = EventFd.create();
+      this.vm.irqfd(efd, gsi, resample ? { resample } : {});
+    } catch (e) {
+      efd.close();
+      resample?.close();
+      throw e;
+    }
+    this.#irqfds.push(efd, ...(resample ? [resample] : []));
+    return {
+      gsi,
+      fd: efd.fd,
+      resampleFd: resample?.fd,
+      trigger: () => efd.write(),
+      set: (level: boolean) => {
+        if (level) efd.write();
+      },
+    };
   }
 
   async #startThreads(count: number): Promise<void> {
@@ -177,6 +255,7 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
         fastPath,
         stopPorts,
         coalesced: this.dispatcher.coalesced !== undefined,
+        ...(id === 0 && !this.vm.hasIrqchip ? { softIrq: this.#softIrq.buffer as SharedArrayBuffer } : {}),
         onThreadError: (e) => this.#fail(e),
         onEvent: (e) => {
           const v = this.#vcpus[e.vcpu];
@@ -225,7 +304,13 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
 
   async #configure(options: StartOptions): Promise<void> {
     const mode = this.options.mode ?? 'user';
-    writeModeTables(this.memory, mode, { systemArea: SYSTEM_AREA });
+    const irq = options.interrupts;
+    if (irq && mode !== 'user' && mode !== 'long') throw new RangeError(`start: interrupts need a 64-bit mode (user or long), not ${mode}`);
+    writeModeTables(this.memory, mode, {
+      systemArea: SYSTEM_AREA,
+      // 4 GiB: the IOAPIC (0xfec00000) and LAPIC (0xfee00000) pages are then mapped for the guest.
+      ...(irq ? { interruptStack: irq.stack, mapSize: 4 * 2 ** 30 } : {}),
+    });
     for (const v of this.#vcpus) {
       const stack = typeof options.stack === 'function' ? options.stack(v.id) : (options.stack ?? 0n);
       await v.configure({
@@ -235,6 +320,7 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
         systemArea: SYSTEM_AREA,
         runnable: this.vm.hasIrqchip,
         ...(options.regs ? { regs: options.regs(v.id) } : {}),
+        ...(irq ? { idt: irq.idt, interruptsEnabled: irq.enabled ?? true } : {}),
       });
     }
   }
@@ -538,6 +624,8 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     await step(() => Promise.all(this.#vcpus.map((v) => v.close())));
     this.#vcpus = [];
     await step(() => this.vm.close());
+    // After the VM: closing it drops the irqfd bindings, so nothing signals a closed eventfd's number.
+    for (const e of this.#irqfds.splice(0)) await step(() => e.close());
     await step(() => this.kvm.close());
     if (errors.length > 0) throw errors[0];
   }

@@ -10,6 +10,7 @@ import { SnapshotError, decodeSnapshot, encodeSnapshot, nonZeroPages } from '../
 import type { VcpuSnapshot } from '../vcpu-state.js';
 import { PAGE_SIZE } from '../util/size.js';
 import { Machine, type DeviceSpec, type MachineOptions } from './machine.js';
+import { softIrqRestore, softIrqSnapshot, type SoftIrqSnapshot } from './soft-irq.js';
 
 /** The options a snapshot records: everything but the device objects. */
 type RecordedOptions = Omit<MachineOptions, 'devices' | 'kvmPath'>;
@@ -21,7 +22,11 @@ interface SnapshotMeta {
   options: RecordedOptions;
   memory: { slot: number; guestAddress: bigint; size: number }[];
   vcpus: VcpuSnapshot[];
-  vm: { clock: KvmClockData | null; irqchip: Uint8Array[] | null; pit: KvmPitState2 | null };
+  /**
+   * `softIrq`: the no-irqchip controller (lines, edges, masks, the line in service). An interrupt it has
+   * injected but the guest has not taken yet is in the vCPU's `events` (KVM_GET_VCPU_EVENTS).
+   */
+  vm: { clock: KvmClockData | null; irqchip: Uint8Array[] | null; pit: KvmPitState2 | null; softIrq?: SoftIrqSnapshot | null };
   devices: { name: string; state: unknown }[];
 }
 
@@ -60,6 +65,7 @@ export async function snapshotMachine(m: Machine, path: string): Promise<Snapsho
         clock: vm.getClock(),
         irqchip: vm.hasIrqchip ? [vm.getIrqchip(0), vm.getIrqchip(1), vm.getIrqchip(2)] : null,
         pit: vm.hasPit ? vm.getPit() : null,
+        softIrq: m.softIrqState ? softIrqSnapshot(m.softIrqState) : null,
       },
       devices: m.devices.map((d) => ({ name: d.device.name, state: d.device.exportState?.() ?? null })),
     };
@@ -142,6 +148,8 @@ export async function restoreMachine(path: string, options: RestoreOptions = {})
     meta.devices.forEach((d, i) => {
       if (d.state !== null) m.devices[i]?.device.importState?.(d.state);
     });
+    // After the devices: their importState drives their lines again; the recorded words are exact.
+    if (meta.vm.softIrq && m.softIrqState) softIrqRestore(m.softIrqState, meta.vm.softIrq);
     for (const [i, s] of meta.vcpus.entries()) await m.loadVcpuState(i, s);
     m.markRestored();
     return m;

@@ -24,7 +24,11 @@ export interface DeviceSpec {
     /** Length in bytes. */
     length: number;
   };
-  /** irqchip input the device drives (needs `irqchip: true`). */
+  /**
+   * The interrupt line the device drives (0–23): an in-kernel IOAPIC/PIC input with `irqchip: true`, else a
+   * line of the machine's own controller (KVM_INTERRUPT; see docs/machines.md, Interrupts). Informational:
+   * the device gets its IrqLine from `machine.irqLine(n)`.
+   */
   irq?: number;
   /** An OUT to this device's ports stops the vCPU that made it (e.g. a debug-exit port). */
   stopsVcpu?: boolean;
@@ -42,7 +46,12 @@ export interface MachineOptions extends StandardDeviceOptions {
   vcpus?: number;
   /** Devices beyond the standard ones (`serial`, `debugExit`, `haltPort`, `i8042`, `rtc`). */
   devices?: DeviceSpec[];
-  /** Create the in-kernel irqchip (device interrupts via KVM_IRQ_LINE). */
+  /**
+   * Create the in-kernel irqchip (PIC, IOAPIC, a LAPIC per vCPU): device lines go to it with KVM_IRQ_LINE,
+   * `machine.irqfd()` binds eventfds to its pins, and HLT waits in the kernel. Without it, device lines go to a
+   * small controller of kvmpool's (ports 0x510–0x514, vectors 0x20 + line) that vCPU 0's thread delivers with
+   * KVM_INTERRUPT. Default false.
+   */
   irqchip?: boolean;
   /** CPU mode every vCPU starts in. Default `user` (CPL 3: native speed on every host). */
   mode?: CpuMode;
@@ -76,6 +85,23 @@ export interface StartOptions {
   stack?: bigint | ((vcpu: number) => bigint);
   /** Extra registers for each vCPU (e.g. its index in rdi). */
   regs?: (vcpu: number) => Partial<KvmRegs>;
+  /**
+   * Let the guest take interrupts (64-bit modes): IDTR points at `idt` (256 gates the guest writes; its
+   * CPL 0 handlers should be a few instructions, CPL 0 code is emulated on some hosts), TSS.RSP0 is
+   * `stack`, the identity map covers 4 GiB (so the IOAPIC at 0xfec00000 and the LAPIC at 0xfee00000 are
+   * reachable), and with `enabled` every vCPU starts with RFLAGS.IF set (a CPL 3 `sti` faults on kvm_pvm).
+   */
+  interrupts?: StartInterrupts;
+}
+
+/** `StartOptions.interrupts`: the IDT, the CPL 0 stack and IF at start. */
+export interface StartInterrupts {
+  /** Guest address of the IDT (4 KiB: 256 16-byte gates). */
+  idt: bigint;
+  /** TSS.RSP0: the stack interrupts from CPL 3 switch to (one for all vCPUs: one TSS). */
+  stack: bigint;
+  /** Start with RFLAGS.IF = 1. Default true. */
+  enabled?: boolean;
 }
 
 /** How a machine ended, as `machine.waitForExit()` resolves and the `exit` event gives it. */

@@ -37,6 +37,8 @@ export interface VcpuHandleInit {
   fastPath: FastPathEntry[];
   stopPorts: number[];
   coalesced: boolean;
+  /** The no-irqchip interrupt controller's state, for the vCPU that takes its interrupts. */
+  softIrq?: SharedArrayBuffer;
   /** Called once if the thread dies outside a control call. */
   onThreadError: (e: VcpuThreadError) => void;
   /** Events the thread sends unasked (debug stops). */
@@ -115,6 +117,7 @@ export class VcpuHandle {
         fastPath: init.fastPath,
         stopPorts: init.stopPorts,
         coalesced: init.coalesced,
+        ...(init.softIrq ? { softIrq: init.softIrq } : {}),
       });
       h.#tid = tid;
       h.#owned = owned;
@@ -242,6 +245,19 @@ export class VcpuHandle {
       const w = Atomics.waitAsync(ctl, CONTROL.KICK_ACK, ack, RECHECK_MS);
       if (w.async) await w.value;
     }
+  }
+
+  /**
+   * Gets a running vCPU out of KVM_RUN (or its HLT wait) so that its run loop looks at the no-irqchip
+   * interrupt controller again: immediate_exit, a WAKE bump, and a signal. Unlike `kick()` it is no safe-
+   * point event and waits for nothing; soft-irq.ts argues why no request is missed.
+   */
+  interruptKick(): void {
+    if (this.#dead || this.#closed || this.state !== 'running') return;
+    this.#mapping?.requestImmediateExit();
+    Atomics.add(this.control, CONTROL.WAKE, 1);
+    Atomics.notify(this.control, CONTROL.WAKE);
+    if (signalThread(this.#tid, KICK_SIGNAL)) this.kicksSent++;
   }
 
   /** Wakes the thread from whatever it waits on (paused, a device reply, ring room, the coalesced lock). */

@@ -181,6 +181,8 @@ export interface VcpuThreadInit {
   stopPorts: number[];
   /** The VM has coalesced zones: the thread takes KVM's coalesced ring at each exit. */
   coalesced: boolean;
+  /** The no-irqchip interrupt controller's state (soft-irq.ts), for the vCPU that takes its interrupts. */
+  softIrq?: SharedArrayBuffer;
 }
 
 export interface VcpuConfig {
@@ -188,6 +190,10 @@ export interface VcpuConfig {
   entry: bigint;
   stack: bigint;
   regs?: Partial<KvmRegs>;
+  /** IDTR base (CpuModeOptions.idt). */
+  idt?: bigint;
+  /** Start with RFLAGS.IF set. */
+  interruptsEnabled?: boolean;
   /** Make the vCPU runnable (secondary vCPUs under an in-kernel irqchip wait for INIT/SIPI). */
   runnable?: boolean;
   systemArea?: bigint;

@@ -1,6 +1,6 @@
 /** Putting a machine's devices on its buses, and what its vCPU threads need to know of them. */
 import type { Bus } from '@kvmpool/devices';
-import type { Vm } from '../vm.js';
+import { IOAPIC_PINS, type Vm } from '../vm.js';
 import type { DeviceSpec } from './machine.js';
 import type { FastPathEntry } from './vcpu-lifecycle.js';
 
@@ -13,8 +13,8 @@ export function wireDevices(vm: Vm, pio: Bus, mmio: Bus, devices: readonly Devic
   for (const spec of devices) {
     if (spec.pio) pio.register(spec.pio.base, spec.pio.length, spec.device);
     if (spec.mmio) mmio.register(spec.mmio.base, spec.mmio.length, spec.device);
-    if (spec.irq !== undefined && !vm.hasIrqchip) {
-      throw new RangeError(`device ${spec.device.name} wants irq ${spec.irq}, but the VM has no irqchip (irqchip: true)`);
+    if (spec.irq !== undefined && (!Number.isInteger(spec.irq) || spec.irq < 0 || spec.irq >= IOAPIC_PINS)) {
+      throw new RangeError(`device ${spec.device.name} wants irq ${spec.irq}; lines are 0–${IOAPIC_PINS - 1}`);
     }
   }
   if (!coalesce) return false;

@@ -48,10 +48,19 @@ export function affineInput(x: bigint, rounds?: bigint): Uint8Array {
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }
 
-/** What `affine` computes, on the host. */
+/**
+ * What `affine` computes, on the host: `rounds` steps of x = a·x + c (mod 2^64), by composing the
+ * map with itself (square-and-multiply on (a, c) pairs), so a billion rounds cost ~60 steps.
+ */
 export function affineLocal(x: bigint, rounds = 1n): bigint {
-  for (let i = 0n; i < rounds; i++) x = BigInt.asUintN(64, x * 6364136223846793005n + 1442695040888963407n);
-  return x;
+  const m = (v: bigint): bigint => BigInt.asUintN(64, v);
+  let [a, c] = [6364136223846793005n, 1442695040888963407n];
+  let [ra, rc] = [1n, 0n]; // the identity map
+  for (let n = rounds; n > 0n; n >>= 1n) {
+    if (n & 1n) [ra, rc] = [m(a * ra), m(a * rc + c)];
+    [a, c] = [m(a * a), m(a * c + c)];
+  }
+  return m(ra * x + rc);
 }
 
 export function u64(bytes: Uint8Array): bigint {
@@ -63,9 +72,14 @@ export function u64(bytes: Uint8Array): bigint {
  * `completed` event BullMQ wrote: a result applied twice would show as 2).
  */
 export async function completionsPerJob(url: string, queue: string): Promise<Map<string, number>> {
+  return (await eventsPerJob(url, queue)).get('completed') ?? new Map();
+}
+
+/** Every event of queue `queue`'s event stream, counted per event name and job id. */
+export async function eventsPerJob(url: string, queue: string): Promise<Map<string, Map<string, number>>> {
   const { Redis } = await import('ioredis');
   const redis = new Redis(url);
-  const counts = new Map<string, number>();
+  const all = new Map<string, Map<string, number>>();
   try {
     let start = '-';
     for (;;) {
@@ -73,7 +87,12 @@ export async function completionsPerJob(url: string, queue: string): Promise<Map
       for (const [, fields] of entries) {
         const f: Record<string, string> = {};
         for (let i = 0; i + 1 < fields.length; i += 2) f[fields[i]!] = fields[i + 1]!;
-        if (f['event'] === 'completed' && f['jobId']) counts.set(f['jobId'], (counts.get(f['jobId']) ?? 0) + 1);
+        const event = f['event'];
+        const id = f['jobId'];
+        if (!event || !id) continue;
+        let counts = all.get(event);
+        if (!counts) all.set(event, (counts = new Map()));
+        counts.set(id, (counts.get(id) ?? 0) + 1);
       }
       if (entries.length < 5000) break;
       start = `(${entries[entries.length - 1]![0]}`;
@@ -81,7 +100,7 @@ export async function completionsPerJob(url: string, queue: string): Promise<Map
   } finally {
     redis.disconnect();
   }
-  return counts;
+  return all;
 }
 
 /** The metrics URL a worker printed in its ready line. */

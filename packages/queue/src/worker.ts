@@ -148,10 +148,12 @@ export class SandboxWorker implements AsyncDisposable {
       ...(o.prefix === undefined ? {} : { prefix: o.prefix }),
     });
     this.worker.on('completed', () => this.#meters.completed.inc());
-    // A result refused because the lock passed to another worker; other errors are connection
-    // errors, which ioredis retries (a listener must exist, or EventEmitter would throw them).
+    // A result refused because the job's lock passed to another worker (moving it to completed
+    // or failed checks the token: "Missing lock for job N" / "Lock mismatch for job N"). Other
+    // errors are connection errors, which ioredis retries, and failed lock renewals; a listener
+    // must exist, or EventEmitter would throw them.
     this.worker.on('error', (e) => {
-      if (/lock/i.test(e.message)) this.#meters.discarded.inc();
+      if (/^(Missing lock|Lock mismatch) for job /.test(e.message)) this.#meters.discarded.inc();
     });
   }
 

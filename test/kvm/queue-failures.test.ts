@@ -8,7 +8,7 @@ import { sandboxQueue } from '@kvmpool/queue';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSandboxGuest } from '../support/build-c.js';
 import { until, within } from '../support/bounded.js';
-import { affineInput, affineLocal, completionsPerJob, eventsPerJob, killWorker, startWorkerProcess, u64, type WorkerProcess } from '../support/queue-workers.js';
+import { affineInput, affineLocal, completionsPerJob, eventsPerJob, killWorker, pollUntil, startWorkerProcess, u64, type WorkerProcess } from '../support/queue-workers.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 
 let redis: TestRedis;
@@ -73,8 +73,7 @@ describe('a worker process that dies or is told to stop', () => {
       const ids = await q.enqueueMany(xs.map((x) => ({ kind: 'call' as const, fn: 'affine', input: affineInput(x, ROUNDS) })));
       const results = ids.map((id) => q.result(id, { waitMs: 40_000 }));
       results.forEach((p) => p.catch(() => {}));
-      await until(() => w.log().length > 0, 1000, 'log');
-      await within((async () => { while ((await q.queue.getActiveCount()) < 2) await new Promise((r) => setTimeout(r, 10)); })(), 10_000, 'two jobs active');
+      await pollUntil(async () => (await q.queue.getActiveCount()) === 2, 10_000, 'two jobs active');
       const active = (await q.queue.getActive()).map((j) => String(j.id));
       w.proc.kill('SIGTERM');
       expect(await within(w.exited, 20_000, 'the worker exiting')).toEqual({ code: 0, signal: null });

@@ -143,6 +143,8 @@ export class SandboxWorker implements AsyncDisposable {
       lockDuration,
       stalledInterval,
       maxStalledCount,
+      // After a failed fetch (Redis gone), try again in 1 s rather than BullMQ's 15 s.
+      runRetryDelay: 1000,
       autorun: false,
       name: this.name,
       ...(o.prefix === undefined ? {} : { prefix: o.prefix }),

@@ -11,6 +11,8 @@ const PACKAGES = {
   gdb: { check: () => onPath('gdb'), for: ['test'] },
   'musl-tools': { check: () => onPath('musl-gcc'), for: ['test', 'demo'] },
   'busybox-static': { check: () => isExecutable('/bin/busybox') && isStatic('/bin/busybox'), for: ['test', 'demo'] },
+  // The queue tests start their own redis-server on a loopback port (never the system service).
+  'redis-server': { check: () => onPath('redis-server'), for: ['test'] },
 };
 
 function onPath(cmd) {

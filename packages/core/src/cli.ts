@@ -12,6 +12,8 @@ interface Command {
   options: ParseOptions;
   /** Whether the command takes positional arguments (after its name). */
   positionals?: boolean;
+  /** The command parses its own arguments: `run` gets them unparsed, as positionals. */
+  raw?: boolean;
   /** Returns the exit code. */
   run(values: ParsedValues, positionals: string[]): number | Promise<number>;
 }
@@ -58,7 +60,33 @@ const COMMANDS: Record<string, Command> = {
     positionals: true,
     run: (values, positionals) => runProgram(values, positionals),
   },
+  worker: {
+    usage: 'kvmpool worker --queue NAME (--guest FILE | --program FILE | --js) [--redis URL] [--threads N] [--metrics-port N] …',
+    summary: 'take sandbox jobs from a BullMQ queue on Redis (needs @kvmpool/queue; `kvmpool worker --help` for every option)',
+    options: {},
+    raw: true,
+    run: (_values, args) => runQueueWorker(args),
+  },
 };
+
+/**
+ * `kvmpool worker` lives in @kvmpool/queue, which depends on core (and on BullMQ); core does not
+ * depend on it, so it is resolved at run time, from wherever this package was installed.
+ */
+async function runQueueWorker(args: string[]): Promise<number> {
+  const spec = '@kvmpool/queue';
+  let mod: { runWorkerCommand(argv: readonly string[]): Promise<number> };
+  try {
+    mod = (await import(spec)) as typeof mod;
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_MODULE_NOT_FOUND' && String((e as Error).message).includes(spec)) {
+      process.stderr.write('kvmpool worker needs the queue package: npm install @kvmpool/queue (next to @kvmpool/core)\n');
+      return 1;
+    }
+    throw e;
+  }
+  return mod.runWorkerCommand(args);
+}
 
 function usage(): string {
   const width = Math.max(...Object.values(COMMANDS).map((c) => c.usage.length));
@@ -87,6 +115,14 @@ async function main(argv: readonly string[]): Promise<number> {
   if (!command) {
     process.stderr.write(`kvmpool: unknown command ${JSON.stringify(name)}\n\n${usage()}`);
     return USAGE_ERROR;
+  }
+  if (command.raw) {
+    try {
+      return await command.run({}, rest);
+    } catch (e) {
+      process.stderr.write(`kvmpool ${name}: ${e instanceof Error ? e.message : String(e)}\n`);
+      return 1;
+    }
   }
   let parsed: ReturnType<typeof parseArgs>;
   try {

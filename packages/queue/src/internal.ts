@@ -1,0 +1,3 @@
+/** The job-data codec, for tests: not a stable API. */
+export { encodeRequest, decodeRequest, encodeReturn, decodeReturn, failedReason, reasonToError, type JobData, type JobReturn, type CheckedRequest } from './codec.js';
+export { connectionOptions } from './connection.js';

@@ -6,10 +6,10 @@ import { describe, expect, it } from 'vitest';
 
 const CORE = [
   'AbortError', 'COM_PORTS', 'CPU_MODES', 'ClosedError', 'DEFAULT_DEBUG_EXIT_PORT', 'DEFAULT_HALT_PORT',
-  'DebugUnsupportedError', 'ERROR_CODES', 'ElfError', 'GdbStub', 'GuestCrashError', 'GuestDebugger', 'GuestError',
-  'GuestLimitError', 'GuestMemory', 'GuestMemoryError', 'HostFunctionError', 'KVM_API_VERSION', 'KVM_EXIT', 'Kvm',
+  'DebugUnsupportedError', 'ERROR_CODES', 'ElfError', 'EventFd', 'GdbStub', 'GuestCrashError', 'GuestDebugger', 'GuestError',
+  'GuestLimitError', 'GuestMemory', 'GuestMemoryError', 'HostFunctionError', 'IOAPIC_PINS', 'KVM_API_VERSION', 'KVM_EXIT', 'Kvm',
   'KvmError', 'KvmUnsupportedError', 'KvmpoolError', 'LINUX_MAX_MEMORY', 'LinuxPool', 'MP_STATE', 'Machine',
-  'MemorySlot', 'SDK_DIR', 'SNAPSHOT_VERSION', 'Sandbox', 'SandboxPool', 'SandboxTimeoutError', 'SandboxWorkerError',
+  'MemorySlot', 'SDK_DIR', 'SNAPSHOT_VERSION', 'SOFT_IRQ', 'Sandbox', 'SandboxPool', 'SandboxTimeoutError', 'SandboxWorkerError',
   'SnapshotError', 'Vcpu', 'VcpuStateError', 'VcpuThreadError', 'Vm', 'buildCapsReport', 'compileGuest',
   'configureVcpuThreads', 'cpuidSignature', 'createMachine', 'debugSupport', 'describeExit', 'detectKvmModule',
   'drainVcpuThreads', 'formatBytes', 'formatCapsReport', 'guestCpuid', 'parseSize', 'setEntryPoint', 'setupCpuMode',

@@ -178,6 +178,7 @@ export class Vcpu implements Disposable {
    * on hosts where `vm.checkExtension('KVM_CAP_SYNC_REGS')` has those bits.
    */
   set syncValid(mask: number) {
+    void this.fd; // ClosedError after close(): kvm_run is unmapped then
     this.#runView.setBigUint64(KVM_RUN_STRUCT.offsets.kvm_valid_regs, BigInt(mask), true);
   }
 
@@ -186,11 +187,13 @@ export class Vcpu implements Disposable {
    * kvm_run, good until the next `run()`.
    */
   syncedRegs(): DataView {
+    void this.fd;
     return new DataView(this.#run.buffer, this.#run.byteOffset + SYNC_AT.regs, KVM_REGS.size);
   }
 
   /** The bytes of `part` KVM copied out at the last exit (with that `syncValid` bit): a view into kvm_run, good until the next `run()`. */
   synced(part: SyncPart): Uint8Array {
+    void this.fd;
     return this.#run.subarray(SYNC_AT[part], SYNC_AT[part] + SYNC_SIZE[part]);
   }
 
@@ -203,6 +206,7 @@ export class Vcpu implements Disposable {
    * KVM_RUN on this thread; the syscall orders these stores before the kernel's reads.
    */
   queueSync(part: SyncPart, bytes: Uint8Array): void {
+    void this.fd;
     if (bytes.length !== SYNC_SIZE[part]) throw new RangeError(`queueSync(${part}): ${bytes.length} bytes, a struct has ${SYNC_SIZE[part]}`);
     this.#run.set(bytes, SYNC_AT[part]);
     this.#setDirty(this.#dirty() | KVM_SYNC_X86[SYNC_BIT[part]]);
@@ -216,6 +220,7 @@ export class Vcpu implements Disposable {
   }
   /** The queued (not yet taken) `part`, or undefined; an ioctl setter of the part drops it (`drop`). */
   #queued(part: SyncPart, drop = false): Uint8Array | undefined {
+    void this.fd; // ClosedError after close(), before kvm_run (unmapped then) is read
     const bit = KVM_SYNC_X86[SYNC_BIT[part]];
     const dirty = this.#dirty();
     if ((dirty & bit) === 0) return undefined;

@@ -151,6 +151,9 @@ export class SandboxQueue implements AsyncDisposable {
     if (this.#closed) throw new ClosedError('SandboxQueue');
     await this.#startEvents();
     const settled = this.#wait(jobId, waitMs, signal);
+    // It may settle while the job's hash is read below (the event can come first): marked as
+    // handled now, so that is no unhandled rejection; the caller still gets it from the return.
+    settled.catch(() => {});
     // A job that finished before anyone listened (an id from an earlier run) is read once from its hash.
     const job = await Job.fromId(this.queue, jobId);
     if (job?.finishedOn !== undefined) {

@@ -174,7 +174,7 @@ export class Vcpu implements Disposable {
 
   /**
    * KVM_CAP_SYNC_REGS: the parts (`KVM_SYNC_X86` bits) KVM copies into kvm_run after every
-   * KVM_RUN, for `syncedRegs()` to read without an ioctl. 0 (the default) turns it off. Only
+   * KVM_RUN, for `syncedRip()`/`synced()` to read without an ioctl. 0 (the default) turns it off. Only
    * on hosts where `vm.checkExtension('KVM_CAP_SYNC_REGS')` has those bits.
    */
   set syncValid(mask: number) {
@@ -182,13 +182,10 @@ export class Vcpu implements Disposable {
     this.#runView.setBigUint64(KVM_RUN_STRUCT.offsets.kvm_valid_regs, BigInt(mask), true);
   }
 
-  /**
-   * The struct kvm_regs KVM copied out at the last exit (with `syncValid` & REGS): a view into
-   * kvm_run, good until the next `run()`.
-   */
-  syncedRegs(): DataView {
+  /** The rip KVM copied out at the last exit (with `syncValid` & REGS), read from kvm_run without an ioctl. */
+  syncedRip(): bigint {
     void this.fd;
-    return new DataView(this.#run.buffer, this.#run.byteOffset + SYNC_AT.regs, KVM_REGS.size);
+    return this.#runView.getBigUint64(SYNC_AT.regs + KVM_REGS.offsets.rip, true);
   }
 
   /** The bytes of `part` KVM copied out at the last exit (with that `syncValid` bit): a view into kvm_run, good until the next `run()`. */

@@ -34,7 +34,7 @@ import { PAGE_SIZE } from '../util/size.js';
 import type { Vcpu } from '../vcpu.js';
 import type { Vm } from '../vm.js';
 import { CALL_CONTROL, type CallOptions } from '../sandbox/sandbox-vm.js';
-import { OBSERVABLE_MSRS, PristineCpu } from '../sandbox/reset.js';
+import { OBSERVABLE_MSRS, PristineCpu, hasSyncRegs } from '../sandbox/reset.js';
 import { PristinePages } from '../sandbox/pristine-pages.js';
 import { buildProcessStack, standardAuxv } from './process-stack.js';
 import type { ProcessLayout, ProcessState } from './process-state.js';
@@ -44,7 +44,6 @@ import {
 } from './syscall-stub.js';
 import type { LinuxHostCall } from './host-call.js';
 import { SyscallLayer, type LinuxProgramConfig, type RunEnd, type SyscallStats } from './syscall-layer.js';
-
 
 /** The stub's `out %al, $SYSCALL_PORT` (2 bytes, just before where a served syscall resumes). */
 const STUB_OUT = STUB_ADDRESS + BigInt(STUB_RESUME_OFFSET - 2);
@@ -263,8 +262,7 @@ export class LinuxVm {
 
   /** Captures the entry state, then (unless start is 'entry') runs to the warm-start point and captures that. */
   #startUp(): void {
-    const sync = KVM_SYNC_X86.REGS | KVM_SYNC_X86.SREGS | KVM_SYNC_X86.EVENTS;
-    this.#sync = (this.#vm.checkExtension('KVM_CAP_SYNC_REGS') & sync) === sync;
+    this.#sync = hasSyncRegs(this.#vm);
     // Only the registers come out at every exit (cheap); sregs and events go in when reset writes them.
     if (this.#sync) this.#vcpu.syncValid = KVM_SYNC_X86.REGS;
     const { sp, randomAt } = this.#writeStack(this.#opts.argv, this.#opts.env);
@@ -426,7 +424,7 @@ export class LinuxVm {
    */
   #atStubOut(): boolean {
     if (!this.#sync) return false;
-    const rip = this.#vcpu.syncedRegs().getBigUint64(KVM_REGS.offsets.rip, true);
+    const rip = this.#vcpu.syncedRip();
     return (rip === STUB_OUT || rip === STUB_OUT + 2n) && this.#pristine.regs.rip !== STUB_OUT;
   }
 

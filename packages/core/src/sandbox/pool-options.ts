@@ -94,15 +94,20 @@ function hostModule(v: unknown): ResolvedPoolOptions['hostModule'] {
   return found;
 }
 
-export function asyncFunctions(v: unknown, what = 'asyncHostFunctions'): Record<string, AsyncHostFunction> {
+/** Option `what`: an object of functions (host functions), each checked to be one; `undefined` → none. */
+export function functionsOption<F>(v: unknown, what: string): Record<string, F> {
   if (v === undefined) return {};
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw invalidArgument(what, 'an object of functions', v);
-  const out: Record<string, AsyncHostFunction> = {};
+  const out: Record<string, F> = {};
   for (const [name, fn] of Object.entries(v)) {
     if (typeof fn !== 'function') throw invalidArgument(`${what}.${name}`, 'a function', fn);
-    out[name] = fn as AsyncHostFunction;
+    out[name] = fn as F;
   }
   return out;
+}
+
+export function asyncFunctions(v: unknown, what = 'asyncHostFunctions'): Record<string, AsyncHostFunction> {
+  return functionsOption<AsyncHostFunction>(v, what);
 }
 
 export function resolvePoolOptions(o: unknown): ResolvedPoolOptions {

@@ -16,10 +16,11 @@
  *     component XCR0 enables). Where KVM has no XSAVE, KVM_SET_FPU; that struct carries MXCSR,
  *     but hosts that do not fill it (kvm_pvm) then leave MXCSR to pass between calls — the one
  *     documented limit of the fallback.
- *  5. Debug registers (KVM_SET_DEBUGREGS; not after a clean return, see `restore`) and vCPU events (KVM_SET_VCPU_EVENTS: pending or
- *     injected exceptions, interrupt shadow after `mov ss`/`sti`, NMI state).
- *  6. (Not after a clean return, see `restore`.) The MSRs a CPL 3 guest can observe: TSC_AUX (rdtscp/rdpid), FS_BASE, GS_BASE and
- *     KERNEL_GS_BASE. CR4.FSGSBASE is clear in sandbox mode, so wrfsbase/wrgsbase #UD and CPL 3
+ *  5. Debug registers (KVM_SET_DEBUGREGS; not after a clean return, see `restore`) and vCPU
+ *     events (KVM_SET_VCPU_EVENTS: pending or injected exceptions, interrupt shadow after
+ *     `mov ss`/`sti`, NMI state).
+ *  6. (Not after a clean return, see `restore`.) The MSRs a CPL 3 guest can observe: TSC_AUX
+ *     (rdtscp/rdpid), FS_BASE, GS_BASE and KERNEL_GS_BASE. CR4.FSGSBASE is clear in sandbox mode, so wrfsbase/wrgsbase #UD and CPL 3
  *     cannot write any of them (nor any MSR: wrmsr is CPL 0); restoring them makes that a
  *     property of the reset rather than of the CPU mode.
  *  7. The general registers and RFLAGS are written whole at the start of every call.
@@ -28,7 +29,7 @@
  */
 import { GuestCrashError } from '../errors.js';
 import { describeExit } from '../exits.js';
-import { KVM_VCPU_EVENTS, KVM_XSAVE } from '../ffi/index.js';
+import { KVM_SYNC_X86, KVM_VCPU_EVENTS, KVM_XSAVE } from '../ffi/index.js';
 import type { Vcpu } from '../vcpu.js';
 import type { Vm } from '../vm.js';
 
@@ -62,6 +63,14 @@ export function settlePendingExit(vcpu: Vcpu): void {
   } finally {
     vcpu.immediateExit = false;
   }
+}
+
+/** The KVM_CAP_SYNC_REGS parts the resets use: registers, sregs and events. */
+export const SYNC_ALL = KVM_SYNC_X86.REGS | KVM_SYNC_X86.SREGS | KVM_SYNC_X86.EVENTS;
+
+/** Whether KVM takes and gives all of `SYNC_ALL` through kvm_run on this host. */
+export function hasSyncRegs(vm: Vm): boolean {
+  return (vm.checkExtension('KVM_CAP_SYNC_REGS') & SYNC_ALL) === SYNC_ALL;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -27,7 +27,7 @@ import { Kvm } from '../kvm.js';
 import { guestCpuid } from '../cpu/cpuid.js';
 import { EFER, RFLAGS } from '../cpu/descriptors.js';
 import { setVcpuMode, writeModeTables } from '../cpu/modes.js';
-import { KVM_REGS, KVM_SYNC_X86 } from '../ffi/index.js';
+import { KVM_REGS } from '../ffi/index.js';
 import { loadElf, symbolize, type ElfImage } from '../loader/elf.js';
 import type { MemorySlot } from '../memory.js';
 import { KICK_SIGNAL } from '../machine/vcpu-lifecycle.js';
@@ -40,7 +40,7 @@ import type { Vm } from '../vm.js';
 import { CALL, CALL_AREA, IMAGE_MIN, PORT_HOSTCALL, PORT_RETURN } from './abi.js';
 import { PrintLog, hostResultBytes, serveHostCall, type HostCallContext } from './host-call.js';
 import { LIBC_PROTECTED_END, LIBC_SCRATCH, LibcSyscalls, isLibcGuest, libcLayout, libcProcessStack } from './libc-process.js';
-import { OBSERVABLE_MSRS, PristineCpu } from './reset.js';
+import { OBSERVABLE_MSRS, PristineCpu, SYNC_ALL, hasSyncRegs } from './reset.js';
 import { PristinePages } from './pristine-pages.js';
 
 const SYSTEM_AREA = 0x1000n;
@@ -97,8 +97,6 @@ export interface CallResult {
 }
 
 export const CALL_CONTROL = { CANCEL: 0, TID: 1, WORDS: 2 } as const;
-
-const SYNC_ALL = KVM_SYNC_X86.REGS | KVM_SYNC_X86.SREGS | KVM_SYNC_X86.EVENTS;
 
 /** `out %al, (%dx)`: the SDK's return instruction. */
 const OUT_AL_DX = 0xee;
@@ -298,7 +296,7 @@ export class SandboxVm {
 
   #capture(): void {
     this.#pristineCpu = new PristineCpu(this.#vm, this.#vcpu); // settles init's return first
-    this.#sync = (this.#vm.checkExtension('KVM_CAP_SYNC_REGS') & SYNC_ALL) === SYNC_ALL;
+    this.#sync = hasSyncRegs(this.#vm);
     if (this.#sync) this.#vcpu.syncValid = SYNC_ALL;
     this.#vm.dirtyPages(this.#slot); // clear the log: from here on it lists what calls write
     this.#pristine = PristinePages.capture(this.#mem);
@@ -462,7 +460,7 @@ export class SandboxVm {
     const at = this.#returnAt;
     if (at === undefined || at === this.#entry || at + 1n === this.#entry || at >= BigInt(this.#mem.length)) return false;
     if (this.#mem[Number(at)] !== OUT_AL_DX) return false;
-    const rip = this.#vcpu.syncedRegs().getBigUint64(KVM_REGS.offsets.rip, true);
+    const rip = this.#vcpu.syncedRip();
     return rip === at || rip === at + 1n;
   }
 

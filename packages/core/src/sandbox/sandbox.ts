@@ -11,7 +11,7 @@
 import { invalidArgument } from '../errors.js';
 import { parseElf } from '../loader/elf.js';
 import { toBytes, type Bytes } from '../util/bytes.js';
-import { DEFAULT_INIT_TIMEOUT_MS, MAX_MEMORY, checkTimeout, guestBytes, size } from './pool-options.js';
+import { DEFAULT_INIT_TIMEOUT_MS, MAX_MEMORY, checkTimeout, functionsOption, guestBytes, size } from './pool-options.js';
 import { SandboxVm, type SyncHostFunction } from './sandbox-vm.js';
 
 /** Options of `new Sandbox()`. */
@@ -67,11 +67,10 @@ export class Sandbox implements Disposable {
     this.#timeoutMs = checkTimeout('timeoutMs', options.timeoutMs, 0);
     const initTimeoutMs = checkTimeout('initTimeoutMs', options.initTimeoutMs, DEFAULT_INIT_TIMEOUT_MS);
     if (options.kvmPath !== undefined && typeof options.kvmPath !== 'string') throw invalidArgument('kvmPath', 'a path', options.kvmPath);
-    const hostFunctions = checkHostFunctions(options.hostFunctions);
+    const hostFunctions = functionsOption<SyncHostFunction>(options.hostFunctions, 'hostFunctions');
     const { elf, source } = guestBytes(options.guest);
     this.#vm = SandboxVm.create({
-      image: parseElf(elf, source), memory, inputSize, outputSize, initTimeoutMs,
-      ...(hostFunctions === undefined ? {} : { hostFunctions }),
+      image: parseElf(elf, source), memory, inputSize, outputSize, initTimeoutMs, hostFunctions,
       ...(options.kvmPath === undefined ? {} : { kvmPath: options.kvmPath }),
     });
   }
@@ -105,15 +104,4 @@ export class Sandbox implements Disposable {
   [Symbol.dispose](): void {
     this.close();
   }
-}
-
-function checkHostFunctions(v: unknown): Record<string, SyncHostFunction> | undefined {
-  if (v === undefined) return undefined;
-  if (typeof v !== 'object' || v === null) throw invalidArgument('hostFunctions', 'an object of functions', v);
-  const out = Object.create(null) as Record<string, SyncHostFunction>;
-  for (const [name, fn] of Object.entries(v)) {
-    if (typeof fn !== 'function') throw invalidArgument(`hostFunctions.${name}`, 'a function', fn);
-    out[name] = fn as SyncHostFunction; // results are checked where they are used (host-call.ts)
-  }
-  return out;
 }

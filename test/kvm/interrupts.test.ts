@@ -110,13 +110,16 @@ describe('interrupts end to end', () => {
     console.log(`LAPIC timer: 200 ticks of 1 ms in ${ms.toFixed(0)} ms`);
   });
 
-  it('no irqchip: KVM_INTERRUPT delivers each pulse of a line to a CPL 3 guest (cost per interrupt logged)', async () => {
-    // coalesce: false — the answer's THR write then exits at once instead of waiting for the 10 ms flush.
-    await using m = await createMachine({ memory: '4 MiB', coalesce: false });
+  /**
+   * Pulses line 10 `n` times at a guest that answers each interrupt on COM1 (irq-count.S); returns
+   * the median µs per interrupt. coalesce: false — the answer's THR write then exits at once
+   * instead of waiting for the 10 ms flush.
+   */
+  async function pulseLine(irqchip: boolean, n: number): Promise<number> {
+    await using m = await createMachine({ memory: '4 MiB', irqchip, coalesce: false });
     let out = '';
     m.serial(0).on('data', (c: Buffer) => (out += c.toString('latin1')));
-    m.load(0x10000, buildFlatGuest(fixture('irq-count.S'), ['SOFT_IRQ']));
-    const n = 100;
+    m.load(0x10000, buildFlatGuest(fixture('irq-count.S'), irqchip ? [] : ['SOFT_IRQ']));
     await m.start({ entry: 0x10000n, stack: 0x28000n, interrupts: { idt: IDT, stack: INTERRUPT_STACK }, regs: () => ({ rdi: 10n, rsi: BigInt(n) }) });
     await until(() => out === 'R');
     const line = m.irqLine(10);
@@ -125,23 +128,16 @@ describe('interrupts end to end', () => {
       line.set(false);
     }, n);
     expect(await m.waitForExit()).toEqual({ reason: 'halted' });
-    console.log(`no irqchip: pulse → KVM_INTERRUPT → guest answers on COM1, median ${us.toFixed(0)} µs per interrupt (${n})`);
+    return us;
+  }
+
+  it('no irqchip: KVM_INTERRUPT delivers each pulse of a line to a CPL 3 guest (cost per interrupt logged)', async () => {
+    const us = await pulseLine(false, 100);
+    console.log(`no irqchip: pulse → KVM_INTERRUPT → guest answers on COM1, median ${us.toFixed(0)} µs per interrupt (100)`);
   });
 
   it('irqchip: KVM_IRQ_LINE pulses on an edge-triggered IOAPIC pin, one interrupt each (cost per interrupt logged)', async () => {
-    await using m = await createMachine({ memory: '4 MiB', irqchip: true, coalesce: false });
-    let out = '';
-    m.serial(0).on('data', (c: Buffer) => (out += c.toString('latin1')));
-    m.load(0x10000, buildFlatGuest(fixture('irq-count.S')));
-    const n = 100;
-    await m.start({ entry: 0x10000n, stack: 0x28000n, interrupts: { idt: IDT, stack: INTERRUPT_STACK }, regs: () => ({ rdi: 10n, rsi: BigInt(n) }) });
-    await until(() => out === 'R');
-    const line = m.irqLine(10);
-    const us = await pulses(() => out, () => {
-      line.set(true);
-      line.set(false);
-    }, n);
-    expect(await m.waitForExit()).toEqual({ reason: 'halted' });
-    console.log(`irqchip: KVM_IRQ_LINE pulse → guest answers on COM1, median ${us.toFixed(0)} µs per interrupt (${n})`);
+    const us = await pulseLine(true, 100);
+    console.log(`irqchip: KVM_IRQ_LINE pulse → guest answers on COM1, median ${us.toFixed(0)} µs per interrupt (100)`);
   });
 });

@@ -281,7 +281,7 @@ async function main(): Promise<number> {
   console.log('');
   console.log(`resources           fds    maps   rss MiB  heap MiB  heap reserved`);
   for (const [label, r] of rows) console.log(formatResources(label, r));
-  const tol = (t: Tolerance): string => `fds +${t.fds}, maps +${t.maps} (V8 heap pages left out), rss +${t.rss / MiB} MiB, live heap +${t.heapUsed / MiB} MiB`;
+  const tol = (t: Tolerance): string => `fds +${t.fds}, maps +${t.maps} (V8 heap and code pages left out), rss +${t.rss / MiB} MiB, live heap +${t.heapUsed / MiB} MiB`;
   console.log(`leak check: growth from half-way to the end of each phase; tolerance: pool phase ${tol(POOL_TOLERANCE)}; vm phase ${tol(VM_TOLERANCE)}`);
   console.log(`duration: ${seconds(performance.now() - started)}`);
   const failures = [

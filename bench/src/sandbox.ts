@@ -8,6 +8,8 @@
  *   pool-call-libc-1t    as pool-call-1t, the same guest built with musl (compileGuest's default)
  *   pool-host-call       a call that makes one synchronous host call (run in the worker)
  *   pool-host-call-main  a call that makes one main-thread (async) host call
+ *   inline-call          Sandbox.call: the same call synchronously on the calling (main) thread,
+ *                        no worker and no channel hop
  *   ivm-context, ivm-isolate, node-vm   the same work in JS, in a fresh JS sandbox per call
  *                        (bench/src/sandbox-isolates.ts)
  * All cases alternate in rounds in one run (the C cases in a child process).
@@ -25,7 +27,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { SDK_DIR, SandboxPool, compileGuest } from '@kvmpool/core/internal';
+import { SDK_DIR, Sandbox, SandboxPool, compileGuest } from '@kvmpool/core/internal';
 import { CProcess, cBatchCase } from './c-process.js';
 import {
   measureBurst, type BurstMeasure, BENCH_DIR, BUILD_DIR, buildC, median, runBenchmark, summarize, writeResults, type BenchCase, type BenchOptions,
@@ -161,6 +163,7 @@ export const sandbox: Benchmark = {
       hostFunctions: new URL('./sandbox-host-functions.js', import.meta.url),
       asyncHostFunctions: { inc_main: async (arg) => inc(arg) },
     });
+    const inline = new Sandbox(poolOptions);
     const ivmContext = ivm.ok ? ivmContextCase(ivm.ivm, INPUT, EXPECTED_SUM, 'pool-call-1t') : undefined;
     try {
       // Every worker's VM warm before anything is timed.
@@ -201,6 +204,20 @@ export const sandbox: Benchmark = {
           },
         },
         poolCase('pool-host-call-main', 'SandboxPool.call with 1 async host call (main thread)', hostPool, 'host_main_once', checkInc, { ratioVs: 'pool-call-1t' }),
+        {
+          id: 'inline-call',
+          label: 'Sandbox.call `sum` on the calling thread (synchronous)',
+          async runBatch(n) {
+            const out = new Array<number>(n);
+            for (let i = 0; i < n; i++) {
+              const t0 = process.hrtime.bigint();
+              const got = inline.call('sum', INPUT).output;
+              out[i] = Number(process.hrtime.bigint() - t0);
+              checkSum('inline-call', got);
+            }
+            return out;
+          },
+        },
         ...(ivm.ok && ivmContext ? [ivmContext, ivmIsolateCase(ivm.ivm, INPUT, EXPECTED_SUM, 'pool-call-1t')] : []),
         nodeVmCase(INPUT, EXPECTED_SUM, 'pool-call-1t'),
       ];
@@ -262,6 +279,7 @@ export const sandbox: Benchmark = {
       return report;
     } finally {
       ivmContext?.close();
+      inline.close();
       await Promise.all([pool1.close(), pool2.close(), hostPool.close(), libcPool.close()]);
       await proc.close();
     }

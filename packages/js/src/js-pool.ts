@@ -214,6 +214,11 @@ export class JsSandboxPool implements AsyncDisposable {
     };
   }
 
+  /** Resolves once every worker has its warm VM; rejects with the error that failed the pool (as `SandboxPool.ready`). */
+  ready(): Promise<void> {
+    return this.#pool.ready();
+  }
+
   /** The pool's counters and latency (SandboxPool's). */
   stats(): SandboxPoolStats {
     return this.#pool.stats();

@@ -252,6 +252,11 @@ export class LinuxPool implements AsyncDisposable {
     };
   }
 
+  /** Resolves once every worker has its warm VM; rejects with the error that failed the pool (as `SandboxPool.ready`). */
+  ready(): Promise<void> {
+    return this.#pool.ready();
+  }
+
   /** The pool's counters and latency (as SandboxPool's). */
   stats(): SandboxPoolStats {
     return this.#pool.stats();

@@ -8,9 +8,11 @@
  * wedges is replaced by a new seat with a new channel; a late write of the old thread lands in a
  * buffer nobody reads.
  *
- * Cancel, one flag and one signal. The worker publishes its tid (CH.TID, via the VM's control
- * words) and then loads CH.CANCEL before each KVM_RUN; the canceller stores CH.CANCEL and then
- * loads CH.TID, and kicks that thread if it is set. Atomics are sequentially consistent, so
+ * Cancel, one flag and one signal, per call: each request has its slot's control words
+ * (call-channel.ts). The worker publishes its tid (SLOT.TID, via the VM's control words) and
+ * then loads SLOT.CANCEL before each KVM_RUN; the canceller stores SLOT.CANCEL and then loads
+ * SLOT.TID, and kicks that thread if it is set (a pipelined call not started yet has no tid: it
+ * sees the flag before its first KVM_RUN). Atomics are sequentially consistent, so
  * either the canceller sees the tid (and its kick makes a KVM_RUN that has begun, or begins,
  * return EINTR: the kick signal stays blocked outside KVM_RUN, so a kick sent early stays
  * pending), or the worker's later load sees the flag (and it never enters KVM_RUN again). A
@@ -26,7 +28,7 @@ import { SandboxTimeoutError, SandboxWorkerError, decodeError } from '../errors.
 import { KICK_SIGNAL } from '../machine/vcpu-lifecycle.js';
 import { signalThread } from '../signals.js';
 import { OwnedBlock } from '../thread-resources.js';
-import { CALL_STAMP, CH, CHANNEL_NAME_BYTES, CHANNEL_REPLY_BYTES, WORKER_STATE, channelLayout, stampView, wallMs, type ChannelLayout } from './call-channel.js';
+import { CALL_STAMP, CH, CHANNEL_NAME_BYTES, CHANNEL_REPLY_BYTES, CLAIM, HEADER_WORDS, SLOT, SLOTS, WORKER_STATE, channelLayout, isDone, slotOf, slotWord, stampView, wallMs, type ChannelLayout } from './call-channel.js';
 import type { PoolWorkerData } from './pool-worker.js';
 import { decodeReply, type DecodedReply } from './reply-codec.js';
 
@@ -44,7 +46,19 @@ export interface SeatRequest {
 
 export type SeatReply =
   | ({ kind: 'done'; ok: boolean; output: Uint8Array; resetPages: number; remoteAbandoned: boolean } & DecodedReply)
-  | { kind: 'gone' };
+  /** The thread ended (or the seat was stopped) before it answered. */
+  | { kind: 'gone' }
+  /** The request was taken back before the worker started it (`steal`). */
+  | { kind: 'stolen' };
+
+/** A request posted to the worker and not yet read back. */
+interface Posted {
+  seq: number;
+  start: number;
+  posted: number;
+  stolen: boolean;
+  resolve: (r: SeatReply) => void;
+}
 
 /**
  * Time stamps of the last call any seat finished (wall-clock ms, `wallMs()`), for the per-call
@@ -94,6 +108,9 @@ export class Seat {
   /** Resolves with the exit code when the thread has ended. */
   readonly exited: Promise<number>;
   #seq = 0;
+  /** Requests posted and not yet read back, in order (at most SLOTS). */
+  readonly #posted: Posted[] = [];
+  #collecting = false;
   #exitedFlag = false;
   #startTimer: NodeJS.Timeout | undefined;
   #stopTimer: NodeJS.Timeout | undefined;
@@ -102,7 +119,7 @@ export class Seat {
     this.id = id;
     this.#at = channelLayout(data.inputSize, data.outputSize);
     const channel = new SharedArrayBuffer(this.#at.bytes);
-    this.#h = new Int32Array(channel, 0, CH.WORDS);
+    this.#h = new Int32Array(channel, 0, HEADER_WORDS);
     this.#bytes = new Uint8Array(channel);
     this.#stamps = stampView(channel);
     this.#worker = new Worker(new URL('./pool-worker.js', import.meta.url), { workerData: { ...data, channel, owned: this.#owned.buffer } satisfies PoolWorkerData });
@@ -120,6 +137,7 @@ export class Seat {
         clearTimeout(this.#stopTimer);
         // Wake whatever waits on the channel: it sees the seat is dead.
         Atomics.notify(this.#h, CH.DONE);
+        for (const p of this.#posted.splice(0)) p.resolve({ kind: 'gone' });
         Atomics.notify(this.#h, CH.STATE);
         resolve(code);
       });
@@ -162,50 +180,94 @@ export class Seat {
     this.#worker.unref();
   }
 
-  #reply(): DecodedReply {
-    const len = Atomics.load(this.#h, CH.REPLY_LEN);
-    return decodeReply(this.#bytes.subarray(this.#at.reply, this.#at.reply + CHANNEL_REPLY_BYTES), len);
+  #reply(slot = 0): DecodedReply {
+    const len = this.#h[slotWord(slot, SLOT.REPLY_LEN)]!;
+    const at = this.#at.slots[slot]!.reply;
+    return decodeReply(this.#bytes.subarray(at, at + CHANNEL_REPLY_BYTES), len);
   }
 
-  /** Runs one call; never rejects ('gone' if the thread ended or the seat was stopped first). */
-  async run(req: SeatRequest): Promise<SeatReply> {
+  /** Requests posted and not yet answered and read back (0 idle, 1 running, 2 one pipelined). */
+  get inflight(): number {
+    return this.#posted.length;
+  }
+
+  /**
+   * Posts one call; its `reply` never rejects ('gone' if the thread ended or the seat was
+   * stopped first). At most SLOTS calls may be posted at once: the second waits in the channel
+   * and the worker starts it as soon as the first is done (call-channel.ts).
+   */
+  post(req: SeatRequest): { seq: number; reply: Promise<SeatReply> } {
+    if (this.#posted.length >= SLOTS) throw new Error(`seat ${this.id}: ${SLOTS} calls are posted already`);
     const start = wallMs();
     const h = this.#h;
-    const at = this.#at;
     const name = this.#nameBytes(req.fn);
     if (name.length > CHANNEL_NAME_BYTES) throw new RangeError(`function name of ${name.length} bytes`);
+    const seq = (this.#seq + 1) | 0;
+    const slot = slotOf(seq);
+    const at = this.#at.slots[slot]!;
     this.state = 'busy';
     this.#worker.ref();
+    // The slot's last request (seq - 2) has been read back: nothing else touches it now.
     this.#bytes.set(name, at.name);
     this.#bytes.set(req.input, at.input);
-    h[CH.NAME_LEN] = name.length;
-    h[CH.INPUT_LEN] = req.input.length;
-    h[CH.TIMEOUT_MS] = req.timeoutMs;
-    h[CH.REMOTE_SLOT] = req.remoteSlot;
-    Atomics.store(h, CH.CANCEL, 0);
-    const seq = (this.#seq = (this.#seq + 1) | 0);
-    const posted = wallMs();
+    h[slotWord(slot, SLOT.NAME_LEN)] = name.length;
+    h[slotWord(slot, SLOT.INPUT_LEN)] = req.input.length;
+    h[slotWord(slot, SLOT.TIMEOUT_MS)] = req.timeoutMs;
+    h[slotWord(slot, SLOT.REMOTE_SLOT)] = req.remoteSlot;
+    h[slotWord(slot, SLOT.CLAIM)] = CLAIM.POSTED;
+    Atomics.store(h, slotWord(slot, SLOT.CANCEL), 0);
+    this.#seq = seq;
+    const reply = new Promise<SeatReply>((resolve) => {
+      this.#posted.push({ seq, start, posted: wallMs(), stolen: false, resolve });
+    });
+    // REQUEST's store publishes the slot's words and areas to the worker (its load of REQUEST).
     Atomics.store(h, CH.REQUEST, seq);
     Atomics.notify(h, CH.REQUEST);
-    while (Atomics.load(h, CH.DONE) !== seq) {
-      if (this.#exitedFlag) return { kind: 'gone' };
-      const w = Atomics.waitAsync(h, CH.DONE, (seq - 1) | 0);
-      if (w.async) await w.value;
+    if (this.#exitedFlag) for (const p of this.#posted.splice(0)) p.resolve({ kind: 'gone' });
+    else if (!this.#collecting) void this.#collect();
+    return { seq, reply };
+  }
+
+  /** Reads the replies back in order as DONE passes them; one loop per seat while calls are posted. */
+  async #collect(): Promise<void> {
+    this.#collecting = true;
+    const h = this.#h;
+    try {
+      while (this.#posted.length > 0) {
+        const head = this.#posted[0]!;
+        const done = Atomics.load(h, CH.DONE);
+        if (!isDone(done, head.seq)) {
+          if (this.#exitedFlag) return; // the exit handler answered them all
+          const w = Atomics.waitAsync(h, CH.DONE, done);
+          if (w.async) await w.value;
+          continue;
+        }
+        this.#posted.shift();
+        head.resolve(head.stolen ? { kind: 'stolen' } : this.#read(head));
+      }
+    } finally {
+      this.#collecting = false;
     }
-    const resumed = wallMs();
     if (this.state === 'busy') {
       this.state = 'idle';
       this.#worker.unref();
     }
-    const ok = h[CH.OK] === 1;
-    const outLen = Math.min(Math.max(h[CH.OUTPUT_LEN]!, 0), at.bytes - at.output);
-    const decoded = this.#reply();
+  }
+
+  #read(p: Posted): SeatReply {
+    const resumed = wallMs();
+    const h = this.#h;
+    const slot = slotOf(p.seq);
+    const at = this.#at.slots[slot]!;
+    const ok = h[slotWord(slot, SLOT.OK)] === 1;
+    const outLen = Math.min(Math.max(h[slotWord(slot, SLOT.OUTPUT_LEN)]!, 0), this.#at.bytes - at.output);
+    const decoded = this.#reply(slot);
     const reply: SeatReply = {
       kind: 'done',
       ok,
       output: ok ? this.#bytes.slice(at.output, at.output + outLen) : new Uint8Array(0),
-      resetPages: h[CH.RESET_PAGES]!,
-      remoteAbandoned: h[CH.REMOTE_ABANDONED] === 1,
+      resetPages: h[slotWord(slot, SLOT.RESET_PAGES)]!,
+      remoteAbandoned: h[slotWord(slot, SLOT.REMOTE_ABANDONED)] === 1,
       error: decoded.error,
       prints: decoded.prints,
       printsDropped: decoded.printsDropped,
@@ -213,14 +275,36 @@ export class Seat {
     };
     const s = this.#stamps;
     const last = LAST_CALL;
-    last.start = start;
-    last.posted = posted;
+    last.start = p.start;
+    last.posted = p.posted;
     last.seen = s[CALL_STAMP.SEEN]!;
     last.called = s[CALL_STAMP.CALLED]!;
     last.done = s[CALL_STAMP.DONE]!;
     last.resumed = resumed;
     last.end = wallMs();
     return reply;
+  }
+
+  /** The input bytes of posted request `seq` (for a call moved to another seat). */
+  inputOf(seq: number): Uint8Array {
+    const slot = slotOf(seq);
+    const at = this.#at.slots[slot]!.input;
+    return this.#bytes.slice(at, at + Math.max(0, this.#h[slotWord(slot, SLOT.INPUT_LEN)]!));
+  }
+
+  /**
+   * Takes posted request `seq` back if the worker has not started it (CLAIM 0→2; the worker's
+   * own claim is the same compareExchange, so exactly one side wins). True: it will not run, and
+   * its reply is 'stolen'.
+   */
+  steal(seq: number): boolean {
+    const p = this.#posted.find((x) => x.seq === seq);
+    // After the thread's exit the posted list is answered ('gone'); the slot still tells whether
+    // the request was claimed, and its area still holds the input (nothing reuses it).
+    if (this.#exitedFlag ? !isDone(this.#seq, seq) : !p || p.stolen) return false;
+    if (Atomics.compareExchange(this.#h, slotWord(slotOf(seq), SLOT.CLAIM), CLAIM.POSTED, CLAIM.STOLEN) !== CLAIM.POSTED) return false;
+    if (p) p.stolen = true;
+    return true;
   }
 
   #lastName = '';
@@ -235,15 +319,24 @@ export class Seat {
     return this.#lastNameBytes;
   }
 
-  /** Whether the worker has answered the last request (its reply may not be handled yet). */
-  answered(): boolean {
-    return Atomics.load(this.#h, CH.DONE) === this.#seq;
+  /** Whether the worker has answered request `seq` (its reply may not be read back yet). */
+  answered(seq: number): boolean {
+    return isDone(Atomics.load(this.#h, CH.DONE), seq);
   }
 
-  /** Cancels the running call: the flag, then one kick (see the ordering above). */
-  cancel(): void {
-    Atomics.store(this.#h, CH.CANCEL, 1);
-    const tid = Atomics.load(this.#h, CH.TID);
+  /**
+   * Cancels posted request `seq`, running or not yet started: its slot's flag, then one kick
+   * (see the ordering above). A request already read back is left alone (its slot may hold a
+   * later one).
+   */
+  cancel(seq: number): void {
+    if (!this.#posted.some((p) => p.seq === seq)) return;
+    this.#cancelSlot(slotOf(seq));
+  }
+
+  #cancelSlot(slot: number): void {
+    Atomics.store(this.#h, slotWord(slot, SLOT.CANCEL), 1);
+    const tid = Atomics.load(this.#h, slotWord(slot, SLOT.TID));
     if (tid !== 0 && !this.#exitedFlag) kick(tid);
   }
 
@@ -257,7 +350,7 @@ export class Seat {
       if (this.state !== 'dead') this.state = 'stopping';
       Atomics.store(this.#h, CH.STOP, 1);
       Atomics.notify(this.#h, CH.REQUEST);
-      if (cancel) this.cancel();
+      if (cancel) for (let i = 0; i < SLOTS; i++) this.#cancelSlot(i);
       clearTimeout(this.#stopTimer);
       this.#stopTimer = setTimeout(() => this.terminate(), graceMs).unref();
     }
@@ -273,7 +366,7 @@ export class Seat {
     if (this.#exitedFlag) return;
     this.state = this.state === 'dead' ? 'dead' : 'stopping';
     Atomics.store(this.#h, CH.STOP, 1);
-    Atomics.store(this.#h, CH.CANCEL, 1);
+    for (let i = 0; i < SLOTS; i++) Atomics.store(this.#h, slotWord(i, SLOT.CANCEL), 1);
     void this.#worker.terminate().catch(() => {});
     const tid = Atomics.load(this.#h, CH.WORKER_TID);
     if (tid !== 0) kick(tid);

@@ -14,7 +14,7 @@ import { OwnedBlock } from '../thread-resources.js';
 import { toBytesOrEmpty } from '../util/bytes.js';
 import { CALL_CONTROL, SandboxVm, type SyncHostFunction } from './sandbox-vm.js';
 import { CALL_BUFFER_BYTES, CB, CB_GEN_WORD, REMOTE_CALL_PORT, REMOTE_STATUS, type RemoteSlot } from './remote-call.js';
-import { CALL_STAMP, CH, CHANNEL_REPLY_BYTES, WORKER_STATE, channelLayout, stampView, wallMs } from './call-channel.js';
+import { CALL_STAMP, CH, CHANNEL_REPLY_BYTES, CLAIM, HEADER_WORDS, SLOT, SLOTS, WORKER_STATE, channelLayout, slotOf, slotWord, stampView, wallMs } from './call-channel.js';
 import { encodeReply, parseErrorJson } from './reply-codec.js';
 import { LinuxVm, PIE_BASE, type LinuxStart } from '../linux/linux-vm.js';
 import { decodeRunRequest, encodeRunResult } from '../linux/run-codec.js';
@@ -64,17 +64,20 @@ const data = workerData as PoolWorkerData;
 // Before anything can kick this thread: the kick signal stays blocked outside KVM_RUN (its
 // default action would end the process), and only then may the main thread know our tid.
 blockSignal(KICK_SIGNAL);
-const h = new Int32Array(data.channel, 0, CH.WORDS);
+const h = new Int32Array(data.channel, 0, HEADER_WORDS);
 Atomics.store(h, CH.WORKER_TID, currentTid());
 const bytes = new Uint8Array(data.channel);
 const at = channelLayout(data.inputSize, data.outputSize);
-const replyArea = bytes.subarray(at.reply, at.reply + CHANNEL_REPLY_BYTES);
-/** The control words of the running call (CALL_CONTROL layout). */
-const control = new Int32Array(data.channel, CH.CANCEL * 4, CALL_CONTROL.WORDS);
+/** Each slot's words, reply area and control words (CALL_CONTROL layout: CANCEL, TID). */
+const slots = Array.from({ length: SLOTS }, (_, i) => ({
+  words: new Int32Array(data.channel, slotWord(i, 0) * 4, SLOT.WORDS),
+  reply: bytes.subarray(at.slots[i]!.reply, at.slots[i]!.reply + CHANNEL_REPLY_BYTES),
+  control: new Int32Array(data.channel, slotWord(i, SLOT.CANCEL) * 4, CALL_CONTROL.WORDS),
+}));
 const stamps = stampView(data.channel);
 
 /** The call being served: what the host-call wait must watch. */
-const current = { fn: '', deadline: Infinity, timeoutMs: 0 };
+const current = { fn: '', deadline: Infinity, timeoutMs: 0, slot: slots[0]! };
 
 async function loadHostFunctions(): Promise<Record<string, SyncHostFunction>> {
   const fns: Record<string, SyncHostFunction> = {};
@@ -90,9 +93,9 @@ async function loadHostFunctions(): Promise<Record<string, SyncHostFunction>> {
   return fns;
 }
 
-/** Host calls to the main thread through slot CH.REMOTE_SLOT of the current request. */
+/** Host calls to the main thread through host-call slot SLOT.REMOTE_SLOT of the current request. */
 function remoteCall(name: string, arg: Uint8Array, cap: number): Uint8Array {
-  const index = Atomics.load(h, CH.REMOTE_SLOT);
+  const index = current.slot.words[SLOT.REMOTE_SLOT]!;
   const slot = data.slots[index];
   if (!slot) throw new HostFunctionError(name, 'no host-call slot is free (abandoned host calls still hold them all)');
   const ring = producerFor(index, slot);
@@ -113,7 +116,7 @@ function remoteCall(name: string, arg: Uint8Array, cap: number): Uint8Array {
   // The wait looks at the cancel flag and the deadline before each sleep (≤ 50 ms; the main
   // thread also wakes it on cancel).
   const answered = ring.request(RECORD_KIND.IO_IN, REMOTE_CALL_PORT, 4, status, () => {
-    if (Atomics.load(control, CALL_CONTROL.CANCEL) !== 0) stopped = 'cancel';
+    if (Atomics.load(current.slot.control, CALL_CONTROL.CANCEL) !== 0) stopped = 'cancel';
     else if (performance.now() >= current.deadline) stopped = 'timeout';
     return stopped ? 'stop' : 'go-on';
   });
@@ -121,7 +124,7 @@ function remoteCall(name: string, arg: Uint8Array, cap: number): Uint8Array {
     // Abandon: a late answer must see another generation, and the pool must not hand this
     // slot out again until the main thread has settled the call.
     Atomics.add(words, CB_GEN_WORD, 1);
-    Atomics.store(h, CH.REMOTE_ABANDONED, 1);
+    current.slot.words[SLOT.REMOTE_ABANDONED] = 1;
     if (stopped === 'cancel') throw new AbortError(`sandbox call ${current.fn} was aborted while host function ${name} ran`);
     throw Object.assign(new SandboxTimeoutError(current.fn, current.timeoutMs), { kind: 'host-call', hostFunction: name });
   }
@@ -154,7 +157,7 @@ function strict(fns: Record<string, SyncHostFunction>): Record<string, SyncHostF
 }
 
 function finish(state: number, error?: unknown): void {
-  h[CH.REPLY_LEN] = encodeReply(replyArea, [], error);
+  slots[0]!.words[SLOT.REPLY_LEN] = encodeReply(slots[0]!.reply, [], error);
   Atomics.store(h, CH.STATE, state);
   Atomics.notify(h, CH.STATE);
 }
@@ -208,11 +211,13 @@ async function start(): Promise<CallableVm> {
 }
 
 /**
- * Serves calls until STOP: wait for a request, run it on the warm VM, write the reply. The
- * wait sleeps at once, never spins: measured with sequential calls, the next request is
- * already posted when the worker is back here 4 times in 5 (its own Atomics.notify of DONE,
- * which wakes the main thread's waitAsync, takes longer than the main thread's turn), and a
- * spin of up to 100 µs caught 2 of the other 106 on this host.
+ * Serves calls until STOP: wait for a request, claim it, run it on the warm VM, write the reply.
+ * Requests are served in order (DONE + 1 next), whatever REQUEST has reached: with a pipelined
+ * request posted (call-channel.ts) the next one starts at once. The wait sleeps at once, never
+ * spins: measured with sequential calls, the next request is already posted when the worker is
+ * back here 4 times in 5 (its own Atomics.notify of DONE, which wakes the main thread's
+ * waitAsync, takes longer than the main thread's turn), and a spin of up to 100 µs caught 2 of
+ * the other 106 on this host.
  */
 function serve(vm: CallableVm): void {
   const dec = new TextDecoder();
@@ -223,42 +228,49 @@ function serve(vm: CallableVm): void {
   for (;;) {
     while (waiting()) Atomics.wait(h, CH.REQUEST, seen);
     if (Atomics.load(h, CH.REQUEST) === seen) return; // stopped while idle
-    const seq = Atomics.load(h, CH.REQUEST);
-    stamps[CALL_STAMP.SEEN] = wallMs();
-    const t0 = performance.now();
-    // The name is decoded only when it changed (a pool usually calls one function again and again).
-    const len = Math.min(h[CH.NAME_LEN]!, 256);
-    const raw = bytes.subarray(at.name, at.name + len);
-    let same = len === nameRaw.length;
-    for (let i = 0; same && i < len; i++) same = raw[i] === nameRaw[i];
-    if (!same) {
-      nameRaw = raw.slice();
-      name = dec.decode(nameRaw);
+    const seq = (seen + 1) | 0;
+    const slot = slots[slotOf(seq)]!;
+    const w = slot.words;
+    const area = at.slots[slotOf(seq)]!;
+    if (Atomics.compareExchange(w, SLOT.CLAIM, CLAIM.POSTED, CLAIM.CLAIMED) === CLAIM.POSTED) {
+      stamps[CALL_STAMP.SEEN] = wallMs();
+      const t0 = performance.now();
+      // The name is decoded only when it changed (a pool usually calls one function again and again).
+      const len = Math.min(w[SLOT.NAME_LEN]!, 256);
+      const raw = bytes.subarray(area.name, area.name + len);
+      let same = len === nameRaw.length;
+      for (let i = 0; same && i < len; i++) same = raw[i] === nameRaw[i];
+      if (!same) {
+        nameRaw = raw.slice();
+        name = dec.decode(nameRaw);
+      }
+      const input = bytes.subarray(area.input, area.input + Math.min(Math.max(w[SLOT.INPUT_LEN]!, 0), data.inputSize));
+      const timeoutMs = w[SLOT.TIMEOUT_MS]!;
+      current.fn = name;
+      current.timeoutMs = timeoutMs;
+      current.deadline = timeoutMs > 0 ? t0 + timeoutMs : Infinity;
+      current.slot = slot;
+      w[SLOT.REMOTE_ABANDONED] = 0;
+      let replyLen: number;
+      try {
+        const r = vm.call(name, input, { timeoutMs, control: slot.control });
+        stamps[CALL_STAMP.CALLED] = wallMs();
+        bytes.set(r.output, area.output);
+        w[SLOT.OUTPUT_LEN] = r.output.length;
+        w[SLOT.RESET_PAGES] = r.resetPages;
+        w[SLOT.OK] = 1;
+        replyLen = encodeReply(slot.reply, r.prints, undefined, r.printsDropped, r.printBytesDropped);
+      } catch (e) {
+        stamps[CALL_STAMP.CALLED] = wallMs();
+        w[SLOT.OK] = 0;
+        w[SLOT.OUTPUT_LEN] = 0;
+        replyLen = encodeReply(slot.reply, [], e);
+      }
+      w[SLOT.REPLY_LEN] = replyLen;
+      w[SLOT.MICROS] = Math.round((performance.now() - t0) * 1000);
+      stamps[CALL_STAMP.DONE] = wallMs();
     }
-    const input = bytes.subarray(at.input, at.input + Math.min(h[CH.INPUT_LEN]!, data.inputSize));
-    const timeoutMs = h[CH.TIMEOUT_MS]!;
-    current.fn = name;
-    current.timeoutMs = timeoutMs;
-    current.deadline = timeoutMs > 0 ? t0 + timeoutMs : Infinity;
-    h[CH.REMOTE_ABANDONED] = 0;
-    let replyLen: number;
-    try {
-      const r = vm.call(name, input, { timeoutMs, control });
-      stamps[CALL_STAMP.CALLED] = wallMs();
-      bytes.set(r.output, at.output);
-      h[CH.OUTPUT_LEN] = r.output.length;
-      h[CH.RESET_PAGES] = r.resetPages;
-      h[CH.OK] = 1;
-      replyLen = encodeReply(replyArea, r.prints, undefined, r.printsDropped, r.printBytesDropped);
-    } catch (e) {
-      stamps[CALL_STAMP.CALLED] = wallMs();
-      h[CH.OK] = 0;
-      h[CH.OUTPUT_LEN] = 0;
-      replyLen = encodeReply(replyArea, [], e);
-    }
-    h[CH.REPLY_LEN] = replyLen;
-    h[CH.MICROS] = Math.round((performance.now() - t0) * 1000);
-    stamps[CALL_STAMP.DONE] = wallMs();
+    // else the main thread took the request back (CLAIM.STOLEN): it is answered without a run.
     seen = seq;
     Atomics.store(h, CH.DONE, seq);
     Atomics.notify(h, CH.DONE);

@@ -57,9 +57,10 @@ function ping(port: number): Promise<boolean> {
 
 /**
  * Starts redis-server on a free loopback port with a new temporary directory; resolves once it
- * answers PING. `appendonly` keeps its data across `stop()`/`start()`.
+ * answers PING. `appendonly` keeps its data across `stop()`/`start()`; `detached` puts it in a process
+ * group of its own, so a terminal's Ctrl-C reaches only the caller, which then stops it in order.
  */
-export async function startRedisServer(options: { appendonly?: boolean } = {}): Promise<RedisServer> {
+export async function startRedisServer(options: { appendonly?: boolean; detached?: boolean } = {}): Promise<RedisServer> {
   const dir = mkdtempSync(join(tmpdir(), 'kvmpool-redis-'));
   const port = await freePort();
   let proc: ChildProcess | undefined;
@@ -67,7 +68,7 @@ export async function startRedisServer(options: { appendonly?: boolean } = {}): 
   const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', options.appendonly ? 'yes' : 'no',
     '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning', '--databases', '1'];
   const start = async (): Promise<void> => {
-    const p = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'], detached: options.detached === true });
     proc = p;
     p.stdout?.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-4000); });
     p.stderr?.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-4000); });

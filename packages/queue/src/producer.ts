@@ -36,7 +36,12 @@ export interface SandboxQueueOptions {
   maxInputBytes?: number;
   /** How many events the queue's event stream keeps (BullMQ's `streams.events.maxLen`). Default 100,000. */
   eventsMaxLen?: number;
-  /** Keep finished jobs (BullMQ's `removeOnComplete` / `removeOnFail`): a count or `true` to remove at once. Default: keep all. */
+  /**
+   * Keep finished jobs (BullMQ's `removeOnComplete` / `removeOnFail`): a count or `true` to remove at once. Default: keep all.
+   * `call()` and friends wait from before the job is added, so they always get the result; but
+   * `result(id)` of a job that finished and was removed before the wait began has nothing to read
+   * and waits until its `waitMs`.
+   */
   removeOnComplete?: boolean | number;
   /** As `removeOnComplete`, for failed jobs. Default: keep all. */
   removeOnFail?: boolean | number;

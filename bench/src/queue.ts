@@ -15,12 +15,14 @@
  * Every result is checked. Each case has its own queue; the producers remove completed jobs
  * (`removeOnComplete: true`), as a long-running service would.
  *
- * Extra fields: `calls_per_s`, `calls_per_s_vs_1p`, the producer's CPU per call
- * (`producer_cpu_us_per_call`: this process, the direct pool excluded since it is idle then),
- * `other_load_cpus` (CPUs busy outside this process: the workers, Redis, anything else) and
- * `steal_cpus`; on queue-1p `overhead_ns` = its median − direct-call's median.
+ * Extra fields, from the bursts: `calls_per_s`, `calls_per_s_vs_1p`, CPU per job of the producer
+ * (`producer_cpu_us_per_call`: this process; the direct pool is idle then), of the worker
+ * processes together (`worker_cpu_us_per_call`) and of redis-server (`redis_cpu_us_per_call`),
+ * from /proc/PID/stat in 10 ms ticks; `other_load_cpus` (CPUs busy on the rest of the machine)
+ * and `steal_cpus`. On queue-1p, `overhead_ns` = its median − direct-call's median.
  * Targets: overhead_ns ≤ 2 ms; queue-2p calls/s ≥ 1.6× queue-1p's.
  */
+import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { SandboxPool } from '@kvmpool/core';
 import { sandboxQueue, type SandboxQueue } from '@kvmpool/queue';
@@ -35,6 +37,25 @@ const OVERHEAD_TARGET_NS = 2_000_000;
 const SCALE_TARGET = 1.6;
 /** No wait is unbounded: a lost job fails the benchmark instead of hanging it. */
 const WAIT_MS = 30_000;
+
+/** CPU time (user + system) of process `pid` so far, µs; 0 if it is gone. The kernel counts in 10 ms ticks. */
+function processCpuUs(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10_000; // utime + stime at USER_HZ = 100
+  } catch {
+    return 0;
+  }
+}
+
+interface QueueBurst extends BurstMeasure {
+  /** CPUs the worker processes used during the burst, on average. */
+  workerCpus: number;
+  /** CPUs redis-server used. */
+  redisCpus: number;
+}
 
 interface QueueSetup {
   processes: number;
@@ -60,12 +81,24 @@ function timedCase(id: string, label: string, call: () => Promise<Uint8Array>, e
   };
 }
 
-/** Bursts on every queue set-up, alternating; the median of each measure per set-up. */
-async function throughput(setups: readonly QueueSetup[], rounds: number, total: number): Promise<BurstMeasure[]> {
-  const burst = (s: QueueSetup, n: number): Promise<BurstMeasure> =>
-    measureBurst(async () => checkSum(`queue-${s.processes}p burst`, await s.queue.call('sum', INPUT, { waitMs: WAIT_MS })), n, IN_FLIGHT_PER_PROCESS * s.processes);
+/**
+ * Bursts on every queue set-up, alternating; the median of each measure per set-up. The CPU the
+ * worker processes and Redis used is taken out of `otherCpus`, which is then the rest of the machine.
+ */
+async function throughput(setups: readonly QueueSetup[], redisPid: () => number | undefined, rounds: number, total: number): Promise<QueueBurst[]> {
+  const burst = async (s: QueueSetup, n: number): Promise<QueueBurst> => {
+    const pids = s.workers.map((w) => w.proc.pid);
+    const workers0 = pids.reduce<number>((a, p) => a + processCpuUs(p), 0);
+    const redis0 = processCpuUs(redisPid());
+    const t0 = process.hrtime.bigint();
+    const m = await measureBurst(async () => checkSum(`queue-${s.processes}p burst`, await s.queue.call('sum', INPUT, { waitMs: WAIT_MS })), n, IN_FLIGHT_PER_PROCESS * s.processes);
+    const us = Number(process.hrtime.bigint() - t0) / 1000;
+    const workerCpus = (pids.reduce<number>((a, p) => a + processCpuUs(p), 0) - workers0) / us;
+    const redisCpus = (processCpuUs(redisPid()) - redis0) / us;
+    return { ...m, workerCpus, redisCpus, otherCpus: Math.max(0, m.otherCpus - workerCpus - redisCpus) };
+  };
   for (const s of setups) await burst(s, Math.min(total, 300)); // warm-up
-  const got = setups.map(() => [] as BurstMeasure[]);
+  const got = setups.map(() => [] as QueueBurst[]);
   for (let r = 0; r < rounds; r++) for (const [i, s] of setups.entries()) got[i]!.push(await burst(s, total));
   const med = (xs: number[]): number => median([...xs].sort((a, b) => a - b));
   return got.map((bs) => ({
@@ -73,6 +106,8 @@ async function throughput(setups: readonly QueueSetup[], rounds: number, total: 
     processCpuUs: med(bs.map((b) => b.processCpuUs)),
     otherCpus: med(bs.map((b) => b.otherCpus)),
     stealCpus: med(bs.map((b) => b.stealCpus)),
+    workerCpus: med(bs.map((b) => b.workerCpus)),
+    redisCpus: med(bs.map((b) => b.redisCpus)),
   }));
 }
 
@@ -110,7 +145,8 @@ export const queue: Benchmark = {
 
       const tp = options.quick ? { rounds: 1, total: 300 } : { rounds: 3, total: 2000 };
       console.log(`queue: throughput: ${tp.rounds} bursts of ${tp.total} jobs per case (${IN_FLIGHT_PER_PROCESS} in flight per worker process), alternating; ${availableParallelism()} cores`);
-      const bursts = await throughput(setups, tp.rounds, tp.total);
+      const server = redis;
+      const bursts = await throughput(setups, () => server.pid, tp.rounds, tp.total);
       const cps1 = bursts[0]!.callsPerS;
 
       const cases: BenchCase[] = [
@@ -123,6 +159,8 @@ export const queue: Benchmark = {
                 calls_per_s: Math.round(b.callsPerS),
                 calls_per_s_vs_1p: round3(b.callsPerS / cps1),
                 producer_cpu_us_per_call: Math.round(b.processCpuUs),
+                worker_cpu_us_per_call: Math.round((b.workerCpus * 1e6) / b.callsPerS),
+                redis_cpu_us_per_call: Math.round((b.redisCpus * 1e6) / b.callsPerS),
                 other_load_cpus: round3(b.otherCpus),
                 steal_cpus: round3(b.stealCpus),
               }),
@@ -143,7 +181,8 @@ export const queue: Benchmark = {
       const scalePass = scale >= SCALE_TARGET;
       customTarget(`queue-2p calls/s ≥ ${SCALE_TARGET}× queue-1p`, scalePass,
         `${scale.toFixed(3)}×: ${Math.round(bursts[1]!.callsPerS)} vs ${Math.round(cps1)} calls/s; queue-3p ${Math.round(bursts[2]!.callsPerS)} calls/s; ` +
-          `other load in the 2p bursts ${bursts[1]!.otherCpus.toFixed(2)} CPUs, steal ${bursts[1]!.stealCpus.toFixed(2)}`);
+          `2p bursts: producer ${(bursts[1]!.processCpuUs * bursts[1]!.callsPerS / 1e6).toFixed(2)} + workers ${bursts[1]!.workerCpus.toFixed(2)} + Redis ${bursts[1]!.redisCpus.toFixed(2)} CPUs, ` +
+          `rest of the machine ${bursts[1]!.otherCpus.toFixed(2)}, steal ${bursts[1]!.stealCpus.toFixed(2)}, of ${availableParallelism()} cores`);
       const p2 = byId('queue-2p');
       report.targets.push({ target: { id: 'queue-2p', maxRatio: round3(1 / SCALE_TARGET) }, ratio: round3(cps1 / bursts[1]!.callsPerS), p99_ns: p2.p99_ns, pass: scalePass });
       writeResults('queue', report.cases);

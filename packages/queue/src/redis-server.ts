@@ -17,6 +17,8 @@ export interface RedisServer {
   url: string;
   /** Its temporary directory (removed by `close()`). */
   dir: string;
+  /** The running server's process id (undefined while stopped). */
+  readonly pid: number | undefined;
   /** Stops the server (SIGTERM: it writes its append-only file and exits); resolves when it has exited. */
   stop(): Promise<void>;
   /** Starts it again on the same port and directory; resolves when it answers PING. */
@@ -102,6 +104,7 @@ export async function startRedisServer(options: { appendonly?: boolean; detached
   }
   return {
     port, dir, url: `redis://127.0.0.1:${port}`, stop, start,
+    get pid() { return proc?.pid; },
     close: async () => {
       await stop();
       rmSync(dir, { recursive: true, force: true });

@@ -4,10 +4,11 @@ import { exitBus } from './exit-bus.js';
 import { js } from './js.js';
 import { lifecycle } from './lifecycle.js';
 import { linux } from './linux.js';
+import { queue } from './queue.js';
 import { sandbox } from './sandbox.js';
 import { snapshot } from './snapshot.js';
 
-export const BENCHMARKS: readonly Benchmark[] = [lifecycle, exitBus, sandbox, snapshot, linux, js];
+export const BENCHMARKS: readonly Benchmark[] = [lifecycle, exitBus, sandbox, snapshot, linux, js, queue];
 
 export function findBenchmark(name: string): Benchmark | undefined {
   return BENCHMARKS.find((b) => b.name === name);

@@ -50,12 +50,12 @@ function makeInput(): Uint8Array {
   return b;
 }
 
-const INPUT = makeInput();
+export const INPUT = makeInput();
 const EXPECTED_SUM = INPUT.reduce((s, b) => s + b, 0);
 const EXPECTED_INC = inc(INPUT);
 
 /** Compiles bench/guests/bench-guest.c with the SDK into bench/build/, when missing or older than its sources. */
-function buildGuest(libc: 'none' | 'musl' = 'none'): string {
+export function buildGuest(libc: 'none' | 'musl' = 'none'): string {
   const src = join(BENCH_DIR, 'guests', 'bench-guest.c');
   const out = join(BUILD_DIR, libc === 'none' ? 'bench-guest.elf' : 'bench-guest-libc.elf');
   const inputs = [src, ...['kvmpool.h', 'kvmpool.ld', 'start.S', 'runtime.c', 'libc.c'].map((f) => join(SDK_DIR, f))];
@@ -64,7 +64,7 @@ function buildGuest(libc: 'none' | 'musl' = 'none'): string {
   return compileGuest({ sources: [src], output: out, libc });
 }
 
-function checkSum(id: string, out: Uint8Array): void {
+export function checkSum(id: string, out: Uint8Array): void {
   const got = out.length === 8 ? new DataView(out.buffer, out.byteOffset, 8).getBigUint64(0, true) : -1n;
   if (got !== BigInt(EXPECTED_SUM)) throw new Error(`${id}: sum returned ${got} (${out.length} bytes), expected ${EXPECTED_SUM}`);
 }

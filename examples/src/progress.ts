@@ -1,6 +1,7 @@
 /**
  * A progress bar on stderr, redrawn at most ~15 times a second, when stderr is a terminal;
- * otherwise only one plain line at the end (so logs and pipes stay clean).
+ * otherwise only one plain line at the end (so logs and pipes stay clean), or, with `plainEveryMs`,
+ * also a plain line at most that often while it runs.
  */
 const REDRAW_MS = 66;
 
@@ -11,9 +12,13 @@ export class ProgressBar {
   readonly #tty: boolean;
   readonly #t0 = performance.now();
   #done = 0;
+  readonly #plainEveryMs: number;
   #drawnAt = -Infinity;
+  #plainAt: number;
 
-  constructor(label: string, total: number, stream: NodeJS.WriteStream = process.stderr) {
+  constructor(label: string, total: number, stream: NodeJS.WriteStream = process.stderr, options: { plainEveryMs?: number } = {}) {
+    this.#plainEveryMs = options.plainEveryMs ?? Infinity;
+    this.#plainAt = this.#t0;
     this.#label = label;
     this.#total = total;
     this.#stream = stream;
@@ -26,6 +31,9 @@ export class ProgressBar {
     if (this.#tty && (now - this.#drawnAt >= REDRAW_MS || this.#done === this.#total)) {
       this.#drawnAt = now;
       this.#stream.write(`\r${this.#line(now)}\x1b[K`);
+    } else if (!this.#tty && now - this.#plainAt >= this.#plainEveryMs && this.#done < this.#total) {
+      this.#plainAt = now;
+      this.#stream.write(`${this.#line(now)}\n`);
     }
   }
 

@@ -1,8 +1,8 @@
 /**
- * The API reference (`npm run docs`): typedoc over the three packages' public entry points
+ * The API reference (`npm run docs`): typedoc over the four packages' public entry points
  * (typedoc.json) converts and validates with no warning at all, which with
  * `validation.notDocumented` means every public export, member and option field has a comment;
- * and no name that only `@kvmpool/core/internal` exports shows up in it.
+ * and no name that only `@kvmpool/core/internal` or `@kvmpool/queue/internal` exports shows up in it.
  *
  * It needs no /dev/kvm, but it sits in the kvm project, which runs one file at a time: it takes
  * about 7 s alone, and well past 30 s when it shares the two cores with the parallel unit files.
@@ -51,7 +51,7 @@ describe('API reference', () => {
     expect(warnings, warnings.slice(0, 20).join('\n')).toEqual([]);
 
     const modules = project.children ?? [];
-    expect(modules.map((m) => m.name).sort()).toEqual(['@kvmpool/core', '@kvmpool/devices', '@kvmpool/worker']);
+    expect(modules.map((m) => m.name).sort()).toEqual(['@kvmpool/core', '@kvmpool/devices', '@kvmpool/queue', '@kvmpool/worker']);
     const core = modules.find((m) => m.name === '@kvmpool/core')!;
     const documented = new Set((core.children ?? []).map((r: Reflection) => r.name));
 
@@ -65,6 +65,25 @@ describe('API reference', () => {
     expect(internalOnly.filter((n) => documented.has(n))).toEqual([]);
     // And the reference has what the index exports.
     expect([...publicNames].filter((n) => !documented.has(n))).toEqual([]);
+
+    // The same for @kvmpool/queue: everything its index exports, nothing only its internal entry has
+    // (the job codec, the private redis-server starter).
+    const queue = modules.find((m) => m.name === '@kvmpool/queue')!;
+    const queueDocumented = new Set((queue.children ?? []).map((r: Reflection) => r.name));
+    const queueIndex = `${ROOT}packages/queue/src/index.ts`;
+    const queueInternal = `${ROOT}packages/queue/src/internal.ts`;
+    const queueNames = exportedNames([queueIndex, queueInternal]);
+    const queuePublic = queueNames.get(queueIndex)!;
+    const queueInternalOnly = [...queueNames.get(queueInternal)!].filter((n) => !queuePublic.has(n));
+    expect(queueInternalOnly).toEqual(expect.arrayContaining(['encodeRequest', 'decodeReturn', 'startRedisServer', 'RedisServer']));
+    expect(queueInternalOnly.filter((n) => queueDocumented.has(n))).toEqual([]);
+    expect(queuePublic.size).toBeGreaterThan(20);
+    expect([...queuePublic].filter((n) => !queueDocumented.has(n))).toEqual([]);
+    // Its classes' user-facing members are there, their #private state is not.
+    const queueMembers = (cls: string): Set<string> =>
+      new Set(((queue.children ?? []).find((r: Reflection) => r.name === cls) as { children?: Reflection[] } | undefined)?.children?.map((r) => r.name) ?? []);
+    expect(['call', 'callJson', 'run', 'eval', 'apply', 'enqueue', 'enqueueMany', 'result', 'close', 'name', 'queue'].filter((n) => !queueMembers('SandboxQueue').has(n))).toEqual([]);
+    expect(['close', 'metrics', 'name', 'concurrency'].filter((n) => !queueMembers('SandboxWorker').has(n))).toEqual([]);
 
     // Machine's members for tests and tools (TSDoc @internal) are not in the reference,
     // though the class has them; its user-facing members are.

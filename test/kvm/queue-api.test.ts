@@ -9,25 +9,22 @@ import { GuestCrashError, LinuxPool, SandboxPool } from '@kvmpool/core';
 import { JsSandboxPool } from '@kvmpool/js';
 import { QueueJobError, QueueWaitError, sandboxQueue, startWorker, type SandboxQueue, type SandboxWorker } from '@kvmpool/queue';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildSandboxGuest } from '../support/build-c.js';
 import { requireBusybox } from '../support/linux.js';
 import { affineInput, affineLocal, u64 } from '../support/queue-workers.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { useQueueFixture } from '../support/queue-fixture.js';
 
-let redis: TestRedis;
+const fx = useQueueFixture();
 let q: SandboxQueue;
 let sdk: SandboxWorker;
 
 beforeAll(async () => {
-  redis = await startRedis();
-  q = sandboxQueue({ connection: redis.url, name: 'api' });
-  sdk = await startWorker({ connection: redis.url, queue: 'api', pool: new SandboxPool({ guest: buildSandboxGuest('queue-guest.c'), threads: 2 }), metricsPort: 0, name: 'sdk-1' });
+  q = sandboxQueue({ connection: fx.redis.url, name: 'api' });
+  sdk = await startWorker({ connection: fx.redis.url, queue: 'api', pool: new SandboxPool({ guest: fx.guest, threads: 2 }), metricsPort: 0, name: 'sdk-1' });
 });
 
 afterAll(async () => {
   await q?.close();
   await sdk?.close();
-  await redis?.close();
 });
 
 describe('the producer and an API worker', () => {
@@ -53,7 +50,7 @@ describe('the producer and an API worker', () => {
   });
 
   it('refuses an input over maxInputBytes with a RangeError before anything is queued, and bad options at once', async () => {
-    const small = sandboxQueue({ connection: redis.url, name: 'api', maxInputBytes: 1024 });
+    const small = sandboxQueue({ connection: fx.redis.url, name: 'api', maxInputBytes: 1024 });
     try {
       const before = await small.queue.count();
       await expect(small.call('affine', new Uint8Array(1025))).rejects.toThrow(/input: 1025 bytes is over maxInputBytes \(1024\); store large inputs elsewhere/);
@@ -94,7 +91,7 @@ describe('the producer and an API worker', () => {
     expect((e as Error).message).toMatch(/is a eval job; this worker runs a sdk pool/);
     expect((await q.queue.getJob(id))?.attemptsMade).toBe(1);
     // No worker takes jobs of this queue: the wait ends, the job stays.
-    const idle = sandboxQueue({ connection: redis.url, name: 'nobody' });
+    const idle = sandboxQueue({ connection: fx.redis.url, name: 'nobody' });
     try {
       const w = await idle.call('affine', affineInput(1n), { waitMs: 200 }).catch((x: unknown) => x);
       expect(w).toBeInstanceOf(QueueWaitError);
@@ -136,10 +133,10 @@ describe('the producer and an API worker', () => {
   });
 
   it('Linux programs and JavaScript run through the same producer, on workers of their own queues', async () => {
-    const linux = await startWorker({ connection: redis.url, queue: 'linux', pool: new LinuxPool({ program: requireBusybox(), argv: ['wc', '-c'], threads: 1 }) });
-    const js = await startWorker({ connection: redis.url, queue: 'js', pool: new JsSandboxPool({ threads: 1 }) });
-    const lq = sandboxQueue({ connection: redis.url, name: 'linux' });
-    const jq = sandboxQueue({ connection: redis.url, name: 'js' });
+    const linux = await startWorker({ connection: fx.redis.url, queue: 'linux', pool: new LinuxPool({ program: requireBusybox(), argv: ['wc', '-c'], threads: 1 }) });
+    const js = await startWorker({ connection: fx.redis.url, queue: 'js', pool: new JsSandboxPool({ threads: 1 }) });
+    const lq = sandboxQueue({ connection: fx.redis.url, name: 'linux' });
+    const jq = sandboxQueue({ connection: fx.redis.url, name: 'js' });
     try {
       const r = await lq.run('hello queue\n', { timeoutMs: 5000 });
       expect(new TextDecoder().decode(r.stdout).trim()).toBe('12');

@@ -5,38 +5,23 @@
  * flight, exits 0) and the jobs it never took are run by the next worker.
  */
 import { sandboxQueue } from '@kvmpool/queue';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildSandboxGuest } from '../support/build-c.js';
+import { describe, expect, it } from 'vitest';
 import { until, within } from '../support/bounded.js';
-import { affineInput, affineLocal, completionsPerJob, eventsPerJob, killWorker, pollUntil, startWorkerProcess, u64, type WorkerProcess } from '../support/queue-workers.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { affineInput, affineLocal, completionsPerJob, eventsPerJob, pollUntil, u64, type WorkerProcess } from '../support/queue-workers.js';
+import { useQueueFixture } from '../support/queue-fixture.js';
 
-let redis: TestRedis;
-let guest: string;
-const workers: WorkerProcess[] = [];
+const fx = useQueueFixture();
 /** Short locks, so that a lost worker's jobs are taken over within about a second. */
 const FAST_STALL = ['--lock-duration', '1000', '--stalled-interval', '500'];
 
-beforeAll(async () => {
-  redis = await startRedis();
-  guest = buildSandboxGuest('queue-guest.c');
-});
-
-afterAll(async () => {
-  await Promise.all(workers.map(killWorker));
-  await redis?.close();
-});
-
-async function worker(queue: string, name: string, args: string[] = []): Promise<WorkerProcess> {
-  const w = await startWorkerProcess(redis.url, queue, name, ['--guest', guest, '--threads', '2', ...FAST_STALL, ...args]);
-  workers.push(w);
-  return w;
+function worker(queue: string, name: string, args: string[] = []): Promise<WorkerProcess> {
+  return fx.worker(queue, name, ['--threads', '2', ...FAST_STALL, ...args]);
 }
 
 describe('a worker process that dies or is told to stop', () => {
   it('kill -9 of one of two workers mid-run loses no job and completes none twice', async () => {
     const [w1] = [await worker('kill', 'k1'), await worker('kill', 'k2')];
-    const q = sandboxQueue({ connection: redis.url, name: 'kill' });
+    const q = sandboxQueue({ connection: fx.redis.url, name: 'kill' });
     try {
       const N = 2000;
       const ROUNDS = 200_000n;
@@ -50,7 +35,7 @@ describe('a worker process that dies or is told to stop', () => {
       expect((await w1!.exited).signal).toBe('SIGKILL');
       const all = await results;
       all.forEach((r, i) => expect(r.kind === 'call' && u64(r.output)).toBe(affineLocal(xs[i]!, ROUNDS)));
-      const events = await eventsPerJob(redis.url, 'kill');
+      const events = await eventsPerJob(fx.redis.url, 'kill');
       const completions = events.get('completed') ?? new Map<string, number>();
       expect(ids.filter((id) => completions.get(id) !== 1)).toEqual([]);
       // The killed worker's jobs in flight were taken over through BullMQ's stalled-job check.
@@ -65,7 +50,7 @@ describe('a worker process that dies or is told to stop', () => {
 
   it('SIGTERM drains: no new jobs, the ones in flight finish on it, it exits 0; the rest wait for the next worker', async () => {
     const w = await worker('drain', 'd1');
-    const q = sandboxQueue({ connection: redis.url, name: 'drain' });
+    const q = sandboxQueue({ connection: fx.redis.url, name: 'drain' });
     try {
       // Jobs of a few hundred ms each: two run while the signal arrives.
       const ROUNDS = 150_000_000n;
@@ -84,13 +69,13 @@ describe('a worker process that dies or is told to stop', () => {
       const counts = await q.queue.getJobCounts('wait', 'active', 'completed', 'failed');
       expect(counts.active).toBe(0);
       expect(counts.failed).toBe(0);
-      expect(counts.wait + counts.completed).toBe(xs.length);
+      expect(counts.wait! + counts.completed!).toBe(xs.length);
       expect(counts.wait).toBeGreaterThan(0);
       await worker('drain', 'd2');
       const all = await Promise.all(results);
       all.forEach((r, i) => expect(r.kind === 'call' && u64(r.output)).toBe(affineLocal(xs[i]!, ROUNDS)));
       expect(new Set(all.map((r) => r.worker))).toEqual(new Set(['d1', 'd2']));
-      const completions = await completionsPerJob(redis.url, 'drain');
+      const completions = await completionsPerJob(fx.redis.url, 'drain');
       expect(ids.map((id) => completions.get(id))).toEqual(ids.map(() => 1));
     } finally {
       await q.close();

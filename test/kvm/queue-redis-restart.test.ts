@@ -7,29 +7,21 @@
  * again, so the test uses short locks (3 s) to finish in time.
  */
 import { sandboxQueue } from '@kvmpool/queue';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildSandboxGuest } from '../support/build-c.js';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../support/bounded.js';
-import { affineInput, affineLocal, completionsPerJob, killWorker, startWorkerProcess, u64, type WorkerProcess } from '../support/queue-workers.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { affineInput, affineLocal, completionsPerJob, u64, type WorkerProcess } from '../support/queue-workers.js';
+import { useQueueFixture } from '../support/queue-fixture.js';
 
-let redis: TestRedis;
+const fx = useQueueFixture({ appendonly: true });
 const workers: WorkerProcess[] = [];
 
 beforeAll(async () => {
-  redis = await startRedis({ appendonly: true });
-  const guest = buildSandboxGuest('queue-guest.c');
-  workers.push(...await Promise.all(['r1', 'r2'].map((n) => startWorkerProcess(redis.url, 'restart', n, ['--guest', guest, '--threads', '2', '--lock-duration', '3000', '--stalled-interval', '1000', '--max-stalled', '3']))));
-});
-
-afterAll(async () => {
-  await Promise.all(workers.map(killWorker));
-  await redis?.close();
+  workers.push(...await Promise.all(['r1', 'r2'].map((n) => fx.worker('restart', n, ['--threads', '2', '--lock-duration', '3000', '--stalled-interval', '1000', '--max-stalled', '3']))));
 });
 
 describe('a Redis restart mid-run', () => {
   it('workers and producer reconnect and finish every job once', async () => {
-    const q = sandboxQueue({ connection: redis.url, name: 'restart' });
+    const q = sandboxQueue({ connection: fx.redis.url, name: 'restart' });
     try {
       const N = 3000;
       const ROUNDS = 300_000n;
@@ -38,16 +30,16 @@ describe('a Redis restart mid-run', () => {
       let done = 0;
       const results = Promise.all(ids.map((id) => q.result(id, { waitMs: 45_000 }).then((r) => { done++; return r; })));
       await until(() => done >= 500, 20_000, '500 jobs done');
-      await redis.stop();
+      await fx.redis.stop();
       const doneWhileDown = done;
       await new Promise((r) => setTimeout(r, 1500));
       // Nothing completes without Redis.
       expect(done - doneWhileDown).toBeLessThanOrEqual(0);
-      await redis.start();
+      await fx.redis.start();
       const all = await results;
       expect(done).toBe(N);
       all.forEach((r, i) => expect(r.kind === 'call' && u64(r.output)).toBe(affineLocal(xs[i]!, ROUNDS)));
-      const completions = await completionsPerJob(redis.url, 'restart');
+      const completions = await completionsPerJob(fx.redis.url, 'restart');
       expect(ids.filter((id) => completions.get(id) !== 1)).toEqual([]);
       expect(await q.queue.getJobCounts('wait', 'active', 'failed', 'completed')).toEqual({ wait: 0, active: 0, failed: 0, completed: N });
       for (const w of workers) expect(w.proc.exitCode).toBe(null);

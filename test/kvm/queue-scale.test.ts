@@ -4,29 +4,21 @@
  * queue's event stream), all three workers take part, and their metrics endpoints add up.
  */
 import { sandboxQueue } from '@kvmpool/queue';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildSandboxGuest } from '../support/build-c.js';
-import { affineInput, affineLocal, completionsPerJob, counter, killWorker, metricsUrl, startWorkerProcess, u64, type WorkerProcess } from '../support/queue-workers.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { affineInput, affineLocal, completionsPerJob, counter, metricsUrl, u64, type WorkerProcess } from '../support/queue-workers.js';
+import { useQueueFixture } from '../support/queue-fixture.js';
 
 const JOBS = 10_000;
-let redis: TestRedis;
+const fx = useQueueFixture();
 const workers: WorkerProcess[] = [];
 
 beforeAll(async () => {
-  redis = await startRedis();
-  const guest = buildSandboxGuest('queue-guest.c');
-  workers.push(...await Promise.all(['w1', 'w2', 'w3'].map((n) => startWorkerProcess(redis.url, 'scale', n, ['--guest', guest, '--threads', '2', '--metrics-port', '0']))));
-});
-
-afterAll(async () => {
-  await Promise.all(workers.map(killWorker));
-  await redis?.close();
+  workers.push(...await Promise.all(['w1', 'w2', 'w3'].map((n) => fx.worker('scale', n, ['--threads', '2', '--metrics-port', '0']))));
 });
 
 describe('3 worker processes × 2 threads', () => {
   it('share 10,000 jobs: every result right, none lost or completed twice', async () => {
-    const q = sandboxQueue({ connection: redis.url, name: 'scale' });
+    const q = sandboxQueue({ connection: fx.redis.url, name: 'scale' });
     try {
       const xs = Array.from({ length: JOBS }, (_, i) => BigInt(i) * 0x9e3779b97f4a7c15n + 13n);
       const ids: string[] = [];
@@ -41,7 +33,7 @@ describe('3 worker processes × 2 threads', () => {
       });
       expect([...byWorker.keys()].sort()).toEqual(['w1', 'w2', 'w3']);
 
-      const completions = await completionsPerJob(redis.url, 'scale');
+      const completions = await completionsPerJob(fx.redis.url, 'scale');
       expect(completions.size).toBe(JOBS);
       expect(ids.filter((id) => completions.get(id) !== 1)).toEqual([]);
       expect(await q.queue.getJobCounts('wait', 'active', 'delayed', 'failed', 'completed')).toEqual({ wait: 0, active: 0, delayed: 0, failed: 0, completed: JOBS });

@@ -6,25 +6,12 @@
  * discarded result; A goes on taking jobs.
  */
 import { sandboxQueue } from '@kvmpool/queue';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildSandboxGuest } from '../support/build-c.js';
-import { affineInput, affineLocal, counter, eventsPerJob, killWorker, metricsUrl, pollUntil, startWorkerProcess, u64, type WorkerProcess } from '../support/queue-workers.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { describe, expect, it } from 'vitest';
+import { affineInput, affineLocal, counter, eventsPerJob, killWorker, metricsUrl, pollUntil, u64, type WorkerProcess } from '../support/queue-workers.js';
+import { useQueueFixture } from '../support/queue-fixture.js';
 
-let redis: TestRedis;
-let guest: string;
-const workers: WorkerProcess[] = [];
+const fx = useQueueFixture();
 const ARGS = ['--threads', '1', '--lock-duration', '1000', '--stalled-interval', '300', '--metrics-port', '0'];
-
-beforeAll(async () => {
-  redis = await startRedis();
-  guest = buildSandboxGuest('queue-guest.c');
-});
-
-afterAll(async () => {
-  await Promise.all(workers.map(killWorker));
-  await redis?.close();
-});
 
 async function text(w: WorkerProcess): Promise<string> {
   return (await fetch(metricsUrl(w))).text();
@@ -32,17 +19,15 @@ async function text(w: WorkerProcess): Promise<string> {
 
 describe('a worker frozen past its lock', () => {
   it('cannot complete the job it lost: the job completes once, with the result of the worker that took it over', async () => {
-    const a = await startWorkerProcess(redis.url, 'takeover', 'A', ['--guest', guest, ...ARGS]);
-    workers.push(a);
-    const q = sandboxQueue({ connection: redis.url, name: 'takeover' });
+    const a = await fx.worker('takeover', 'A', ARGS);
+    const q = sandboxQueue({ connection: fx.redis.url, name: 'takeover' });
     try {
       // About a second of guest work (150 ms per 10^8 rounds here).
       const ROUNDS = 700_000_000n;
       const id = await q.enqueue('affine', affineInput(99n, ROUNDS));
       await pollUntil(async () => (await q.queue.getActiveCount()) === 1, 10_000, 'A taking the job');
       a.proc.kill('SIGSTOP');
-      const b = await startWorkerProcess(redis.url, 'takeover', 'B', ['--guest', guest, ...ARGS]);
-      workers.push(b);
+      const b = await fx.worker('takeover', 'B', ARGS);
       const r = await q.result(id, { waitMs: 20_000 });
       expect(r.worker).toBe('B');
       expect(r.kind === 'call' && u64(r.output)).toBe(affineLocal(99n, ROUNDS));
@@ -50,7 +35,7 @@ describe('a worker frozen past its lock', () => {
       a.proc.kill('SIGCONT');
       // A's guest finishes what it was running; its result is refused.
       await pollUntil(async () => counter(await text(a), 'kvmpool_queue_results_discarded_total') === 1, 15_000, 'A discarding its late result');
-      const events = await eventsPerJob(redis.url, 'takeover');
+      const events = await eventsPerJob(fx.redis.url, 'takeover');
       expect(events.get('completed')?.get(id)).toBe(1);
       expect(events.get('stalled')?.get(id)).toBe(1);
       expect(counter(await text(a), 'kvmpool_queue_jobs_completed_total')).toBe(0);

@@ -1,95 +1,12 @@
 /**
  * A real redis-server for a test: on a free loopback port, with a temporary directory, never the
- * machine's own Redis service. `stop()` and `start()` restart it on the same port and directory
- * (with `appendonly: true` its data survive the restart); `close()` stops it and removes the directory.
+ * machine's own Redis service. The starter is shared with the benchmark and the queue example
+ * (@kvmpool/queue/internal); see RedisServer for stop()/start()/close().
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { startRedisServer, type RedisServer } from '@kvmpool/queue/internal';
 
-export interface TestRedis {
-  port: number;
-  url: string;
-  dir: string;
-  /** Stops the server (SIGTERM: it writes its append-only file and exits); resolves when it has exited. */
-  stop(): Promise<void>;
-  /** Starts it again on the same port and directory; resolves when it answers PING. */
-  start(): Promise<void>;
-  /** Stops it and removes its directory. */
-  close(): Promise<void>;
-}
+export type TestRedis = RedisServer;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (a && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
-}
-
-/** Whether a server on `port` answers PING with PONG. */
-function ping(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = createConnection({ host: '127.0.0.1', port });
-    let data = '';
-    const done = (ok: boolean): void => {
-      c.destroy();
-      resolve(ok);
-    };
-    c.setTimeout(500, () => done(false));
-    c.on('error', () => done(false));
-    c.on('connect', () => c.write('PING\r\n'));
-    c.on('data', (d) => {
-      data += d.toString();
-      if (data.includes('\r\n')) done(data.startsWith('+PONG'));
-    });
-  });
-}
-
-export async function startRedis(options: { appendonly?: boolean } = {}): Promise<TestRedis> {
-  const dir = mkdtempSync(join(tmpdir(), 'kvmpool-redis-'));
-  const port = await freePort();
-  let proc: ChildProcess | undefined;
-  let log = '';
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', options.appendonly ? 'yes' : 'no',
-    '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning', '--databases', '1'];
-  const start = async (): Promise<void> => {
-    const p = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    proc = p;
-    p.stdout?.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-4000); });
-    p.stderr?.on('data', (d: Buffer) => { log = (log + d.toString()).slice(-4000); });
-    const spawned = new Promise<void>((resolve, reject) => {
-      p.once('error', (e) => reject(new Error(`redis-server did not start (is it installed? npm test installs it): ${e.message}`)));
-      p.once('spawn', () => resolve());
-    });
-    await spawned;
-    const end = Date.now() + 10_000;
-    while (!(await ping(port))) {
-      if (p.exitCode !== null || Date.now() > end) throw new Error(`redis-server on port ${port} did not answer PING: ${log}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
-  const stop = async (): Promise<void> => {
-    const p = proc;
-    proc = undefined;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
-    p.kill('SIGTERM');
-    const timer = setTimeout(() => p.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  };
-  await start();
-  return {
-    port, dir, url: `redis://127.0.0.1:${port}`, stop, start,
-    close: async () => {
-      await stop();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+export function startRedis(options: { appendonly?: boolean } = {}): Promise<TestRedis> {
+  return startRedisServer(options);
 }

@@ -57,7 +57,16 @@ export type SandboxRequest =
   };
 
 /** The kinds of request, by the pool that runs them. */
-export const REQUEST_KINDS = { call: 'sdk', run: 'linux', eval: 'js', apply: 'js' } as const;
+export const REQUEST_KINDS = {
+  /** An SDK guest's function: a `SandboxPool` worker. */
+  call: 'sdk',
+  /** A static Linux program: a `LinuxPool` worker. */
+  run: 'linux',
+  /** JavaScript source: a `JsSandboxPool` worker. */
+  eval: 'js',
+  /** A JavaScript function with arguments: a `JsSandboxPool` worker. */
+  apply: 'js',
+} as const;
 
 /** What `result()` resolves with for each kind of job. */
 export type SandboxResult =

@@ -36,7 +36,12 @@ export interface SandboxQueueOptions {
   maxInputBytes?: number;
   /** How many events the queue's event stream keeps (BullMQ's `streams.events.maxLen`). Default 100,000. */
   eventsMaxLen?: number;
-  /** Keep finished jobs (BullMQ's `removeOnComplete` / `removeOnFail`): a count or `true` to remove at once. Default: keep all. */
+  /**
+   * Keep finished jobs (BullMQ's `removeOnComplete` / `removeOnFail`): a count or `true` to remove at once. Default: keep all.
+   * `call()` and friends wait from before the job is added, so they always get the result; but
+   * `result(id)` of a job that finished and was removed before the wait began has nothing to read
+   * and waits until its `waitMs`.
+   */
   removeOnComplete?: boolean | number;
   /** As `removeOnComplete`, for failed jobs. Default: keep all. */
   removeOnFail?: boolean | number;
@@ -49,7 +54,12 @@ export interface QueueJobOptions {
   /** Attempts in all, first included, when an attempt fails (a crash, a time-out, a dead sandbox worker, a lost worker). Default 1. */
   attempts?: number;
   /** Wait before a retry: ms, or BullMQ's `{ type: 'fixed' | 'exponential', delay }`. Default: none. */
-  backoff?: number | { type: 'fixed' | 'exponential'; delay: number };
+  backoff?: number | {
+    /** The same wait before every retry, or doubling from `delay` at each one. */
+    type: 'fixed' | 'exponential';
+    /** The (first) wait, ms. */
+    delay: number;
+  };
   /** A job id of your own: a second job with the same id is not added (BullMQ's de-duplication by id). */
   jobId?: string;
   /** BullMQ priority (1 highest … 2,097,152). Default: none (first in, first out). */
@@ -68,7 +78,10 @@ export interface QueueWaitOptions {
 export type QueueCallOptions = QueueJobOptions & QueueWaitOptions;
 
 /** What `run()` resolves with: a Linux program's outcome. */
-export type QueueRunResult = Extract<SandboxResult, { kind: 'run' }>;
+export type QueueRunResult = Extract<SandboxResult, {
+  /** `run`: the member of `SandboxResult` a `run` job resolves with. */
+  kind: 'run';
+}>;
 
 interface Waiter {
   resolve(r: SandboxResult): void;

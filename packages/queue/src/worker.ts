@@ -34,7 +34,10 @@ export interface JsPoolLike {
   /** Worker threads, one warm VM each. */
   readonly threads: number;
   /** `JsSandboxPool.run`. */
-  run(request: { code: string } | { fn: string; args?: readonly unknown[] }, options?: { timeoutMs?: number }): Promise<{ value: unknown }>;
+  run(request: { code: string } | { fn: string; args?: readonly unknown[] }, options?: { timeoutMs?: number }): Promise<{
+    /** The script's or the function's result. */
+    value: unknown;
+  }>;
   /** `JsSandboxPool.eval`. */
   eval(code: string, options?: { timeoutMs?: number }): Promise<unknown>;
   /** `JsSandboxPool.close`. */

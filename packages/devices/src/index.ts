@@ -26,3 +26,9 @@ export {
 export {
   CMOS_NMI_DISABLE, CMOS_REG, CmosRtc, RTC_STATUS_A, RTC_STATUS_B, RTC_STATUS_D, type CmosRtcOptions, type CmosRtcState,
 } from './cmos-rtc.js';
+export {
+  QUEUE_ERROR_CODE, QueueError, VIRTIO_BLK_F, VIRTIO_CONSOLE_F, VIRTIO_DEVICE_ID, VIRTIO_F, VIRTIO_INT, VIRTIO_MMIO, VIRTIO_MMIO_MAGIC,
+  VIRTIO_MMIO_VENDOR_ID, VIRTIO_MMIO_VERSION, VIRTIO_STATUS, VIRTQ_AVAIL_F, VIRTQ_DESC_F, VIRTQ_MAX_SIZE, VIRTQ_USED_F, featureBit,
+  type GuestRam, type VirtioActivation, type VirtioDevice, type VirtioQueue, type VirtqueueChain,
+} from './virtio/types.js';
+export { Virtqueue, type VirtqueueOptions, type VirtqueueState } from './virtio/virtqueue.js';

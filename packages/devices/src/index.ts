@@ -33,3 +33,7 @@ export {
 } from './virtio/types.js';
 export { Virtqueue, type VirtqueueOptions, type VirtqueueState } from './virtio/virtqueue.js';
 export { VirtioMmioTransport, type VirtioQueueRegisters, type VirtioTransportOptions, type VirtioTransportState } from './virtio/mmio-transport.js';
+export {
+  MAX_DISCARD_SECTORS, MAX_DISCARD_SEG, VIRTIO_BLK_S, VIRTIO_BLK_SECTOR, VIRTIO_BLK_T, VirtioBlk, type VirtioBlkFile, type VirtioBlkOptions,
+  type VirtioBlkStats,
+} from './virtio/blk.js';

@@ -45,7 +45,12 @@ export interface VirtioConsoleState {
   /** Host input not yet handed to the guest, base64. */
   input: string;
   /** The transmit chain in flight (popped, partly pushed to the stream), if any. */
-  tx: { head: number; offset: number } | null;
+  tx: {
+    /** The chain's head descriptor. */
+    head: number;
+    /** Readable bytes of it already pushed to the stream. */
+    offset: number;
+  } | null;
 }
 
 const RECEIVEQ = 0;

@@ -75,6 +75,24 @@ describe('Virtqueue: split ring walk', () => {
     expect(() => q.push(8, 0)).toThrow(RangeError);
   });
 
+  it('stops at its budget and says so', () => {
+    const { ring, q } = setup();
+    for (let k = 0; k < 3; k++) ring.chain(k, [{ addr: 0x8000n, len: 1, write: true }]);
+    q.setBudget(2);
+    expect(q.pop()?.head).toBe(0);
+    expect(q.pop()?.head).toBe(1);
+    expect(q.exhausted).toBe(false);
+    expect(q.pop()).toBeUndefined();
+    expect(q.exhausted).toBe(true);
+    q.setBudget(Infinity);
+    expect(q.exhausted).toBe(false);
+    expect(q.pop()?.head).toBe(2);
+    // re-walking a popped head does not touch the ring
+    expect(q.chain(1).writableLength).toBe(1);
+    expect(q.pop()).toBeUndefined();
+    expectQueueError(() => q.chain(8), /head 8/);
+  });
+
   it('follows an indirect table when negotiated', () => {
     const { ram, ring, q } = setup(8, { indirect: true });
     const table = 0xa000n;

@@ -116,6 +116,8 @@ export class Virtqueue implements VirtioQueue {
   #lastAvail = 0;
   #usedIdx = 0;
   #signalled = 0;
+  #budget = Infinity;
+  #exhausted = false;
 
   /** Validates the size, alignments and that all three areas lie inside RAM (`QueueError` if not). */
   constructor(o: VirtqueueOptions) {
@@ -158,7 +160,26 @@ export class Virtqueue implements VirtioQueue {
     return this.#availIdx.load() !== this.#lastAvail;
   }
 
+  /**
+   * Lets the next `pop()` calls take at most `chains` chains (the transport sets this before each
+   * `process()`, so a guest that refills its ring as fast as the device drains it cannot keep
+   * the host's event loop busy); once spent, `pop()` returns undefined and `exhausted` is set.
+   */
+  setBudget(chains: number): void {
+    this.#budget = chains;
+    this.#exhausted = false;
+  }
+
+  /** The last budget ran out with chains possibly still available (the transport comes back for them). */
+  get exhausted(): boolean {
+    return this.#exhausted;
+  }
+
   pop(): VirtqueueChain | undefined {
+    if (this.#budget <= 0) {
+      this.#exhausted = true;
+      return undefined;
+    }
     let availIdx = this.#availIdx.load();
     if (availIdx === this.#lastAvail) {
       if (!this.#eventIdx) return undefined;
@@ -173,6 +194,7 @@ export class Virtqueue implements VirtioQueue {
     if (head >= this.size) throw new QueueError(this.index, `available head ${head} is not below the queue size ${this.size}`);
     const chain = this.#walk(head);
     this.#lastAvail = (this.#lastAvail + 1) & 0xffff;
+    this.#budget--;
     return chain;
   }
 

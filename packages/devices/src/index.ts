@@ -2,7 +2,9 @@
  * @kvmpool/devices — the device models (16550A UART, debug-exit port, CMOS RTC, i8042), the PIO and
  * MMIO buses, the exit ring and the dispatcher that `createMachine()` wires together. Apps reach them
  * through `@kvmpool/core` (`DeviceSpec` takes any `Device`); the ring and dispatcher exports are the
- * building blocks the vCPU thread and the machine share.
+ * building blocks the vCPU thread and the machine share. The virtio exports are virtio 1.2
+ * modern virtio-mmio devices over split virtqueues: `VirtioMmioTransport` in front of a
+ * `VirtioBlk`, `VirtioConsole` or `VirtioRng`, reading rings from a `GuestRam`.
  *
  * @packageDocumentation
  * @module @kvmpool/devices
@@ -26,3 +28,16 @@ export {
 export {
   CMOS_NMI_DISABLE, CMOS_REG, CmosRtc, RTC_STATUS_A, RTC_STATUS_B, RTC_STATUS_D, type CmosRtcOptions, type CmosRtcState,
 } from './cmos-rtc.js';
+export {
+  QUEUE_ERROR_CODE, QueueError, VIRTIO_BLK_F, VIRTIO_CONSOLE_F, VIRTIO_DEVICE_ID, VIRTIO_F, VIRTIO_INT, VIRTIO_MMIO, VIRTIO_MMIO_MAGIC,
+  VIRTIO_MMIO_VENDOR_ID, VIRTIO_MMIO_VERSION, VIRTIO_STATUS, VIRTQ_AVAIL_F, VIRTQ_DESC_F, VIRTQ_MAX_SIZE, VIRTQ_USED_F, featureBit,
+  type GuestRam, type VirtioActivation, type VirtioDevice, type VirtioQueue, type VirtqueueChain,
+} from './virtio/types.js';
+export { Virtqueue, type VirtqueueOptions, type VirtqueueState } from './virtio/virtqueue.js';
+export { VirtioMmioTransport, type VirtioQueueRegisters, type VirtioTransportOptions, type VirtioTransportState } from './virtio/mmio-transport.js';
+export {
+  MAX_DISCARD_SECTORS, MAX_DISCARD_SEG, VIRTIO_BLK_S, VIRTIO_BLK_SECTOR, VIRTIO_BLK_T, VirtioBlk, type VirtioBlkFile, type VirtioBlkOptions,
+  type VirtioBlkStats,
+} from './virtio/blk.js';
+export { VirtioConsole, type VirtioConsoleOptions, type VirtioConsoleState, type VirtioConsoleStats } from './virtio/console.js';
+export { VIRTIO_RNG_MAX_REQUEST, VirtioRng, type VirtioRngOptions } from './virtio/rng.js';

@@ -7,15 +7,16 @@
  *   [ header: CH.WORDS words | SLOTS × SLOT.WORDS words | SLOTS × (name 256 B | reply 64 KiB | input | output) ]
  *
  * Requests are numbered (REQUEST, DONE; int32, compared modulo 2^32) and request `seq` uses
- * slot `seq & 1`. The main thread may post request seq+1 while the worker runs seq (a pipelined
- * call, pool.ts): the worker then starts it without waiting for the main thread to wake, read
- * seq's reply and post again. The worker serves requests strictly in order, one at a time.
+ * slot `seq % SLOTS`. The main thread may post requests seq+1… while the worker runs seq
+ * (pipelined calls, pool.ts): the worker then starts the next without waiting for the main thread
+ * to wake, read seq's reply and post again. The worker serves requests strictly in order, one at
+ * a time.
  *
  * Ordering: the main thread fills a slot's name, input and words, then `Atomics.store`s
  * REQUEST; the worker `Atomics.load`s REQUEST before reading them. The worker fills the slot's
  * output, reply and words, then `Atomics.store`s DONE; the main thread reads them after loading
- * DONE. A slot is written again only for request seq+2, which the main thread posts after it has
- * read seq's reply: each side touches a slot's plain areas only between those synchronising
+ * DONE. A slot is written again only for request seq+SLOTS, which the main thread posts after it
+ * has read seq's reply: each side touches a slot's plain areas only between those synchronising
  * accesses. The worker's start follows the same rule with STATE in place of DONE (slot 0's reply
  * carries a start error).
  *
@@ -47,8 +48,12 @@ export const CH = {
   WORDS: 16,
 } as const;
 
-/** Requests a channel holds at once: the one running and one pipelined behind it. */
-export const SLOTS = 2;
+/**
+ * Requests a channel holds at once: the one running and up to three pipelined behind it (a power
+ * of two: `slotOf`). One behind is not always enough: the main thread's wake-up and turn take
+ * about as long as a warm call, so the worker would often wait for the next post.
+ */
+export const SLOTS = 4;
 
 /** The words of one slot, from `slotWord(slot, 0)`. */
 export const SLOT = {

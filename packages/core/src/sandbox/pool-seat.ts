@@ -186,7 +186,7 @@ export class Seat {
     return decodeReply(this.#bytes.subarray(at, at + CHANNEL_REPLY_BYTES), len);
   }
 
-  /** Requests posted and not yet answered and read back (0 idle, 1 running, 2 one pipelined). */
+  /** Requests posted and not yet answered and read back (0 idle, 1 running, more: pipelined behind it). */
   get inflight(): number {
     return this.#posted.length;
   }

@@ -18,7 +18,7 @@
  * - an aborted running call is cancelled by one flag and one kick; if its worker has not come
  *   back after ABORT_GRACE_MS it is replaced;
  * - pipelining: when every seat is busy, a queued call is posted to a seat behind its running
- *   call (two slots per channel), so the worker goes on without waiting for this thread to wake
+ *   call (up to SLOTS per channel), so the worker goes on without waiting for this thread to wake
  *   (a cross-thread wake-up costs 40–60 µs here, a warm call ~75 µs); a call waiting so is taken
  *   back for a seat that falls idle first (work stealing), and one its seat never started (the
  *   seat died or was retired) goes back to the queue: no call runs twice. Not with async host
@@ -28,7 +28,7 @@ import { AbortError, ClosedError, SandboxTimeoutError, SandboxWorkerError, decod
 import type { ElfImage } from '../loader/elf.js';
 import { toBytes, type Bytes } from '../util/bytes.js';
 import type { Size } from '../util/size.js';
-import { CHANNEL_NAME_BYTES } from './call-channel.js';
+import { CHANNEL_NAME_BYTES, SLOTS } from './call-channel.js';
 import { HostCallSlots } from './host-call-device.js';
 import { LatencyHistogram, type LatencySummary } from './histogram.js';
 import { checkSignal, checkTimeout, resolvePoolOptions, type ResolvedPoolOptions } from './pool-options.js';
@@ -394,10 +394,16 @@ export class SandboxPool implements AsyncDisposable {
   #takeSeat(): Seat | undefined {
     const idle = this.#takeIdle();
     if (idle || !this.#pipeline) return idle;
+    let best: Seat | undefined;
+    let least = SLOTS;
     for (const [seat, jobs] of this.#running) {
-      if (jobs.length === 1 && seat.inflight === 1 && seat.state === 'busy' && !this.#retired.has(seat)) return seat;
+      // seat.inflight === jobs.length: no reply of this seat is read back but not yet handled.
+      if (jobs.length < least && seat.inflight === jobs.length && seat.state === 'busy' && !this.#retired.has(seat)) {
+        best = seat;
+        least = jobs.length;
+      }
     }
-    return undefined;
+    return best;
   }
 
   /** Sends queued calls to seats, then moves pipelined calls to seats left idle. */
@@ -412,19 +418,21 @@ export class SandboxPool implements AsyncDisposable {
 
   /** Work stealing: a call waiting behind another on a busy seat goes to an idle seat, if the busy worker has not started it. */
   #balance(): void {
-    if (this.#idle.length === 0) return;
     for (const [seat, jobs] of this.#running) {
-      const waiting = jobs[1];
-      if (!waiting || !seat.steal(waiting.seq)) continue;
-      jobs.splice(1, 1);
-      waiting.input = seat.inputOf(waiting.seq);
-      const to = this.#takeIdle();
-      if (to) this.#stats.pipelinedMoved++;
-      if (!to) {
-        this.#requeue(waiting);
-        return;
+      // The last call posted to a seat waits longest: take that one back first.
+      while (this.#idle.length > 0 && jobs.length > 1) {
+        const waiting = jobs[jobs.length - 1]!;
+        if (!seat.steal(waiting.seq)) break;
+        jobs.pop();
+        waiting.input = seat.inputOf(waiting.seq);
+        const to = this.#takeIdle();
+        if (!to) {
+          this.#requeue(waiting);
+          return;
+        }
+        this.#stats.pipelinedMoved++;
+        this.#dispatch(to, waiting);
       }
-      this.#dispatch(to, waiting);
       if (this.#idle.length === 0) return;
     }
   }

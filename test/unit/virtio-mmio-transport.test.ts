@@ -132,6 +132,17 @@ describe('VirtioMmioTransport feature negotiation and status', () => {
     }
   });
 
+  it('takes DRIVER_OK in a later write that leaves out the FEATURES_OK bit already set', () => {
+    const { drv, dev } = setup();
+    drv.w32(VIRTIO_MMIO.STATUS, 0);
+    drv.w32(VIRTIO_MMIO.STATUS, S.ACKNOWLEDGE | S.DRIVER);
+    drv.setDriverFeatures(V1);
+    drv.w32(VIRTIO_MMIO.STATUS, S.FEATURES_OK);
+    drv.w32(VIRTIO_MMIO.STATUS, S.DRIVER_OK);
+    expect(drv.r32(VIRTIO_MMIO.STATUS)).toBe(S.ACKNOWLEDGE | S.DRIVER | S.FEATURES_OK | S.DRIVER_OK);
+    expect(dev.ctx).toBeDefined();
+  });
+
   it('freezes the driver features once FEATURES_OK is set', () => {
     const { drv, t } = setup();
     drv.init([8], () => V1);

@@ -264,7 +264,7 @@ export class VirtioMmioTransport implements Device {
       const ok = (f & ~this.offeredFeatures) === 0n && (f & featureBit(VIRTIO_F.VERSION_1)) !== 0n;
       if (!ok) next &= ~VIRTIO_STATUS.FEATURES_OK;
     }
-    if ((added & VIRTIO_STATUS.DRIVER_OK) && !(next & VIRTIO_STATUS.FEATURES_OK)) next &= ~VIRTIO_STATUS.DRIVER_OK;
+    if ((added & VIRTIO_STATUS.DRIVER_OK) && !((this.#status | next) & VIRTIO_STATUS.FEATURES_OK)) next &= ~VIRTIO_STATUS.DRIVER_OK;
     // Bits the driver already set stay set (only a write of 0 clears them).
     this.#status |= next;
     if ((added & VIRTIO_STATUS.DRIVER_OK) && (this.#status & VIRTIO_STATUS.DRIVER_OK) && !this.#error) {

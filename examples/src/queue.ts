@@ -56,6 +56,7 @@ interface WorkerProcess {
 
 /** Starts `kvmpool worker` in a process group of its own (a terminal's Ctrl-C reaches only this process, which stops it in order). */
 async function startWorker(url: string, queue: string, name: string, guest: string, failed: (why: string) => void): Promise<WorkerProcess> {
+  if (cleaning) throw new Error('stopping'); // a signal came: start nothing the clean-up would miss
   const proc = spawn(process.execPath, [CLI, 'worker', '--redis', url, '--queue', queue, '--name', name, '--guest', guest, '--threads', '1'], {
     stdio: ['ignore', 'ignore', 'pipe'], detached: true,
   });
@@ -79,6 +80,8 @@ async function startWorker(url: string, queue: string, name: string, guest: stri
 
 const workers: (WorkerProcess & { stopping(): void })[] = [];
 let redis: RedisServer | undefined;
+/** Set while redis-server starts, so that a signal then still stops it once it is up. */
+let redisStarting: Promise<RedisServer> | undefined;
 let producer: SandboxQueue | undefined;
 let externalQueue = false;
 const abort = new AbortController();
@@ -101,7 +104,8 @@ function cleanup(): Promise<void> {
       await w.exited;
       clearTimeout(timer);
     }));
-    await redis?.close();
+    const server = redis ?? (await redisStarting?.catch(() => undefined));
+    await server?.close();
   })();
   return cleaning;
 }
@@ -127,7 +131,9 @@ async function main(): Promise<void> {
   const guest = buildSandboxGuest('sha256');
   let url: string;
   if (values['start-redis']) {
-    redis = await startRedisServer({ detached: true });
+    redisStarting = startRedisServer({ detached: true });
+    redis = await redisStarting;
+    if (cleaning) return;
     url = redis.url;
     console.log(`redis: private redis-server at ${url}, directory ${redis.dir}`);
   } else {

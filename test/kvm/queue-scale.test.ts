@@ -5,7 +5,7 @@
  */
 import { sandboxQueue } from '@kvmpool/queue';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { affineInput, affineLocal, completionsPerJob, counter, metricsUrl, u64, type WorkerProcess } from '../support/queue-workers.js';
+import { affineInput, affineLocal, completionsPerJob, counter, metricsUrl, pollUntil, u64, type WorkerProcess } from '../support/queue-workers.js';
 import { useQueueFixture } from '../support/queue-fixture.js';
 
 const JOBS = 10_000;
@@ -40,6 +40,9 @@ describe('3 worker processes × 2 threads', () => {
 
       let total = 0;
       for (const w of workers) {
+        // A worker counts a completion after BullMQ's move to completed returned, which may be
+        // just after the producer saw the event: wait (bounded) for its count, then check it.
+        await pollUntil(async () => counter(await (await fetch(metricsUrl(w))).text(), 'kvmpool_queue_jobs_completed_total') >= (byWorker.get(w.name) ?? 0), 5_000, `${w.name} counting its completions`);
         const text = await (await fetch(metricsUrl(w))).text();
         const done = counter(text, 'kvmpool_queue_jobs_completed_total');
         expect(done, w.name).toBe(byWorker.get(w.name));

@@ -39,6 +39,7 @@ describe('a worker frozen past its lock', () => {
       expect(events.get('completed')?.get(id)).toBe(1);
       expect(events.get('stalled')?.get(id)).toBe(1);
       expect(counter(await text(a), 'kvmpool_queue_jobs_completed_total')).toBe(0);
+      await pollUntil(async () => counter(await text(b), 'kvmpool_queue_jobs_completed_total') >= 1, 5_000, 'B counting its completion');
       expect(counter(await text(b), 'kvmpool_queue_jobs_completed_total')).toBe(1);
       const job = await q.queue.getJob(id);
       expect(await job?.getState()).toBe('completed');
@@ -48,6 +49,9 @@ describe('a worker frozen past its lock', () => {
       await killWorker(b);
       const outs = await Promise.all([1n, 2n, 3n].map((x) => q.call('affine', affineInput(x), { waitMs: 20_000 })));
       outs.forEach((o, i) => expect(u64(o)).toBe(affineLocal(BigInt(i + 1))));
+      // A counts a completion once BullMQ's move to completed returned, which may be after the
+      // producer saw the completed event: wait (bounded) for the count, then hold it.
+      await pollUntil(async () => counter(await text(a), 'kvmpool_queue_jobs_completed_total') >= 3, 5_000, 'A counting its 3 completions');
       expect(counter(await text(a), 'kvmpool_queue_jobs_completed_total')).toBe(3);
     } finally {
       await q.close();

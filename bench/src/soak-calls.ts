@@ -11,6 +11,8 @@ export interface CallKind {
   name: string;
   /** Relative frequency (per 10,000 calls). */
   weight: number;
+  /** Needs the main-thread (async) host functions: runs on the pool that has them, which does not pipeline. */
+  asyncHost?: true;
   run(pool: SandboxPool, rnd: () => number): Promise<Outcome>;
 }
 
@@ -119,6 +121,7 @@ export const CALL_KINDS: readonly CallKind[] = [
   },
   {
     name: 'host-async',
+    asyncHost: true,
     weight: 500,
     async run(pool, rnd) {
       const arg = randomBytes(rnd, 64);
@@ -145,6 +148,7 @@ export const CALL_KINDS: readonly CallKind[] = [
   },
   {
     name: 'host-error-async',
+    asyncHost: true,
     weight: 150,
     run(pool) {
       return expectFailure(pool.call('host', hostInput('aboom', Uint8Array.of(1))), HostFunctionError, (e) =>

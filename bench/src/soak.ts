@@ -1,10 +1,12 @@
 /**
  * `npm run soak`: a long run that must stay correct and flat.
  *
- *   1. `--calls N` sandbox calls (default 1,000,000) over `--threads` (default 2) warm VMs of a
- *      SandboxPool running test/fixtures/soak-guest.c, mixing normal calls (checked against a
- *      local computation), sync and async host calls, guest errors, host-function errors,
- *      aborts, crashes and time-outs (bench/src/soak-calls.ts), `--lanes` calls in flight;
+ *   1. `--calls N` sandbox calls (default 1,000,000) over two SandboxPools of `--threads`
+ *      (default 2) warm VMs each running test/fixtures/soak-guest.c, mixing normal calls
+ *      (checked against a local computation), sync and async host calls, guest errors,
+ *      host-function errors, aborts, crashes and time-outs (bench/src/soak-calls.ts), `--lanes`
+ *      calls in flight; the async host calls go to the pool that has async host functions, the
+ *      rest to one without, which pipelines calls (pool.ts);
  *   2. `--vms N` cycles (default 10,000) of `createMachine` + run a guest to its debug exit +
  *      close, and as many of bare `Kvm.open()` → `createVm()` + memory + vCPU + one run → close.
  *
@@ -19,7 +21,7 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Kvm, SDK_DIR, SandboxPool, compileGuest, createMachine, setEntryPoint, setupCpuMode } from '@kvmpool/core';
+import { Kvm, SDK_DIR, SandboxPool, compileGuest, createMachine, setEntryPoint, setupCpuMode, type SandboxPoolStats } from '@kvmpool/core';
 import { ASYNC_HOST_FUNCTIONS, CALL_KINDS, describeError, pickKind, type CallKind, type Outcome } from './soak-calls.js';
 import { MiB, formatResources, leaks, settledResources, type Resources, type Tolerance } from './soak-resources.js';
 
@@ -97,8 +99,24 @@ const seconds = (ms: number): string => `${(ms / 1000).toFixed(1)} s`;
 
 let completed = 0;
 
+/** The counters of two pools added up (the latency summary is the first's). */
+function sumStats(a: SandboxPoolStats, b: SandboxPoolStats): SandboxPoolStats {
+  const out = { ...a, timeoutsByKind: { ...a.timeoutsByKind } };
+  for (const k of Object.keys(a) as (keyof SandboxPoolStats)[]) {
+    if (typeof a[k] === 'number') (out as Record<string, unknown>)[k] = (a[k] as number) + (b[k] as number);
+  }
+  for (const k of Object.keys(a.timeoutsByKind) as (keyof SandboxPoolStats['timeoutsByKind'])[]) out.timeoutsByKind[k] += b.timeoutsByKind[k];
+  return out;
+}
+
 /** Runs `count` calls over `lanes` concurrent lanes, of kinds `pick` chooses. */
-async function runCalls(pool: SandboxPool, count: number, o: Options, rnd: () => number, pick: (i: number) => CallKind = () => pickKind(rnd)): Promise<void> {
+/** The soak's two pools: one with async host functions, one without (so it pipelines calls, pool.ts). */
+interface Pools {
+  async: SandboxPool;
+  pipelined: SandboxPool;
+}
+
+async function runCalls(pools: Pools, count: number, o: Options, rnd: () => number, pick: (i: number) => CallKind = () => pickKind(rnd)): Promise<void> {
   let issued = 0;
   const lane = async (): Promise<void> => {
     while (issued < count) {
@@ -107,7 +125,7 @@ async function runCalls(pool: SandboxPool, count: number, o: Options, rnd: () =>
       t.calls++;
       let outcome: Outcome;
       try {
-        outcome = await kind.run(pool, rnd);
+        outcome = await kind.run(kind.asyncHost ? pools.async : pools.pipelined, rnd);
       } catch (e) {
         const cls = e instanceof Error ? e.name : typeof e;
         bump(t.unexpected, cls);
@@ -172,10 +190,12 @@ async function main(): Promise<number> {
   const leaksFound: string[] = [];
 
   // ---- 1. sandbox calls ----
-  const pool = new SandboxPool({
-    guest, memory: '8 MiB', threads: o.threads, timeoutMs: 5000,
-    hostFunctions: new URL('./soak-host-functions.js', import.meta.url), asyncHostFunctions: ASYNC_HOST_FUNCTIONS,
-  });
+  const hostFunctions = new URL('./soak-host-functions.js', import.meta.url);
+  const pool: Pools = {
+    async: new SandboxPool({ guest, memory: '8 MiB', threads: o.threads, timeoutMs: 5000, hostFunctions, asyncHostFunctions: ASYNC_HOST_FUNCTIONS }),
+    pipelined: new SandboxPool({ guest, memory: '8 MiB', threads: o.threads, timeoutMs: 5000, hostFunctions }),
+  };
+  const poolStats = (): SandboxPoolStats => sumStats(pool.async.stats(), pool.pipelined.stats());
   let lastCompleted = -1;
   let lastChange = performance.now();
   let phaseStart = performance.now();
@@ -186,7 +206,7 @@ async function main(): Promise<number> {
       lastCompleted = completed;
       lastChange = now;
     } else if (now - lastChange > STALL_MS) {
-      console.log(`soak: STALLED: no call completed for ${seconds(now - lastChange)} at ${fmt(completed)} calls; pool ${JSON.stringify(pool.stats(), (_k, v) => (typeof v === 'bigint' ? String(v) : v))}`);
+      console.log(`soak: STALLED: no call completed for ${seconds(now - lastChange)} at ${fmt(completed)} calls; pools ${JSON.stringify(poolStats(), (_k, v) => (typeof v === 'bigint' ? String(v) : v))}`);
       process.exit(3);
     }
     const bad = [...tallies.values()].reduce((s, t) => s + t.wrong + [...t.unexpected.values()].reduce((a, b) => a + b, 0), 0);
@@ -213,8 +233,8 @@ async function main(): Promise<number> {
   const poolAfter = await settledResources();
   rows.push(['pool after', poolAfter]);
   for (const l of leaks(poolHalf, poolAfter, POOL_TOLERANCE)) leaksFound.push(`sandbox calls, second half: ${l}`);
-  const stats = pool.stats();
-  await pool.close();
+  const stats = poolStats();
+  await Promise.all([pool.async.close(), pool.pipelined.close()]);
   clearInterval(progress);
   rows.push(['pool closed', await settledResources()]);
 
@@ -276,7 +296,7 @@ async function main(): Promise<number> {
     unexpected += unx;
     console.log(`${name.padEnd(16)} ${fmt(t.calls).padStart(9)} ${fmt(t.ok).padStart(10)}   ${exp.padEnd(32)} ${String(t.wrong).padStart(5)} ${String(unx).padStart(11)}`);
   }
-  console.log(`pool.stats(): calls ${fmt(stats.calls)}, completed ${fmt(stats.completed)}, failed ${fmt(stats.failed)}, crashes ${stats.crashes}, timeouts ${stats.timeouts}, aborted ${stats.aborted}, hostFunctionErrors ${stats.hostFunctionErrors}, resets ${fmt(stats.resets)}`);
+  console.log(`pool.stats() of both pools: calls ${fmt(stats.calls)}, completed ${fmt(stats.completed)}, failed ${fmt(stats.failed)}, crashes ${stats.crashes}, timeouts ${stats.timeouts}, aborted ${stats.aborted}, hostFunctionErrors ${stats.hostFunctionErrors}, resets ${fmt(stats.resets)}, pipelined ${fmt(stats.pipelined)} (moved back ${fmt(stats.pipelinedMoved)})`);
   if (o.vms > 0) console.log(`vm cycles: ${fmt(o.vms)} createMachine + ${fmt(o.vms)} bare createVm in ${seconds(vmMs)} (${Math.round(((o.vms - Math.min(o.vms, 20)) * 1000) / Math.max(1, vmMs))} pairs/s)`);
   console.log('');
   console.log(`resources           fds    maps   rss MiB  heap MiB  heap reserved`);

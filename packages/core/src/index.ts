@@ -8,7 +8,7 @@
  * @module @kvmpool/core
  */
 export { Kvm, KVM_API_VERSION, detectKvmModule, type KvmModule } from './kvm.js';
-export { Vm, IOAPIC_PINS, type VmOptions, type MemorySlotOptions, type IrqfdOptions } from './vm.js';
+export { Vm, IOAPIC_PINS, type VmOptions, type MemorySlotOptions, type IrqfdOptions, type IoeventfdOptions, type IoeventfdBinding } from './vm.js';
 export { EventFd, type EventFdOptions } from './eventfd.js';
 export { Vcpu, MP_STATE, type MpState, type Translation } from './vcpu.js';
 export { GuestMemory, MemorySlot, type MemorySlotInfo } from './memory.js';

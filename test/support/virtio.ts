@@ -120,3 +120,91 @@ export class DriverRing {
     return first;
   }
 }
+
+/** The MMIO side of a transport, as a driver sees it. */
+export interface MmioDevice {
+  read(offset: number, data: Uint8Array): void | Promise<void>;
+  write(offset: number, data: Uint8Array): void;
+}
+
+/** A virtio-mmio driver: 32-bit register accesses and the initialisation sequence of virtio 1.2 §3.1. */
+export class MmioDriver {
+  readonly dev: MmioDevice;
+  readonly ram: FakeRam;
+  readonly rings: DriverRing[] = [];
+  constructor(dev: MmioDevice, ram: FakeRam) {
+    this.dev = dev;
+    this.ram = ram;
+  }
+  r32(offset: number): number {
+    const d = new Uint8Array(4);
+    void this.dev.read(offset, d);
+    return new DataView(d.buffer).getUint32(0, true);
+  }
+  w32(offset: number, v: number): void {
+    const d = new Uint8Array(4);
+    new DataView(d.buffer).setUint32(0, v >>> 0, true);
+    this.dev.write(offset, d);
+  }
+  config(offset: number, length: number): Uint8Array {
+    const d = new Uint8Array(length);
+    void this.dev.read(0x100 + offset, d);
+    return d;
+  }
+  deviceFeatures(): bigint {
+    this.w32(0x14, 0);
+    const lo = this.r32(0x10);
+    this.w32(0x14, 1);
+    return (BigInt(this.r32(0x10)) << 32n) | BigInt(lo);
+  }
+  setDriverFeatures(f: bigint): void {
+    this.w32(0x24, 0);
+    this.w32(0x20, Number(f & 0xffffffffn));
+    this.w32(0x24, 1);
+    this.w32(0x20, Number(f >> 32n));
+  }
+  /**
+   * Reset, ACKNOWLEDGE|DRIVER, features (`accept(offered)` picks them; default: all offered),
+   * FEATURES_OK, then queue set-up (`sizes[i]` entries each, rings at 0x10000·(i+1)), DRIVER_OK.
+   * Returns the status read back.
+   */
+  init(sizes: number[], accept: (offered: bigint) => bigint = (o) => o): number {
+    this.w32(0x70, 0);
+    this.w32(0x70, 1);
+    this.w32(0x70, 3);
+    this.setDriverFeatures(accept(this.deviceFeatures()));
+    this.w32(0x70, 3 | 8);
+    if (!(this.r32(0x70) & 8)) return this.r32(0x70);
+    this.rings.length = 0;
+    sizes.forEach((size, i) => {
+      this.w32(0x30, i);
+      const ring = DriverRing.at(this.ram, size, BigInt(0x10000 * (i + 1)));
+      this.w32(0x38, size);
+      this.w32(0x80, Number(ring.desc & 0xffffffffn));
+      this.w32(0x84, Number(ring.desc >> 32n));
+      this.w32(0x90, Number(ring.driver & 0xffffffffn));
+      this.w32(0x94, Number(ring.driver >> 32n));
+      this.w32(0xa0, Number(ring.device & 0xffffffffn));
+      this.w32(0xa4, Number(ring.device >> 32n));
+      this.w32(0x44, 1);
+      this.rings.push(ring);
+    });
+    this.w32(0x70, 3 | 8 | 4);
+    return this.r32(0x70);
+  }
+  notify(queue: number): void {
+    this.w32(0x50, queue);
+  }
+  /** Reads InterruptStatus and acknowledges all of it. */
+  ack(): number {
+    const s = this.r32(0x60);
+    this.w32(0x64, s);
+    return s;
+  }
+}
+
+/** An IrqLine that records every level it is driven to. */
+export function irqRecorder(): { set(level: boolean): void; levels: boolean[]; level(): boolean } {
+  const levels: boolean[] = [];
+  return { levels, set: (l: boolean) => void levels.push(l), level: () => levels.at(-1) ?? false };
+}

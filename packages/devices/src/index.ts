@@ -32,3 +32,4 @@ export {
   type GuestRam, type VirtioActivation, type VirtioDevice, type VirtioQueue, type VirtqueueChain,
 } from './virtio/types.js';
 export { Virtqueue, type VirtqueueOptions, type VirtqueueState } from './virtio/virtqueue.js';
+export { VirtioMmioTransport, type VirtioQueueRegisters, type VirtioTransportOptions, type VirtioTransportState } from './virtio/mmio-transport.js';

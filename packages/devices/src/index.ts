@@ -33,3 +33,9 @@ export {
 } from './virtio/types.js';
 export { Virtqueue, type VirtqueueOptions, type VirtqueueState } from './virtio/virtqueue.js';
 export { VirtioMmioTransport, type VirtioQueueRegisters, type VirtioTransportOptions, type VirtioTransportState } from './virtio/mmio-transport.js';
+export {
+  MAX_DISCARD_SECTORS, MAX_DISCARD_SEG, VIRTIO_BLK_S, VIRTIO_BLK_SECTOR, VIRTIO_BLK_T, VirtioBlk, type VirtioBlkFile, type VirtioBlkOptions,
+  type VirtioBlkStats,
+} from './virtio/blk.js';
+export { VirtioConsole, type VirtioConsoleOptions, type VirtioConsoleState, type VirtioConsoleStats } from './virtio/console.js';
+export { VIRTIO_RNG_MAX_REQUEST, VirtioRng, type VirtioRngOptions } from './virtio/rng.js';

@@ -40,6 +40,12 @@ export interface VirtioQueue {
    */
   pop(): VirtqueueChain | undefined;
   /**
+   * Walks the chain at `head` again, with the same checks as `pop()` (`QueueError`), without
+   * touching the available ring: for a device that resumes, after a snapshot restore, a chain it
+   * had popped but not yet pushed.
+   */
+  chain(head: number): VirtqueueChain;
+  /**
    * Hands chain `head` back to the driver with `writtenLength` bytes written into its writable
    * buffers (clamped to their total).
    */

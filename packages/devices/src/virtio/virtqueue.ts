@@ -176,6 +176,11 @@ export class Virtqueue implements VirtioQueue {
     return chain;
   }
 
+  chain(head: number): VirtqueueChain {
+    if (!Number.isInteger(head) || head < 0 || head >= this.size) throw new QueueError(this.index, `chain head ${head} is not below the queue size ${this.size}`);
+    return this.#walk(head);
+  }
+
   #walk(head: number): VirtqueueChain {
     const readable: Uint8Array[] = [];
     const writable: Uint8Array[] = [];

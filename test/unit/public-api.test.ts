@@ -12,7 +12,7 @@ const CORE = [
   'MemorySlot', 'SDK_DIR', 'SNAPSHOT_VERSION', 'SOFT_IRQ', 'Sandbox', 'SandboxPool', 'SandboxTimeoutError', 'SandboxWorkerError',
   'SnapshotError', 'VIRTIO_IRQ_BASE', 'VIRTIO_MMIO_BASE', 'VIRTIO_MMIO_STRIDE', 'Vcpu', 'VcpuStateError', 'VcpuThreadError', 'Vm', 'buildCapsReport', 'compileGuest',
   'configureVcpuThreads', 'cpuidSignature', 'createMachine', 'debugSupport', 'describeExit', 'detectKvmModule',
-  'drainVcpuThreads', 'formatBytes', 'formatCapsReport', 'guestCpuid', 'parseSize', 'setEntryPoint', 'setupCpuMode',
+  'drainVcpuThreads', 'formatBytes', 'formatCapsReport', 'guestCpuid', 'parseSize', 'setEntryPoint', 'setupCpuMode', 'virtioBlk', 'virtioConsole', 'virtioRng',
 ];
 
 const DEVICES = [

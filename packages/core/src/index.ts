@@ -27,6 +27,7 @@ export {
   Machine, createMachine, type MachineOptions, type StartOptions, type StartInterrupts, type MachineExit, type DeviceSpec,
   type DebugStop, type IrqfdLine,
 } from './machine/machine.js';
+export { virtioBlk, virtioConsole, virtioRng, type VirtioNotifyOption } from './machine/virtio-devices.js';
 export { VIRTIO_IRQ_BASE, VIRTIO_MMIO_BASE, VIRTIO_MMIO_STRIDE, type VirtioDeviceSpec, type VirtioPlacement } from './machine/virtio.js';
 export { SOFT_IRQ } from './machine/soft-irq.js';
 export type { VcpuState, GuestDebugConfig } from './machine/vcpu-lifecycle.js';

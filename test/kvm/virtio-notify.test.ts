@@ -4,7 +4,8 @@
 // or fd behind when closed.
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { EventFd, NotifyWatcher } from '@kvmpool/core/internal';
+import { EventFd, NotifyWatcher, createMachine, drainVcpuThreads, virtioBlk, virtioConsole, virtioRng } from '@kvmpool/core/internal';
+import { CODE as GUEST_CODE, MODE, STACK, guestMachine, readResults } from '../support/virtio-guest.js';
 import { CODE, imm32, makeGuest } from '../support/guest.js';
 import { until, within } from '../support/bounded.js';
 
@@ -84,6 +85,37 @@ describe('NotifyWatcher', () => {
     expect(w.ended).toBe(true);
     expect(errors).toEqual([]);
     await until(() => threads() === before.threads, 5000, 'watcher thread gone');
+    expect(fds()).toBe(before.fds);
+  });
+});
+
+describe('a machine with virtio devices', () => {
+  it('leaves no thread or fd behind: closed mid-I/O, after a crash, and when create() fails', async () => {
+    const disk = new Uint8Array(64 * 512);
+    const cycle = async (): Promise<void> => {
+      // The guest makes a read available without notifying and spins on the used ring: close() meets a live guest.
+      const m = await guestMachine({ devices: [virtioBlk({ backing: disk }), virtioConsole(), virtioRng()] }, { mode: MODE.SNAPSHOT, arg0: 1 });
+      await m.start({ entry: GUEST_CODE, stack: STACK });
+      await until(() => readResults(m).submitted === 1, 10_000, 'request submitted');
+      await within(m.close(), 10_000, 'close');
+      expect(m.virtioNotifyState.openEventfds).toBe(0);
+    };
+    await cycle(); // warm-up: koffi, worker code, the guest build
+    await drainVcpuThreads();
+    const before = { threads: threads(), fds: fds() };
+    for (let i = 0; i < 3; i++) await cycle();
+    {
+      // A guest that crashes at once (ud2 at the entry).
+      const m = await createMachine({ memory: '8 MiB', devices: [virtioRng()] });
+      m.load(GUEST_CODE, Uint8Array.from([0x0f, 0x0b]));
+      await m.start({ entry: GUEST_CODE, stack: STACK });
+      expect((await within(m.waitForExit(), 10_000, 'crash')).reason).toBe('crashed');
+      await m.close();
+    }
+    // Too many virtio devices for the no-irqchip controller's lines: refused before anything starts.
+    await expect(createMachine({ memory: '8 MiB', devices: Array.from({ length: 12 }, () => virtioRng()) })).rejects.toThrow(/interrupt lines for 11/);
+    await drainVcpuThreads();
+    await until(() => threads() === before.threads, 5000, 'threads back to the baseline');
     expect(fds()).toBe(before.fds);
   });
 });

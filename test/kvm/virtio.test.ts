@@ -68,4 +68,65 @@ describe('virtio in a machine', () => {
     expect(m.virtioNotifyState.stats!.notifies).toBeGreaterThan(5);
     expect(m.virtio.every((p) => !p.transport.needsReset)).toBe(true);
   });
+
+  it('a file disk: reads it, writes into the file; read-only refuses the write (RO offered), MMIO-exit notifies, irqchip', async () => {
+    const path = join(dir, 'disk.img');
+    const image = diskImage(32, 'file disk sector zero\n');
+    writeFileSync(path, image);
+    {
+      await using m = await guestMachine({ irqchip: true, devices: [virtioBlk({ backing: { path } })] }, { mode: MODE.TOUR, writeSector: 3 });
+      await run(m);
+      const r = readResults(m);
+      expect([r.done, r.error, r.stRead, r.stWrite, r.stReadback]).toEqual([1, 0, S_OK, S_OK, S_OK]);
+      expect(Buffer.from(r.sector0)).toEqual(image.subarray(0, 64));
+      expect(r.blkFeatures & BLK_F_RO).toBe(0);
+    }
+    // The machine closed the file; the write is in it.
+    const after = readFileSync(path);
+    expect(after.subarray(3 * 512, 3 * 512 + 24).toString('latin1')).toBe('written by virtio-guest\n');
+    {
+      await using m = await guestMachine({ devices: [virtioBlk({ backing: { path, readOnly: true }, notify: 'exit' })] }, { mode: MODE.TOUR, writeSector: 5 });
+      expect(m.virtio[0]!.notify).toBe('exit');
+      await run(m);
+      const r = readResults(m);
+      expect([r.done, r.error, r.stRead, r.stWrite]).toEqual([1, 0, S_OK, S_IOERR]);
+      expect(r.blkFeatures & BLK_F_RO).toBe(BLK_F_RO);
+      // No ioeventfd: no watcher either, and the notifies came as MMIO exits.
+      expect(m.virtioNotifyState.stats).toBeUndefined();
+    }
+    expect(readFileSync(path).subarray(5 * 512, 6 * 512)).toEqual(image.subarray(5 * 512, 6 * 512));
+  });
+
+  it('a read-only Buffer disk refuses writes; the console, rng and blk work with every notify as an MMIO exit', async () => {
+    const disk = diskImage(16, 'read-only buffer\n');
+    const copy = Buffer.from(disk);
+    await using m = await guestMachine({
+      devices: [virtioBlk({ backing: disk, readOnly: true, notify: 'exit' }), virtioConsole({ notify: 'exit' }), virtioRng({ notify: 'exit' })],
+    }, { mode: MODE.TOUR, flags: FLAG_NO_ECHO, writeSector: 2 });
+    const con = new ConsoleText(m.virtioConsole(0));
+    await run(m);
+    const r = readResults(m);
+    expect([r.done, r.error, r.stRead, r.stWrite, r.rngLen]).toEqual([1, 0, S_OK, S_IOERR, 32]);
+    expect(disk).toEqual(copy);
+    expect(con.text).toContain('blk: write refused\n');
+    expect(con.text.endsWith('virtio-guest: done\n')).toBe(true);
+  });
+
+  for (const [kind, what] of [[1, 'a descriptor outside RAM'], [2, 'a descriptor loop'], [3, 'a head index out of range']] as const) {
+    it(`a hostile ring (${what}) marks the disk needs-reset; the host stays up and the guest recovers after a reset`, async () => {
+      const disk = diskImage(16, 'recovered\n');
+      await using m = await guestMachine({ devices: [virtioBlk({ backing: disk }), virtioConsole()] }, { mode: MODE.HOSTILE, arg0: kind });
+      const errors: Error[] = [];
+      m.on('error', (e) => errors.push(e));
+      await run(m);
+      const r = readResults(m);
+      expect([r.done, r.error]).toEqual([1, 0]);
+      expect(r.statusAfter & NEEDS_RESET).toBe(NEEDS_RESET);
+      expect(r.stRecovered).toBe(S_OK);
+      expect(Buffer.from(r.sector0)).toEqual(disk.subarray(0, 64));
+      // The guest's reset cleared the condition; nothing reached the host as an error.
+      expect(m.virtio[0]!.transport.needsReset).toBe(false);
+      expect(errors).toEqual([]);
+    });
+  }
 });

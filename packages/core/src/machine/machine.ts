@@ -158,7 +158,11 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
       return m;
     } catch (e) {
       if (m) await m.close();
-      else kvm.close();
+      else {
+        kvm.close();
+        // The machine owned its virtio devices from the call on: a disk's file is closed here too.
+        for (const d of options.devices ?? []) if (isVirtioSpec(d)) (d.virtio as { close?: () => unknown }).close?.();
+      }
       throw e;
     }
   }

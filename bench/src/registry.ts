@@ -6,8 +6,9 @@ import { lifecycle } from './lifecycle.js';
 import { linux } from './linux.js';
 import { sandbox } from './sandbox.js';
 import { snapshot } from './snapshot.js';
+import { virtio } from './virtio.js';
 
-export const BENCHMARKS: readonly Benchmark[] = [lifecycle, exitBus, sandbox, snapshot, linux, js];
+export const BENCHMARKS: readonly Benchmark[] = [lifecycle, exitBus, sandbox, snapshot, linux, js, virtio];
 
 export function findBenchmark(name: string): Benchmark | undefined {
   return BENCHMARKS.find((b) => b.name === name);

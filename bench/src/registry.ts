@@ -7,8 +7,9 @@ import { linux } from './linux.js';
 import { queue } from './queue.js';
 import { sandbox } from './sandbox.js';
 import { snapshot } from './snapshot.js';
+import { virtio } from './virtio.js';
 
-export const BENCHMARKS: readonly Benchmark[] = [lifecycle, exitBus, sandbox, snapshot, linux, js, queue];
+export const BENCHMARKS: readonly Benchmark[] = [lifecycle, exitBus, sandbox, snapshot, linux, js, virtio, queue];
 
 export function findBenchmark(name: string): Benchmark | undefined {
   return BENCHMARKS.find((b) => b.name === name);

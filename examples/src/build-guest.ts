@@ -3,6 +3,7 @@
  * of its sources is newer than the output:
  *   buildGuest(name)         examples/guests/<name>.S → <name>.bin, a flat binary linked at 0x10000, no libc
  *   buildSandboxGuest(name)  examples/guests/<name>.c → <name>.elf, a sandbox guest built with the core SDK
+ *   buildFlatCGuest(name)    examples/guests/<name>.c → <name>.bin, a flat machine guest in C (flat.ld, at 0x10000)
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, statSync } from 'node:fs';
@@ -45,4 +46,22 @@ export function buildSandboxGuest(name: string, cflags: string[] = []): string {
   mkdirSync(`${root}build`, { recursive: true });
   if (!upToDate(out, [src, ...SDK_FILES])) compileGuest({ sources: [src], output: out, cflags });
   return out;
+}
+
+/** Builds a freestanding C machine guest: linked by guests/flat.ld at 0x10000 (`_start` first), then objcopy -O binary. */
+export function buildFlatCGuest(name: string): Uint8Array {
+  const src = `${root}guests/${name}.c`;
+  const script = `${root}guests/flat.ld`;
+  const elf = `${root}build/${name}.elf`;
+  const out = `${root}build/${name}.bin`;
+  mkdirSync(`${root}build`, { recursive: true });
+  if (!upToDate(out, [src, script])) {
+    execFileSync('gcc', [
+      '-O2', '-Wall', '-Werror', '-ffreestanding', '-nostdlib', '-static', '-fno-pie', '-no-pie', '-mgeneral-regs-only', '-mno-red-zone',
+      '-fno-stack-protector', '-fcf-protection=none', '-fno-asynchronous-unwind-tables', '-Wl,--build-id=none', '-Wl,--no-warn-rwx-segments',
+      '-T', script, src, '-o', elf,
+    ], { stdio: ['ignore', 'inherit', 'inherit'] });
+    execFileSync('objcopy', ['-O', 'binary', elf, out], { stdio: ['ignore', 'inherit', 'inherit'] });
+  }
+  return new Uint8Array(readFileSync(out));
 }

@@ -33,6 +33,13 @@ const EXPECTED: Record<string, RegExp[]> = {
     /^\{"a":\[1,4,9\]\}$/, /^42$/, /^the next call sees: undefined, function$/, /^value 5, logs \["hello from the guest"\]$/, /^host: 42$/,
     /^JsError: TypeError: cannot read property 'x' of null$/,
   ],
+  virtio: [
+    /^virtio-blk0 at 0xd0000000, irq 5: virtio_mmio\.device=4K@0xd0000000:5$/,
+    /^virtio-console1 at 0xd0001000, irq 6: virtio_mmio\.device=4K@0xd0001000:6$/,
+    /^virtio-rng2 at 0xd0002000, irq 7: virtio_mmio\.device=4K@0xd0002000:7$/,
+    /^guest: virtio-guest: ready$/, /^guest: blk: sector 0: Hello from the host's disk$/, /^guest: blk: write ok$/,
+    /^guest: rng: [0-9a-f]{64}$/, /^guest: virtio-guest: done$/, /^exit: halted; sector 9 now reads: written by virtio-guest$/,
+  ],
   host: [/^module \w+, API 12, up to \d+ vCPUs per VM$/, /^paged: (supported|unsupported \(cpu-mode:paged\))$/, /^user: supported$/],
 };
 

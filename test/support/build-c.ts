@@ -46,6 +46,28 @@ export function buildFlatGuest(source: string, defines: readonly string[] = []):
   return new Uint8Array(readFileSync(out));
 }
 
+/**
+ * Builds a flat machine guest from C (and .S) sources with gcc: freestanding, linked by examples/guests/flat.ld at
+ * 0x10000 with `_start` first, then `objcopy -O binary`. `defines` become -D flags and part of the cached name.
+ */
+export function buildFlatCGuest(sources: readonly string[], defines: readonly string[] = []): Uint8Array {
+  const outDir = join(root, '.build');
+  mkdirSync(outDir, { recursive: true });
+  const suffix = defines.map((d) => `-${d.replace(/[^A-Za-z0-9]/g, '_')}`).join('');
+  const base = join(outDir, basename(sources[0]!).replace(/\.[cS]$/, suffix));
+  const script = exampleGuest('flat.ld');
+  const deps = [...sources.slice(1), script, join(SDK_DIR, 'interrupts.inc')];
+  if (!fresh(`${base}.bin`, sources[0]!, deps)) {
+    execFileSync('gcc', [
+      '-O2', '-Wall', '-Werror', '-ffreestanding', '-nostdlib', '-static', '-fno-pie', '-no-pie', '-mgeneral-regs-only', '-mno-red-zone',
+      '-fno-stack-protector', '-fcf-protection=none', '-fno-asynchronous-unwind-tables', '-Wl,--build-id=none', '-Wl,--no-warn-rwx-segments',
+      `-Wa,-I${SDK_DIR}`, `-I${SDK_DIR}`, ...defines.map((d) => `-D${d}`), '-T', script, ...sources, '-o', `${base}.elf`,
+    ], { stdio: 'inherit' });
+    execFileSync('objcopy', ['-O', 'binary', `${base}.elf`, `${base}.bin`], { stdio: 'inherit' });
+  }
+  return new Uint8Array(readFileSync(`${base}.bin`));
+}
+
 /** Path of a file in the repository's examples/guests folder. */
 export function exampleGuest(name: string): string {
   return join(root, '..', 'examples', 'guests', name);

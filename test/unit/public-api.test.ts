@@ -10,9 +10,9 @@ const CORE = [
   'GuestLimitError', 'GuestMemory', 'GuestMemoryError', 'HostFunctionError', 'IOAPIC_PINS', 'KVM_API_VERSION', 'KVM_EXIT', 'Kvm',
   'KvmError', 'KvmUnsupportedError', 'KvmpoolError', 'LINUX_MAX_MEMORY', 'LinuxPool', 'MP_STATE', 'Machine',
   'MemorySlot', 'SDK_DIR', 'SNAPSHOT_VERSION', 'SOFT_IRQ', 'Sandbox', 'SandboxPool', 'SandboxTimeoutError', 'SandboxWorkerError',
-  'SnapshotError', 'Vcpu', 'VcpuStateError', 'VcpuThreadError', 'Vm', 'buildCapsReport', 'compileGuest',
+  'SnapshotError', 'VIRTIO_IRQ_BASE', 'VIRTIO_MMIO_BASE', 'VIRTIO_MMIO_STRIDE', 'Vcpu', 'VcpuStateError', 'VcpuThreadError', 'Vm', 'buildCapsReport', 'compileGuest',
   'configureVcpuThreads', 'cpuidSignature', 'createMachine', 'debugSupport', 'describeExit', 'detectKvmModule',
-  'drainVcpuThreads', 'formatBytes', 'formatCapsReport', 'guestCpuid', 'parseSize', 'setEntryPoint', 'setupCpuMode',
+  'drainVcpuThreads', 'formatBytes', 'formatCapsReport', 'guestCpuid', 'parseSize', 'setEntryPoint', 'setupCpuMode', 'virtioBlk', 'virtioConsole', 'virtioRng',
 ];
 
 const DEVICES = [

@@ -8,7 +8,7 @@
  * @module @kvmpool/core
  */
 export { Kvm, KVM_API_VERSION, detectKvmModule, type KvmModule } from './kvm.js';
-export { Vm, IOAPIC_PINS, type VmOptions, type MemorySlotOptions, type IrqfdOptions } from './vm.js';
+export { Vm, IOAPIC_PINS, type VmOptions, type MemorySlotOptions, type IrqfdOptions, type IoeventfdOptions, type IoeventfdBinding } from './vm.js';
 export { EventFd, type EventFdOptions } from './eventfd.js';
 export { Vcpu, MP_STATE, type MpState, type Translation } from './vcpu.js';
 export { GuestMemory, MemorySlot, type MemorySlotInfo } from './memory.js';
@@ -27,6 +27,8 @@ export {
   Machine, createMachine, type MachineOptions, type StartOptions, type StartInterrupts, type MachineExit, type DeviceSpec,
   type DebugStop, type IrqfdLine,
 } from './machine/machine.js';
+export { virtioBlk, virtioConsole, virtioRng, type VirtioNotifyOption } from './machine/virtio-devices.js';
+export { VIRTIO_IRQ_BASE, VIRTIO_MMIO_BASE, VIRTIO_MMIO_STRIDE, type VirtioDeviceSpec, type VirtioPlacement } from './machine/virtio.js';
 export { SOFT_IRQ } from './machine/soft-irq.js';
 export type { VcpuState, GuestDebugConfig } from './machine/vcpu-lifecycle.js';
 export { COM_PORTS, DEFAULT_DEBUG_EXIT_PORT, DEFAULT_HALT_PORT, type StandardDeviceOptions } from './machine/standard-devices.js';

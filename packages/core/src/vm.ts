@@ -7,7 +7,7 @@ import { KVM_CAPS, type KvmCapName } from './caps/capability-table.js';
 import { ClosedError, KvmUnsupportedError, outOfRange } from './errors.js';
 import type { EventFd } from './eventfd.js';
 import {
-  KVM_IRQFD_FLAG, KVM_IRQFD_STRUCT, KVM_CLOCK_DATA, KVM_COALESCED_MMIO_ZONE, KVM_IRQCHIP, KVM_PIT_STATE2, type KvmPitState2, KVM_DIRTY_LOG, KVM_ENABLE_CAP, KVM_IRQ_LEVEL, KVM_PIT_CONFIG,
+  KVM_IOEVENTFD_FLAG, KVM_IOEVENTFD_STRUCT, KVM_IRQFD_FLAG, KVM_IRQFD_STRUCT, KVM_CLOCK_DATA, KVM_COALESCED_MMIO_ZONE, KVM_IRQCHIP, KVM_PIT_STATE2, type KvmPitState2, KVM_DIRTY_LOG, KVM_ENABLE_CAP, KVM_IRQ_LEVEL, KVM_PIT_CONFIG,
   KVM_USERSPACE_MEMORY_REGION, addressOf, decode, encode, ioctlInt, ioctlPtr, sysClose, type KvmClockData,
 } from './ffi/index.js';
 import { GuestMemory, MemorySlot, type MemorySlotInfo } from './memory.js';
@@ -36,6 +36,33 @@ export interface IrqfdOptions {
    * eventfd, where the device re-asserts if its condition still holds. Without it the line is pulsed (edge).
    */
   resample?: EventFd | number;
+}
+
+/** Options of `vm.ioeventfd()`. */
+export interface IoeventfdOptions {
+  /** Guest-physical address (MMIO), or the port with `pio`. Outside every memory slot. */
+  address: bigint | number;
+  /** Access size that triggers it: 1, 2, 4 or 8 bytes. */
+  length: 1 | 2 | 4 | 8;
+  /**
+   * Only a write of this value signals the eventfd (KVM_IOEVENTFD_FLAG_DATAMATCH); any other write exits to
+   * userspace as usual. Without it every write of `length` bytes signals.
+   */
+  datamatch?: bigint | number;
+  /** `address` is an I/O port, not MMIO. Default false. */
+  pio?: boolean;
+}
+
+/** A KVM_IOEVENTFD binding; `close()` removes it (idempotent; `using` works). The eventfd stays the caller's. */
+export interface IoeventfdBinding extends Disposable {
+  /** The binding's settings. */
+  readonly options: Readonly<IoeventfdOptions>;
+  /** The eventfd it signals. */
+  readonly fd: number;
+  /** True once removed (by `close()`, or because the VM closed). */
+  readonly closed: boolean;
+  /** KVM_IOEVENTFD with DEASSIGN; nothing if the VM is already closed (that dropped the binding). */
+  close(): void;
 }
 
 /** Options of `vm.addMemory()`. */
@@ -266,6 +293,52 @@ export class Vm implements Disposable {
     ioctlPtr(this.fd, 'KVM_IRQFD', encode(KVM_IRQFD_STRUCT, { fd: fdOf(eventfd), gsi, flags: KVM_IRQFD_FLAG.DEASSIGN }));
   }
 
+  /**
+   * KVM_IOEVENTFD: a guest write matching `options` (address, length, optionally the value) signals `eventfd`
+   * inside the kernel — the vCPU does not exit to userspace, so a doorbell costs no round trip through the
+   * host process. Another thread watches the eventfd (poll(2)). Needs KVM_CAP_IOEVENTFD. The returned binding
+   * removes it on `close()`; closing the VM drops every binding.
+   */
+  ioeventfd(eventfd: EventFd | number, options: IoeventfdOptions): IoeventfdBinding {
+    if (!this.checkExtension('KVM_CAP_IOEVENTFD')) throw new KvmUnsupportedError('KVM_CAP_IOEVENTFD', 'ioeventfd is not supported by this host');
+    const fd = fdOf(eventfd);
+    const addr = BigInt(options.address);
+    if (addr < 0n || addr > (options.pio ? 0xffffn : 0xffff_ffff_ffff_ffffn)) throw outOfRange('ioeventfd address', `0x${addr.toString(16)} is not a valid ${options.pio ? 'port' : 'guest-physical address'}`);
+    if (![1, 2, 4, 8].includes(options.length)) throw outOfRange('ioeventfd length', `${String(options.length)} is not 1, 2, 4 or 8`);
+    let datamatch = 0n;
+    let flags = options.pio ? KVM_IOEVENTFD_FLAG.PIO : 0;
+    if (options.datamatch !== undefined) {
+      datamatch = BigInt(options.datamatch);
+      if (datamatch < 0n || datamatch >= 1n << BigInt(options.length * 8)) throw outOfRange('ioeventfd datamatch', `${datamatch} does not fit ${options.length} bytes`);
+      flags |= KVM_IOEVENTFD_FLAG.DATAMATCH;
+    }
+    const arg = (extra: number): Uint8Array => encode(KVM_IOEVENTFD_STRUCT, { datamatch, addr, len: options.length, fd, flags: flags | extra });
+    ioctlPtr(this.fd, 'KVM_IOEVENTFD', arg(0));
+    let open = true;
+    const binding: IoeventfdBinding = {
+      options: { ...options },
+      fd,
+      get closed() {
+        return !open;
+      },
+      close: () => {
+        if (!open) return;
+        open = false;
+        this.#ioeventfds.delete(binding);
+        if (this.#fd >= 0) ioctlPtr(this.#fd, 'KVM_IOEVENTFD', arg(KVM_IOEVENTFD_FLAG.DEASSIGN));
+      },
+      [Symbol.dispose]: () => binding.close(),
+    };
+    this.#ioeventfds.add(binding);
+    return binding;
+  }
+
+  /** The ioeventfd bindings not removed yet. */
+  get ioeventfds(): readonly IoeventfdBinding[] {
+    return [...this.#ioeventfds];
+  }
+  readonly #ioeventfds = new Set<IoeventfdBinding>();
+
   /** KVM_REGISTER_COALESCED_MMIO: writes to the zone are queued in a ring instead of exiting. */
   registerCoalescedZone(address: bigint, size: number, pio = false): void {
     ioctlPtr(this.fd, 'KVM_REGISTER_COALESCED_MMIO', encode(KVM_COALESCED_MMIO_ZONE, { addr: address, size, pio: pio ? 1 : 0 }));
@@ -335,6 +408,8 @@ export class Vm implements Disposable {
     for (const v of [...this.#vcpus.values()]) v.close();
     if (this.#ownsFd) sysClose(this.#fd);
     this.#fd = -1;
+    // Closing the fd dropped the kernel's bindings; the handles only need to know.
+    for (const b of [...this.#ioeventfds]) b.close();
     for (const s of [...this.memory.slots]) this.memory.remove(s);
   }
 

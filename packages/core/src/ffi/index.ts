@@ -9,4 +9,5 @@ export {
   sysClose, sysGetpid, sysGettid, sysMmap, sysMunmap, sysOpen, sysPthreadSigmask, sysSigtimedwait, sysTgkill, viewOf,
   SIG_BLOCK, SIG_SETMASK, SIG_UNBLOCK, CLOCK_MONOTONIC, SIGEV_THREAD_ID, sysTimerCreate, sysTimerDelete, sysTimerSettime,
   EFD_CLOEXEC, EFD_NONBLOCK, EFD_SEMAPHORE, sysEventfd, sysEventfdRead, sysEventfdWrite,
+  POLLERR, POLLFD_SIZE, POLLHUP, POLLIN, POLLNVAL, sysPoll,
 } from './libc.js';

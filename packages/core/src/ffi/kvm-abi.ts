@@ -82,6 +82,17 @@ export const KVM_IRQ_LEVEL = defineStruct('kvm_irq_level', { irq: 'u32', level: 
 export const KVM_IRQFD_STRUCT = defineStruct('kvm_irqfd', { fd: 'u32', gsi: 'u32', flags: 'u32', resamplefd: 'u32', pad: array('u8', 16) }, 32);
 /** KVM_IRQFD flags: remove the binding; or make it level-triggered with a resample eventfd. */
 export const KVM_IRQFD_FLAG = { DEASSIGN: 1, RESAMPLE: 2 } as const;
+/**
+ * `struct kvm_ioeventfd` (KVM_IOEVENTFD): a guest write of `len` bytes to `addr` (MMIO, or a port with
+ * the PIO flag), equal to `datamatch` with the DATAMATCH flag, signals eventfd `fd` inside the kernel
+ * instead of exiting to userspace.
+ */
+export const KVM_IOEVENTFD_STRUCT = defineStruct('kvm_ioeventfd', {
+  datamatch: 'u64', addr: 'u64', len: 'u32', fd: 'i32', flags: 'u32', pad: array('u8', 36),
+}, 64);
+checkOffset(KVM_IOEVENTFD_STRUCT, 'fd', 20);
+/** KVM_IOEVENTFD flags: match the written value; a port instead of MMIO; remove the binding. */
+export const KVM_IOEVENTFD_FLAG = { DATAMATCH: 1, PIO: 2, DEASSIGN: 4 } as const;
 /** `struct kvm_interrupt` (KVM_INTERRUPT, vCPU fd, no in-kernel irqchip): the vector to inject. */
 export const KVM_INTERRUPT_STRUCT = defineStruct('kvm_interrupt', { irq: 'u32' }, 4);
 /** Header of `struct kvm_signal_mask`; `len` bytes of sigset follow at offset 4. */

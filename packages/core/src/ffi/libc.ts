@@ -31,6 +31,7 @@ const fn = {
   eventfd: lib.func('int eventfd(unsigned int initval, int flags)'),
   eventfdRead: lib.func('int eventfd_read(int fd, _Out_ uint64_t *value)'),
   eventfdWrite: lib.func('int eventfd_write(int fd, uint64_t value)'),
+  poll: lib.func('int poll(void *fds, uint64_t nfds, int timeout)'),
 } as const;
 
 export const O_RDWR = 0o2;
@@ -167,4 +168,22 @@ export function sysEventfdRead(fd: number): bigint {
 /** eventfd_write(3): adds `value` to the counter; returns 0 or -1 (errno set). */
 export function sysEventfdWrite(fd: number, value: bigint): number {
   return fn.eventfdWrite(fd, value);
+}
+
+/** poll(2) `events`/`revents` bits. */
+export const POLLIN = 0x001;
+export const POLLERR = 0x008;
+export const POLLHUP = 0x010;
+export const POLLNVAL = 0x020;
+/** sizeof(struct pollfd): `int fd; short events; short revents;`. */
+export const POLLFD_SIZE = 8;
+
+/**
+ * poll(2) over `fds`, an array of `struct pollfd` (POLLFD_SIZE bytes each: fd i32 at 0, events i16 at 4,
+ * revents i16 at 6, little-endian) that the kernel fills in place; `timeoutMs` -1 waits for ever. Returns the
+ * number of ready entries, 0 on time-out, or -1 (errno set; EINTR when a signal cut the wait short).
+ */
+export function sysPoll(fds: Uint8Array, count: number, timeoutMs: number): number {
+  if (count < 0 || count * POLLFD_SIZE > fds.length) throw new RangeError(`poll: ${count} entries do not fit ${fds.length} bytes`);
+  return fn.poll(fds, count, timeoutMs);
 }

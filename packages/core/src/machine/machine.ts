@@ -24,7 +24,10 @@ import type { DeviceSpec, MachineEvents, MachineExit, MachineOptions, StartOptio
 import { STOP_ACK_MS, VcpuHandle } from './vcpu-handle.js';
 import { SOFT_IRQ, createSoftIrqState, softIrqLine } from './soft-irq.js';
 import { threadWiring, wireDevices } from './wiring.js';
+import { VirtioNotifyPath, isVirtioSpec, virtioTransports, type VirtioPlacement } from './virtio.js';
+import type { Duplex } from 'node:stream';
 
+export type { VirtioDeviceSpec, VirtioPlacement } from './virtio.js';
 export type { DebugStop, DeviceSpec, MachineEvents, MachineExit, MachineOptions, StartInterrupts, StartOptions } from './types.js';
 
 /** An interrupt line backed by an eventfd bound to a GSI with KVM_IRQFD (`machine.irqfd()`). */
@@ -58,6 +61,8 @@ export interface PauseHold {
 }
 
 const SYSTEM_AREA = 0x1000n;
+/** VIRTIO_DEVICE_ID.CONSOLE. */
+const VIRTIO_CONSOLE_ID = 3;
 
 /**
  * A running VM made by `createMachine()` (or `Machine.restore()`): guest memory at guest-physical 0, one worker
@@ -110,7 +115,16 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     this.#uarts = std.uarts;
     // The no-irqchip controller's ports: served by vCPU 0's thread, reserved on the bus against overlaps.
     const controller = vm.hasIrqchip ? [] : [{ device: softIrqPorts, pio: { base: SOFT_IRQ.PORT, length: SOFT_IRQ.PORTS } }];
-    this.#devices = [...std.specs, ...controller, ...(options.devices ?? [])];
+    const custom = options.devices ?? [];
+    const virtioSpecs = custom.filter(isVirtioSpec);
+    const lines = vm.hasIrqchip ? IOAPIC_PINS : SOFT_IRQ.LINES;
+    const ioeventfdOk = virtioSpecs.length > 0 && vm.checkExtension('KVM_CAP_IOEVENTFD') > 0;
+    const virtio = virtioTransports(virtioSpecs, vm.memory, (irq) => this.irqLine(irq), lines, ioeventfdOk);
+    this.#virtio = virtio.placements;
+    const virtioBus = [...virtio.buses];
+    // Each entry keeps its place in `devices` (snapshots match devices by that order).
+    const placed = custom.map((d) => (isVirtioSpec(d) ? virtioBus.shift()! : d));
+    this.#devices = [...std.specs, ...controller, ...placed];
     this.dispatcher = new Dispatcher(this.pio, this.mmio, this.#doorbell, { postedWriteBoundMs: options.postedWriteBoundMs, maxSpinUs: options.dispatcherSpinUs });
     this.dispatcher.onDeviceError = (e) => this.#fail(e);
   }
@@ -137,11 +151,18 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
       }
       vm.addMemory({ guestAddress: 0, size });
       m.#wireDevices();
+      // Posted MMIO writes (the driver's set-up) reach the transport before a notify that followed them.
+      const made = m;
+      await made.#virtioNotify.start(vm, made.#virtio, () => made.dispatcher.drainAll(), (e) => made.#fail(e));
       await m.#startThreads(vcpus);
       return m;
     } catch (e) {
       if (m) await m.close();
-      else kvm.close();
+      else {
+        kvm.close();
+        // The machine owned its virtio devices from the call on: a disk's file is closed here too.
+        for (const d of options.devices ?? []) if (isVirtioSpec(d)) (d.virtio as { close?: () => unknown }).close?.();
+      }
       throw e;
     }
   }
@@ -309,7 +330,9 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     writeModeTables(this.memory, mode, {
       systemArea: SYSTEM_AREA,
       // 4 GiB: the IOAPIC (0xfec00000) and LAPIC (0xfee00000) pages are then mapped for the guest.
-      ...(irq ? { interruptStack: irq.stack, mapSize: 4 * 2 ** 30 } : {}),
+      ...(irq ? { interruptStack: irq.stack } : {}),
+      // 4 GiB: the IOAPIC (0xfec00000), LAPIC (0xfee00000) and virtio (0xd0000000) pages are then mapped.
+      ...(irq || this.#virtio.length > 0 ? { mapSize: 4 * 2 ** 30 } : {}),
     });
     for (const v of this.#vcpus) {
       const stack = typeof options.stack === 'function' ? options.stack(v.id) : (options.stack ?? 0n);
@@ -470,6 +493,33 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     await Promise.all(this.#vcpus.map((v) => v.resume()));
   }
 
+  readonly #virtio: VirtioPlacement[];
+  readonly #virtioNotify = new VirtioNotifyPath();
+
+  /**
+   * The virtio devices (from `options.devices`), in order: each one's transport name, MMIO address and size,
+   * interrupt line, the Linux command-line fragment that declares it, and how QueueNotify reaches it.
+   */
+  get virtio(): readonly VirtioPlacement[] {
+    return this.#virtio;
+  }
+
+  /**
+   * The `index`-th virtio console's stream (counting virtio consoles only): what the guest transmits comes out
+   * of it, what you write into it the guest receives (in the receive buffers it posts).
+   */
+  virtioConsole(index = 0): Duplex {
+    const consoles = this.#virtio.filter((p) => p.transport.device.deviceId === VIRTIO_CONSOLE_ID);
+    const c = consoles[index]?.transport.device as { stream?: Duplex } | undefined;
+    if (!c?.stream) throw new RangeError(`virtioConsole(${index}): this machine has ${consoles.length} virtio console(s)`);
+    return c.stream;
+  }
+
+  /** @internal The ioeventfd watcher's counters and open eventfds (tests, benchmarks). */
+  get virtioNotifyState(): { stats: { wakeups: number; notifies: number } | undefined; openEventfds: number } {
+    return { stats: this.#virtioNotify.stats, openEventfds: this.#virtioNotify.openEventfds };
+  }
+
   /** The devices on this machine's buses, standard ones first, in a stable order. */
   get devices(): readonly DeviceSpec[] {
     return this.#devices;
@@ -623,6 +673,9 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     await step(() => this.dispatcher.stop());
     await step(() => Promise.all(this.#vcpus.map((v) => v.close())));
     this.#vcpus = [];
+    // The watcher thread ends before its eventfds close (it polls them until then).
+    await step(() => this.#virtioNotify.close());
+    for (const p of this.#virtio) await step(() => (p.transport.device as { close?: () => unknown }).close?.());
     await step(() => this.vm.close());
     // After the VM: closing it drops the irqfd bindings, so nothing signals a closed eventfd's number.
     for (const e of this.#irqfds.splice(0)) await step(() => e.close());

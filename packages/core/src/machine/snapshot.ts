@@ -10,6 +10,7 @@ import { SnapshotError, decodeSnapshot, encodeSnapshot, nonZeroPages } from '../
 import type { VcpuSnapshot } from '../vcpu-state.js';
 import { PAGE_SIZE } from '../util/size.js';
 import { Machine, type DeviceSpec, type MachineOptions } from './machine.js';
+import type { VirtioDeviceSpec } from './virtio.js';
 import { softIrqRestore, softIrqSnapshot, type SoftIrqSnapshot } from './soft-irq.js';
 
 /** The options a snapshot records: everything but the device objects. */
@@ -86,7 +87,7 @@ export async function snapshotMachine(m: Machine, path: string): Promise<Snapsho
 /** Options of `Machine.restore(path)`. */
 export interface RestoreOptions {
   /** The custom devices the machine had (`options.devices`), in the same order. */
-  devices?: DeviceSpec[];
+  devices?: (DeviceSpec | VirtioDeviceSpec)[];
   /** The KVM device. Default `/dev/kvm`. */
   kvmPath?: string;
 }

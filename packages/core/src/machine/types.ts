@@ -5,6 +5,7 @@ import type { GuestCrashError } from '../errors.js';
 import type { KvmRegs } from '../ffi/index.js';
 import type { Size } from '../util/size.js';
 import type { StandardDeviceOptions } from './standard-devices.js';
+import type { VirtioDeviceSpec } from './virtio.js';
 
 /** A device and where it sits. */
 export interface DeviceSpec {
@@ -44,8 +45,13 @@ export interface MachineOptions extends StandardDeviceOptions {
   memory: Size;
   /** How many vCPUs, each with its own worker thread. Default 1. */
   vcpus?: number;
-  /** Devices beyond the standard ones (`serial`, `debugExit`, `haltPort`, `i8042`, `rtc`). */
-  devices?: DeviceSpec[];
+  /**
+   * Devices beyond the standard ones (`serial`, `debugExit`, `haltPort`, `i8042`, `rtc`): bus devices where you
+   * place them, and virtio devices (`virtioBlk()`, `virtioConsole()`, `virtioRng()`) that the machine places:
+   * the i-th virtio entry's virtio-mmio transport at 0xd0000000 + i × 0x1000, on interrupt line 5 + i
+   * (`machine.virtio` lists them). The machine owns virtio devices: `close()` closes them (a disk's file).
+   */
+  devices?: (DeviceSpec | VirtioDeviceSpec)[];
   /**
    * Create the in-kernel irqchip (PIC, IOAPIC, a LAPIC per vCPU): device lines go to it with KVM_IRQ_LINE,
    * `machine.irqfd()` binds eventfds to its pins, and HLT waits in the kernel. Without it, device lines go to a

@@ -82,5 +82,7 @@ describe('kick protocol', () => {
     Atomics.store(kick, CONTROL.REQUEST, REQUEST.stop);
     await within(acked(one()), 10_000, 'the stop kick');
     expect(await within(stopped, 10_000, 'the thread')).toEqual({ outcome: 'stopped' });
-  });
+    // 1,000 cross-thread round trips: 4–8 s inside the test runner's worker on these hosts. The
+    // test is about every kick being acknowledged without a resend, not about their speed.
+  }, 60_000);
 });

@@ -23,6 +23,10 @@ const DEVICES = [
   'UART_IIR', 'UART_LCR', 'UART_LSR', 'UART_MCR', 'UART_MSR', 'UART_REG', 'UART_TX_HIGH_WATER', 'UART_TX_LIMIT',
   'Uart16550', 'WAIT_SLICE_MS', 'bytesToValue', 'createDoorbell', 'createRingBuffer', 'freeCores', 'lockCoalesced',
   'recordsFor', 'tryWithCoalescedLock', 'unlockCoalesced', 'valueToBytes',
+  'MAX_DISCARD_SECTORS', 'MAX_DISCARD_SEG', 'QUEUE_ERROR_CODE', 'QueueError', 'VIRTIO_BLK_F', 'VIRTIO_BLK_S', 'VIRTIO_BLK_SECTOR',
+  'VIRTIO_BLK_T', 'VIRTIO_CONSOLE_F', 'VIRTIO_DEVICE_ID', 'VIRTIO_F', 'VIRTIO_INT', 'VIRTIO_MMIO', 'VIRTIO_MMIO_MAGIC',
+  'VIRTIO_MMIO_VENDOR_ID', 'VIRTIO_MMIO_VERSION', 'VIRTIO_RNG_MAX_REQUEST', 'VIRTIO_STATUS', 'VIRTQ_AVAIL_F', 'VIRTQ_DESC_F',
+  'VIRTQ_MAX_SIZE', 'VIRTQ_USED_F', 'VirtioBlk', 'VirtioConsole', 'VirtioMmioTransport', 'VirtioRng', 'Virtqueue', 'featureBit',
 ];
 
 const JS = [

@@ -111,6 +111,35 @@ describe('VirtioBlk over a buffer', () => {
     expect(t.lastError?.message).toMatch(/no writable status byte/);
   });
 
+  it('fails just the request when a data buffer lies outside guest RAM, and needs a reset when the status byte does', () => {
+    const disk = pattern(16 * 512);
+    const copy = disk.slice();
+    const { drv, ram, t, blk } = rig({ backing: disk });
+    const ring = drv.rings[0]!;
+    const dv = ram.dv();
+    dv.setUint32(Number(HDR), VIRTIO_BLK_T.OUT, true);
+    dv.setBigUint64(Number(HDR) + 8, 0n, true);
+    ram.bytes[Number(STATUS)] = 0xee;
+    ring.chain(0, [{ addr: HDR, len: 16 }, { addr: 0x9000_0000n, len: 512 }, { addr: STATUS, len: 1, write: true }]);
+    drv.notify(0);
+    expect(ring.takeUsed()).toEqual([{ id: 0, len: 1 }]);
+    expect(ram.bytes[Number(STATUS)]).toBe(VIRTIO_BLK_S.IOERR);
+    expect([...disk]).toEqual([...copy]);
+    expect(t.needsReset).toBe(false);
+    // A read whose data buffer wraps the address space: the same.
+    dv.setUint32(Number(HDR), VIRTIO_BLK_T.IN, true);
+    ring.chain(3, [{ addr: HDR, len: 16 }, { addr: (1n << 64n) - 256n, len: 512, write: true }, { addr: STATUS, len: 1, write: true }]);
+    drv.notify(0);
+    expect(ram.bytes[Number(STATUS)]).toBe(VIRTIO_BLK_S.IOERR);
+    expect(t.needsReset).toBe(false);
+    expect(blk.stats().ioErrors).toBe(2);
+    // The status byte outside RAM: nowhere to report it.
+    ring.chain(6, [{ addr: HDR, len: 16 }, { addr: DATA, len: 512, write: true }, { addr: 0x9000_0000n, len: 1, write: true }]);
+    drv.notify(0);
+    expect(t.needsReset).toBe(true);
+    expect(t.lastError?.message).toMatch(/no writable status byte in guest RAM/);
+  });
+
   it('is read-only when asked: RO offered, writes, discards and write-zeroes answer S_IOERR, reads work', () => {
     const disk = pattern(4096);
     const copy = disk.slice();

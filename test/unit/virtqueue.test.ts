@@ -75,6 +75,39 @@ describe('Virtqueue: split ring walk', () => {
     expect(() => q.push(8, 0)).toThrow(RangeError);
   });
 
+  it('stops at its budget and says so', () => {
+    const { ring, q } = setup();
+    for (let k = 0; k < 3; k++) ring.chain(k, [{ addr: 0x8000n, len: 1, write: true }]);
+    q.setBudget(2);
+    expect(q.pop()?.head).toBe(0);
+    expect(q.pop()?.head).toBe(1);
+    expect(q.exhausted).toBe(false);
+    expect(q.pop()).toBeUndefined();
+    expect(q.exhausted).toBe(true);
+    q.setBudget(Infinity);
+    expect(q.exhausted).toBe(false);
+    expect(q.pop()?.head).toBe(2);
+    // re-walking a popped head does not touch the ring
+    expect(q.chain(1).writableLength).toBe(1);
+    expect(q.pop()).toBeUndefined();
+    expectQueueError(() => q.chain(8), /head 8/);
+  });
+
+  it('in tolerant mode counts and skips buffers outside RAM, but still throws on structural faults', () => {
+    const { ring, q } = setup();
+    ring.chain(0, [{ addr: 0x8000n, len: 4 }, { addr: 0x40000n, len: 4 }, { addr: 0x9000n, len: 2, write: true }, { addr: (1n << 64n) - 1n, len: 2, write: true }]);
+    const c = q.pop(true)!;
+    expect(c).toMatchObject({ readableLength: 4, writableLength: 2, badBuffers: 2, lastWritableBad: true });
+    expect(q.chain(0, true).badBuffers).toBe(2);
+    expectQueueError(() => q.chain(0), /outside guest RAM/);
+    ring.setDesc(4, { addr: 0x40000n, len: 1, flags: NEXT, next: 4 });
+    ring.offer(4);
+    expectQueueError(() => q.pop(true), /longer than 8/);
+    const ok = setup();
+    ok.ring.chain(0, [{ addr: 0x8000n, len: 4, write: true }]);
+    expect(ok.q.pop(true)).toMatchObject({ badBuffers: 0, lastWritableBad: false });
+  });
+
   it('follows an indirect table when negotiated', () => {
     const { ram, ring, q } = setup(8, { indirect: true });
     const table = 0xa000n;
@@ -239,7 +272,8 @@ describe('Virtqueue: hostile rings (property)', () => {
         fc.integer({ min: 0, max: 0xffff }),
         fc.boolean(),
         fc.boolean(),
-        (size, table, indirectTable, heads, ahead, start, eventIdx, indirect) => {
+        fc.boolean(),
+        (size, table, indirectTable, heads, ahead, start, eventIdx, indirect, tolerant) => {
           const availIdx = (start + ahead) & 0xffff;
           const ram = new FakeRam(RAM);
           const desc = 0x1000n;
@@ -264,7 +298,7 @@ describe('Virtqueue: hostile rings (property)', () => {
           for (let k = 0; k <= size + 1; k++) {
             let c;
             try {
-              c = q.pop();
+              c = q.pop(tolerant);
             } catch (e) {
               expect(e).toBeInstanceOf(QueueError);
               seen.errors++;

@@ -2,7 +2,9 @@
  * @kvmpool/devices — the device models (16550A UART, debug-exit port, CMOS RTC, i8042), the PIO and
  * MMIO buses, the exit ring and the dispatcher that `createMachine()` wires together. Apps reach them
  * through `@kvmpool/core` (`DeviceSpec` takes any `Device`); the ring and dispatcher exports are the
- * building blocks the vCPU thread and the machine share.
+ * building blocks the vCPU thread and the machine share. The virtio exports are virtio 1.2
+ * modern virtio-mmio devices over split virtqueues: `VirtioMmioTransport` in front of a
+ * `VirtioBlk`, `VirtioConsole` or `VirtioRng`, reading rings from a `GuestRam`.
  *
  * @packageDocumentation
  * @module @kvmpool/devices

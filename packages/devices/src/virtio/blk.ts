@@ -12,7 +12,8 @@
  * `MAX_DISCARD_SEG` segments of at most `MAX_DISCARD_SECTORS` each. A chain without room for
  * a status byte, or with a header shorter than 16 bytes, is malformed: the status is S_IOERR if a
  * byte can be written, else `QueueError` (the transport marks the device as needing a reset).
- * Descriptors outside RAM are caught by the virtqueue (QueueError). A host I/O error answers
+ * A data buffer outside guest RAM fails just its request (S_IOERR, nothing transferred); a status
+ * descriptor outside RAM leaves nowhere to say so, hence `QueueError`. A host I/O error answers
  * S_IOERR and is counted in `stats().ioErrors`.
  */
 import * as fs from 'node:fs';
@@ -163,13 +164,14 @@ export class VirtioBlk implements VirtioDevice {
   process(index: number): void {
     const q = this.#ctx?.queues[index];
     if (!q) return;
-    for (let c = q.pop(); c; c = q.pop()) q.push(c.head, this.#request(c, index));
+    for (let c = q.pop(true); c; c = q.pop(true)) q.push(c.head, this.#request(c, index));
   }
 
   /** Serves one request; returns the bytes written into the chain. */
   #request(c: VirtqueueChain, queue: number): number {
-    if (c.writableLength < 1) throw new QueueError(queue, `${this.name}: request ${c.head} has no writable status byte`);
+    if (c.writableLength < 1 || c.lastWritableBad) throw new QueueError(queue, `${this.name}: request ${c.head} has no writable status byte in guest RAM`);
     const status = lastByte(c.writable);
+    if (c.badBuffers) return this.#finish(status, VIRTIO_BLK_S.IOERR, 1);
     const header = new Uint8Array(16);
     if (gather(c.readable, 0, header) < 16) return this.#finish(status, VIRTIO_BLK_S.IOERR, 1);
     const h = new DataView(header.buffer);

@@ -9,9 +9,10 @@
  *   some: the guest's queue fills up and its writes wait, nothing is dropped and the host buffer
  *   stays within `txHighWater` plus one slice. Once the stream is destroyed, output is consumed
  *   and discarded (counted in `stats().txDropped`), so the guest never blocks on a dead reader.
- * - Guest input: what the host writes into the stream is queued (the chunks as written, no
- *   copy) and handed to receive buffers as the guest posts them. The write callback is held back
- *   while more than `rxLimit` bytes wait, so a fast writer waits for the guest.
+ * - Guest input: what the host writes into the stream is queued and handed to receive buffers as
+ *   the guest posts them. The write callback is held back while more than `rxLimit` bytes wait,
+ *   so a fast writer waits for the guest; the writer's chunk is only referenced while its
+ *   callback is held, and copied (at most `rxLimit` bytes left of it) when the callback is called.
  * - Host input survives a driver reset (it was written for whoever reads the console); a
  *   transmit chain in flight does not (the driver dropped its queues).
  */
@@ -45,13 +46,19 @@ export interface VirtioConsoleState {
   /** Host input not yet handed to the guest, base64. */
   input: string;
   /** The transmit chain in flight (popped, partly pushed to the stream), if any. */
-  tx: { head: number; offset: number } | null;
+  tx: {
+    /** The chain's head descriptor. */
+    head: number;
+    /** Readable bytes of it already pushed to the stream. */
+    offset: number;
+  } | null;
 }
 
 const RECEIVEQ = 0;
 const TRANSMITQ = 1;
 const QUEUE_SIZE = 256;
 const SLICE = 64 << 10;
+const EMPTY = Buffer.alloc(0);
 
 type WriteCallback = (error?: Error | null) => void;
 
@@ -90,9 +97,12 @@ export class VirtioConsole implements VirtioDevice {
   readonly stream: Duplex;
   readonly #rxLimit: number;
   #ctx: VirtioActivation | undefined;
+  /** Host input, oldest first from `#inputHead`; chunks from `#unowned` on are the writer's own buffers (callback held). */
   #input: Buffer[] = [];
+  #inputHead = 0;
+  #unowned = 0;
   #inputBytes = 0;
-  #inputOffset = 0; // bytes of #input[0] already delivered
+  #inputOffset = 0; // bytes of #input[#inputHead] already delivered
   #waiting: WriteCallback | undefined;
   #tx: { chain: VirtqueueChain | undefined; head: number; offset: number } | undefined;
   #txPaused = false;
@@ -113,9 +123,7 @@ export class VirtioConsole implements VirtioDevice {
       closed: () => {
         this.#closed = true;
         this.#txPaused = false;
-        const cb = this.#waiting;
-        this.#waiting = undefined;
-        cb?.();
+        this.#release();
         this.#ctx?.kick(TRANSMITQ);
       },
     }, Math.max(1, options.txHighWater ?? 64 << 10));
@@ -154,9 +162,26 @@ export class VirtioConsole implements VirtioDevice {
       this.#input.push(chunk);
       this.#inputBytes += chunk.length;
     }
-    if (this.#inputBytes <= this.#rxLimit) done();
-    else this.#waiting = done;
+    this.#waiting = done;
+    if (this.#inputBytes <= this.#rxLimit) this.#release();
     this.#ctx?.kick(RECEIVEQ);
+  }
+
+  /**
+   * Takes copies of the writer's chunks still queued (at most `rxLimit` bytes once the guest has
+   * taken the rest, or the stream is gone) and calls the held write callback: after it, a
+   * writer may reuse its buffer.
+   */
+  #release(): void {
+    for (let i = Math.max(this.#unowned, this.#inputHead); i < this.#input.length; i++) {
+      const b = this.#input[i]!;
+      this.#input[i] = Buffer.from(i === this.#inputHead ? b.subarray(this.#inputOffset) : b);
+      if (i === this.#inputHead) this.#inputOffset = 0;
+    }
+    this.#unowned = this.#input.length;
+    const cb = this.#waiting;
+    this.#waiting = undefined;
+    cb?.();
   }
 
   #receive(): void {
@@ -169,14 +194,14 @@ export class VirtioConsole implements VirtioDevice {
       for (const w of c.writable) {
         let at = 0;
         while (at < w.length && this.#inputBytes > 0) {
-          const head = this.#input[0]!;
+          const head = this.#input[this.#inputHead]!;
           const k = Math.min(w.length - at, head.length - this.#inputOffset);
           w.set(head.subarray(this.#inputOffset, this.#inputOffset + k), at);
           at += k;
           this.#inputOffset += k;
           this.#inputBytes -= k;
           if (this.#inputOffset === head.length) {
-            this.#input.shift();
+            this.#input[this.#inputHead++] = EMPTY;
             this.#inputOffset = 0;
           }
         }
@@ -186,11 +211,13 @@ export class VirtioConsole implements VirtioDevice {
       this.#stats.rxBytes += n;
       q.push(c.head, n);
     }
-    if (this.#waiting && this.#inputBytes <= this.#rxLimit) {
-      const cb = this.#waiting;
-      this.#waiting = undefined;
-      cb();
+    // Drop delivered chunks now and then (not per chunk: shifting a long array each time is quadratic).
+    if (this.#inputHead > 64 && this.#inputHead * 2 > this.#input.length) {
+      this.#input = this.#input.slice(this.#inputHead);
+      this.#unowned = Math.max(0, this.#unowned - this.#inputHead);
+      this.#inputHead = 0;
     }
+    if (this.#waiting && this.#inputBytes <= this.#rxLimit) this.#release();
   }
 
   #transmit(): void {
@@ -228,7 +255,7 @@ export class VirtioConsole implements VirtioDevice {
   }
 
   exportState(): VirtioConsoleState {
-    const pending = Buffer.concat(this.#input).subarray(this.#inputOffset);
+    const pending = Buffer.concat(this.#input.slice(this.#inputHead)).subarray(this.#inputOffset);
     return { input: pending.toString('base64'), tx: this.#tx ? { head: this.#tx.head, offset: this.#tx.offset } : null };
   }
 
@@ -238,7 +265,10 @@ export class VirtioConsole implements VirtioDevice {
       throw new TypeError(`${this.name}: importState: not a virtio-console state`);
     }
     const input = Buffer.from(s.input, 'base64');
+    this.#release(); // the writer's buffers are no longer needed (they are replaced)
     this.#input = input.length > 0 ? [input] : [];
+    this.#inputHead = 0;
+    this.#unowned = this.#input.length;
     this.#inputBytes = input.length;
     this.#inputOffset = 0;
     this.#tx = s.tx ? { chain: undefined, head: s.tx.head, offset: s.tx.offset } : undefined;

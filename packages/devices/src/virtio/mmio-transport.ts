@@ -85,7 +85,7 @@ interface QueueRegs {
 }
 
 /** Most rounds of device kicks taken in one go before the rest waits for the next event-loop turn. */
-const MAX_KICK_ROUNDS = 64;
+const MAX_KICK_ROUNDS = 8;
 const TRANSPORT_FEATURES = featureBit(VIRTIO_F.VERSION_1) | featureBit(VIRTIO_F.EVENT_IDX) | featureBit(VIRTIO_F.INDIRECT_DESC);
 
 function setHalf(v: bigint, high: boolean, value: number): bigint {
@@ -121,6 +121,7 @@ export class VirtioMmioTransport implements Device {
   #active: (Virtqueue | undefined)[] = [];
   #processing = false;
   #pendingKicks = new Set<number>();
+  #later = new Set<number>();
   #deferred: NodeJS.Immediate | undefined;
 
   /** Wraps `device`; `options.ram` is where its rings live, `options.irq` its interrupt line. */
@@ -263,7 +264,7 @@ export class VirtioMmioTransport implements Device {
       const ok = (f & ~this.offeredFeatures) === 0n && (f & featureBit(VIRTIO_F.VERSION_1)) !== 0n;
       if (!ok) next &= ~VIRTIO_STATUS.FEATURES_OK;
     }
-    if ((added & VIRTIO_STATUS.DRIVER_OK) && !(next & VIRTIO_STATUS.FEATURES_OK)) next &= ~VIRTIO_STATUS.DRIVER_OK;
+    if ((added & VIRTIO_STATUS.DRIVER_OK) && !((this.#status | next) & VIRTIO_STATUS.FEATURES_OK)) next &= ~VIRTIO_STATUS.DRIVER_OK;
     // Bits the driver already set stay set (only a write of 0 clears them).
     this.#status |= next;
     if ((added & VIRTIO_STATUS.DRIVER_OK) && (this.#status & VIRTIO_STATUS.DRIVER_OK) && !this.#error) {
@@ -307,20 +308,15 @@ export class VirtioMmioTransport implements Device {
     this.#processing = true;
     let failure: unknown;
     try {
-      this.device.process(index);
+      this.#process(index);
       for (let round = 0; this.#pendingKicks.size > 0 && !this.#error; round++) {
         if (round === MAX_KICK_ROUNDS) {
-          this.#deferred ??= setImmediate(() => {
-            this.#deferred = undefined;
-            const again = [...this.#pendingKicks];
-            this.#pendingKicks.clear();
-            for (const i of again) this.#run(i, false);
-          });
+          this.#defer();
           break;
         }
         const [i] = this.#pendingKicks;
         this.#pendingKicks.delete(i!);
-        if (this.#queues[i!]?.ring) this.device.process(i!);
+        if (this.#queues[i!]?.ring) this.#process(i!);
       }
     } catch (e) {
       failure = e;
@@ -337,10 +333,39 @@ export class VirtioMmioTransport implements Device {
     if (used) this.#setInterrupt(this.#interruptStatus | VIRTIO_INT.USED_BUFFER);
   }
 
+  /** One `device.process(index)` with a budget of one ring's worth of chains; a spent budget comes back next turn. */
+  #process(index: number): void {
+    const ring = this.#queues[index]!.ring!;
+    ring.setBudget(ring.size);
+    let exhausted = false;
+    try {
+      this.device.process(index);
+    } finally {
+      exhausted = ring.exhausted;
+      ring.setBudget(Infinity);
+    }
+    if (exhausted) {
+      this.#later.add(index);
+      this.#defer();
+    }
+  }
+
+  /** Leaves the pending kicks for the next event-loop turn (a guest or device that never stops must not hold the thread). */
+  #defer(): void {
+    this.#deferred ??= setImmediate(() => {
+      this.#deferred = undefined;
+      const again = new Set([...this.#pendingKicks, ...this.#later]);
+      this.#pendingKicks.clear();
+      this.#later.clear();
+      for (const i of again) this.#run(i, false);
+    });
+  }
+
   #fail(e: unknown): void {
     if (this.#error) return;
     this.#error = e instanceof Error ? e : new Error(String(e));
     this.#pendingKicks.clear();
+    this.#later.clear();
     if (this.#status & VIRTIO_STATUS.DRIVER_OK) {
       this.#configGeneration = (this.#configGeneration + 1) >>> 0;
       this.#setInterrupt(this.#interruptStatus | VIRTIO_INT.CONFIG_CHANGE);
@@ -364,6 +389,7 @@ export class VirtioMmioTransport implements Device {
     if (this.#deferred) clearImmediate(this.#deferred);
     this.#deferred = undefined;
     this.#pendingKicks.clear();
+    this.#later.clear();
     this.device.reset();
     this.#status = 0;
     this.#deviceFeaturesSel = 0;

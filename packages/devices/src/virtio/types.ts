@@ -25,6 +25,13 @@ export interface VirtqueueChain {
   readonly readableLength: number;
   /** Sum of the writable buffers' lengths. */
   readonly writableLength: number;
+  /**
+   * Tolerant walks only (`pop(true)`): descriptors whose buffer lay outside guest RAM (or wrapped
+   * the address space). They are left out of `readable`/`writable` and their lengths.
+   */
+  readonly badBuffers?: number;
+  /** Tolerant walks only: the chain's last non-empty writable descriptor was one of the bad buffers. */
+  readonly lastWritableBad?: boolean;
 }
 
 /** A device's access to one of its virtqueues (implemented by `Virtqueue`). */
@@ -36,15 +43,16 @@ export interface VirtioQueue {
   /**
    * The next available chain, or undefined when the driver has made none available.
    * Throws `QueueError` when the ring or a chain is malformed (the transport then marks the
-   * device as needing a reset).
+   * device as needing a reset). With `tolerant`, buffers outside guest RAM do not throw but are
+   * left out and counted in the chain's `badBuffers`, so the device can fail just that request.
    */
-  pop(): VirtqueueChain | undefined;
+  pop(tolerant?: boolean): VirtqueueChain | undefined;
   /**
    * Walks the chain at `head` again, with the same checks as `pop()` (`QueueError`), without
    * touching the available ring: for a device that resumes, after a snapshot restore, a chain it
    * had popped but not yet pushed.
    */
-  chain(head: number): VirtqueueChain;
+  chain(head: number, tolerant?: boolean): VirtqueueChain;
   /**
    * Hands chain `head` back to the driver with `writtenLength` bytes written into its writable
    * buffers (clamped to their total).

@@ -12,7 +12,9 @@
  * descriptor may only be a chain's head and may not nest, every buffer must lie inside RAM
  * without wrapping, writable buffers must follow readable ones, and the driver may not claim
  * more than `size` chains available. Any violation throws `QueueError` (and only that); the
- * transport then marks the device as needing a reset.
+ * transport then marks the device as needing a reset. In tolerant mode (`pop(true)`, for a
+ * device that can answer a request with an error status) a buffer outside RAM is counted in
+ * `badBuffers` and left out instead; every structural fault still throws.
  *
  * Memory ordering (guest vCPU threads and this main thread share the rings):
  * - Driver → device: the guest writes descriptors and the ring entry, then (after its write
@@ -116,6 +118,8 @@ export class Virtqueue implements VirtioQueue {
   #lastAvail = 0;
   #usedIdx = 0;
   #signalled = 0;
+  #budget = Infinity;
+  #exhausted = false;
 
   /** Validates the size, alignments and that all three areas lie inside RAM (`QueueError` if not). */
   constructor(o: VirtqueueOptions) {
@@ -158,7 +162,26 @@ export class Virtqueue implements VirtioQueue {
     return this.#availIdx.load() !== this.#lastAvail;
   }
 
-  pop(): VirtqueueChain | undefined {
+  /**
+   * Lets the next `pop()` calls take at most `chains` chains (the transport sets this before each
+   * `process()`, so a guest that refills its ring as fast as the device drains it cannot keep
+   * the host's event loop busy); once spent, `pop()` returns undefined and `exhausted` is set.
+   */
+  setBudget(chains: number): void {
+    this.#budget = chains;
+    this.#exhausted = false;
+  }
+
+  /** The last budget ran out with chains possibly still available (the transport comes back for them). */
+  get exhausted(): boolean {
+    return this.#exhausted;
+  }
+
+  pop(tolerant = false): VirtqueueChain | undefined {
+    if (this.#budget <= 0) {
+      this.#exhausted = true;
+      return undefined;
+    }
     let availIdx = this.#availIdx.load();
     if (availIdx === this.#lastAvail) {
       if (!this.#eventIdx) return undefined;
@@ -171,17 +194,18 @@ export class Virtqueue implements VirtioQueue {
     if (pending > this.size) throw new QueueError(this.index, `avail.idx ${availIdx} is ${pending} entries ahead of the device (queue size ${this.size})`);
     const head = this.#avail.getUint16(4 + 2 * (this.#lastAvail % this.size), true);
     if (head >= this.size) throw new QueueError(this.index, `available head ${head} is not below the queue size ${this.size}`);
-    const chain = this.#walk(head);
+    const chain = this.#walk(head, tolerant);
     this.#lastAvail = (this.#lastAvail + 1) & 0xffff;
+    this.#budget--;
     return chain;
   }
 
-  chain(head: number): VirtqueueChain {
+  chain(head: number, tolerant = false): VirtqueueChain {
     if (!Number.isInteger(head) || head < 0 || head >= this.size) throw new QueueError(this.index, `chain head ${head} is not below the queue size ${this.size}`);
-    return this.#walk(head);
+    return this.#walk(head, tolerant);
   }
 
-  #walk(head: number): VirtqueueChain {
+  #walk(head: number, tolerant: boolean): VirtqueueChain {
     const readable: Uint8Array[] = [];
     const writable: Uint8Array[] = [];
     let readableLength = 0;
@@ -192,6 +216,16 @@ export class Virtqueue implements VirtioQueue {
     let i = head;
     let count = 0;
     let seenWritable = false;
+    let badBuffers = 0;
+    let lastWritableBad = false;
+    /** A buffer's view; in tolerant mode a buffer outside RAM (or wrapping) is counted and skipped instead. */
+    const buffer = (what: string, addr: bigint, len: number): Uint8Array | undefined => {
+      if (!tolerant) return area(this.#ram, this.index, what, addr, len);
+      const v = addr + BigInt(len) <= U64_END ? this.#ram.view(addr, len) : undefined;
+      if (v !== undefined && v.length === len) return v;
+      badBuffers++;
+      return undefined;
+    };
     for (;;) {
       if (i >= entries) throw new QueueError(this.index, `${where} index ${i} is not below ${entries}`);
       if (++count > entries) throw new QueueError(this.index, `chain from head ${head} is longer than ${entries} descriptors (a loop?)`);
@@ -219,20 +253,29 @@ export class Virtqueue implements VirtioQueue {
       if (flags & VIRTQ_DESC_F.WRITE) {
         seenWritable = true;
         if (len > 0) {
-          writable.push(area(this.#ram, this.index, `${where} ${i}`, addr, len));
-          writableLength += len;
+          const v = buffer(`${where} ${i}`, addr, len);
+          lastWritableBad = v === undefined;
+          if (v) {
+            writable.push(v);
+            writableLength += len;
+          }
         }
       } else {
         if (seenWritable) throw new QueueError(this.index, `readable ${where} ${i} follows a writable one`);
         if (len > 0) {
-          readable.push(area(this.#ram, this.index, `${where} ${i}`, addr, len));
-          readableLength += len;
+          const v = buffer(`${where} ${i}`, addr, len);
+          if (v) {
+            readable.push(v);
+            readableLength += len;
+          }
         }
       }
       if (!(flags & VIRTQ_DESC_F.NEXT)) break;
       i = next;
     }
-    return { head, readable, writable, readableLength, writableLength };
+    return tolerant
+      ? { head, readable, writable, readableLength, writableLength, badBuffers, lastWritableBad }
+      : { head, readable, writable, readableLength, writableLength };
   }
 
   push(head: number, writtenLength: number): void {

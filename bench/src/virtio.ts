@@ -14,6 +14,8 @@
  *   notify-ioeventfd      one 8-byte virtio-rng request's cycle with QueueNotify through KVM_IOEVENTFD and the
  *                         watcher thread (Atomics.waitAsync wake of the main thread)
  *   notify-exit           the same with QueueNotify as an MMIO exit through the dispatcher
+ *   wake-atomics /        why the watcher wakes the main thread with Atomics: a main → worker → main round trip
+ *   wake-postmessage      answered with Atomics.notify (taken with Atomics.waitAsync) or with postMessage
  * Targets: virtio-console-1m ≥ 20× faster than uart-bulk-1m; virtio-blk-1m ≤ 2× host-read-1m.
  */
 import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
@@ -24,6 +26,7 @@ import type { VirtioActivation } from '@kvmpool/devices';
 import { uartBulkRun } from './exit-bus-uart.js';
 import { runBenchmark, type BenchCase, type BenchOptions, type BenchReport, type Benchmark } from './harness.js';
 import { CODE, MODE, STACK, virtioGuest, writeParams } from './virtio-guest.js';
+import { wakeProbe } from './virtio-wake.js';
 
 const MIB = 1 << 20;
 const DISK_BYTES = 4 * MIB;
@@ -134,6 +137,7 @@ export const virtio: Benchmark = {
     const image = Buffer.alloc(DISK_BYTES);
     for (let i = 0; i < image.length; i += 4) image.writeUInt32LE((i * 2654435761) >>> 0, i);
     writeFileSync(path, image);
+    const wake = await wakeProbe();
     try {
       const consoleCase: BenchCase = {
         id: 'virtio-console-1m',
@@ -178,12 +182,14 @@ export const virtio: Benchmark = {
         consoleCase,
         notifyCase('notify-exit', 'rng 8-byte request, QueueNotify as an MMIO exit', 'exit'),
         notifyCase('notify-ioeventfd', 'rng 8-byte request, QueueNotify via KVM_IOEVENTFD + watcher thread', 'ioeventfd'),
+        ...wake.cases,
       ];
       return await runBenchmark('virtio', cases, options.quick ? { iterations: 6, batch: 3 } : { iterations: 60, batch: 20 }, [
         { id: 'virtio-console-1m', maxRatio: 0.05 },
         { id: 'virtio-blk-1m', maxRatio: 2 },
       ]);
     } finally {
+      await wake.close();
       rmSync(dir, { recursive: true, force: true });
     }
   },

@@ -452,9 +452,14 @@ static void hostile(u64 kind) {
   if (kind == 3) q->avail[2 + ((q->avail_idx - 1) % QSIZE)] = 999; /* …its head out of range */
   barrier();
   wr32(q->regs + R_QUEUE_NOTIFY, 0);
+  /* Either the device refuses the chain (DEVICE_NEEDS_RESET) or it completes it with an error status. */
   u32 st = 0;
-  for (u32 i = 0; i < 200000 && !(st & S_NEEDS_RESET); i++) st = rd32(blk->regs + R_STATUS);
+  for (u32 i = 0; i < 200000 && !(st & S_NEEDS_RESET) && !vq_has_used(q); i++) st = rd32(blk->regs + R_STATUS);
   RESULTS->status_after = st;
+  if (vq_has_used(q)) {
+    vq_wait(q, 0);
+    RESULTS->st_read = *(volatile u8 *)BLK_STATUS;
+  }
   /* Recover: reset, set the device up again, read. */
   device_init(blk);
   RESULTS->st_recovered = blk_rw(T_IN, 0, DATA, 4096);

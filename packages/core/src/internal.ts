@@ -5,7 +5,7 @@
 export * from './index.js';
 export { Kvm, KVM_API_VERSION, detectKvmModule, type KvmModule } from './kvm.js';
 export { Vm, IOAPIC_PINS, type VmOptions, type MemorySlotOptions, type IrqfdOptions, type IoeventfdOptions, type IoeventfdBinding } from './vm.js';
-export { NotifyWatcher, NOTIFY_STOP_MS, type NotifyWatcherHooks, type NotifyWatcherStats } from './machine/virtio-notify.js';
+export { NotifyWatcher, NOTIFY_STOP_MS, type NotifyWatcherHooks, type NotifyWatcherOptions, type NotifyWatcherStats } from './machine/virtio-notify.js';
 export { guestRam, isVirtioSpec } from './machine/virtio.js';
 export { Vcpu, MP_STATE, GUEST_DEBUG, type MpState, type Translation } from './vcpu.js';
 export { GuestMemory, MemorySlot, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY } from './memory.js';

@@ -16,7 +16,7 @@ export {
   recordsFor, tryWithCoalescedLock, unlockCoalesced, type RecordKind, type RingRecord, type StepOutcome, type WaitCheck,
 } from './exit-ring.js';
 export { AdaptiveSpin, MAX_SPIN_US, freeCores } from './spin-policy.js';
-export { DeviceAccessError, Dispatcher, POSTED_WRITE_BOUND_MS, type CoalescedSource, type DispatcherOptions, type DispatcherStats } from './dispatcher.js';
+export { DeviceAccessError, Dispatcher, POSTED_WRITE_BOUND_MS, type CoalescedSource, type DispatcherOptions, type DispatcherSideWork, type DispatcherStats } from './dispatcher.js';
 export {
   UART_FAST_LSR, UART_FCR, UART_FIFO_SIZE, UART_IER, UART_IIR, UART_LCR, UART_LSR, UART_MCR, UART_MSR, UART_REG, UART_TX_HIGH_WATER, UART_TX_LIMIT, Uart16550,
   type Uart16550Options, type Uart16550State, type UartLine, type UartStats,

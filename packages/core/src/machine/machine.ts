@@ -151,9 +151,9 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
       }
       vm.addMemory({ guestAddress: 0, size });
       m.#wireDevices();
-      // Posted MMIO writes (the driver's set-up) reach the transport before a notify that followed them.
+      // ioeventfd notifies: served by the dispatcher's loop after its rings (virtio.ts).
       const made = m;
-      await made.#virtioNotify.start(vm, made.#virtio, () => made.dispatcher.drainAll(), (e) => made.#fail(e));
+      await made.#virtioNotify.start(vm, made.#virtio, made.dispatcher, made.#doorbell, (e) => made.#fail(e));
       await m.#startThreads(vcpus);
       return m;
     } catch (e) {

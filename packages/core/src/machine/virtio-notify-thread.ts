@@ -5,6 +5,10 @@
  * notifies it: the main thread, waiting on SEQ with Atomics.waitAsync, processes the flagged queues.
  * It touches no device state: only its eventfds and the shared words.
  *
+ * With a dispatcher doorbell it rings that too (the dispatcher serves the flags in its loop, after its
+ * rings; its spin sees a raised flag at once): the same argument holds with the doorbell's counter in
+ * place of SEQ, since the dispatcher looks at the flags after it loads the counter it sleeps on.
+ *
  * Memory ordering: flag store (Atomics.store, seq-cst) → Atomics.add(SEQ) → Atomics.notify(SEQ). The
  * main thread loads SEQ, then exchanges every flag to 0, then waits on SEQ with the value it loaded: a
  * flag raised after its exchange is followed by a SEQ bump after its load, so its wait returns at once
@@ -26,6 +30,8 @@ fds.forEach((fd, i) => {
   dv.setInt16(i * POLLFD_SIZE + 4, POLLIN, true);
 });
 const stopIndex = fds.length - 1;
+const bell = init.doorbell ? new Int32Array(init.doorbell) : undefined;
+const bellIndex = init.doorbellIndex ?? 0;
 
 function run(): number {
   for (;;) {
@@ -50,6 +56,11 @@ function run(): number {
     if (raised) {
       Atomics.add(words, NOTIFY_WORD.SEQ, 1);
       Atomics.notify(words, NOTIFY_WORD.SEQ);
+      // The dispatcher serves the flags in its loop (spinning, dozing or asleep on this counter).
+      if (bell) {
+        Atomics.add(bell, bellIndex, 1);
+        Atomics.notify(bell, bellIndex);
+      }
     }
   }
 }

@@ -15,4 +15,8 @@ export interface NotifyThreadInit {
   stopFd: number;
   /** NOTIFY_WORD.FLAGS + queueFds.length words. */
   state: SharedArrayBuffer;
+  /** A dispatcher's doorbell to ring (bump and notify word `doorbellIndex`) after raising flags, if any. */
+  doorbell?: SharedArrayBuffer;
+  /** The doorbell's counter word (`DOORBELL.COUNT`). */
+  doorbellIndex?: number;
 }

@@ -37,8 +37,23 @@ export interface NotifyWatcherHooks {
   onError(e: Error): void;
 }
 
-/** One watcher thread and its main-thread loop; `close()` ends both and closes the stop eventfd. */
+/** Where the watcher delivers: its own main-thread loop (default), or a dispatcher that calls `take()`. */
+export interface NotifyWatcherOptions {
+  /**
+   * A dispatcher's doorbell: the thread rings it after raising flags, and no loop of the watcher's own runs;
+   * the dispatcher calls `pending()`/`take()` (it is the dispatcher's `sideWork`).
+   */
+  doorbell?: SharedArrayBuffer;
+  /** The doorbell's counter word (`DOORBELL.COUNT`). */
+  doorbellIndex?: number;
+}
+
+/**
+ * One watcher thread and its main-thread side; `close()` ends the thread (and the watcher's own loop) and
+ * closes the stop eventfd. As a dispatcher's side work: `name`, `pending()`, `run()`.
+ */
 export class NotifyWatcher {
+  readonly name = 'virtio-notify';
   readonly stats: NotifyWatcherStats = { wakeups: 0, notifies: 0 };
   readonly #worker: Worker;
   readonly #words: Int32Array;
@@ -47,16 +62,21 @@ export class NotifyWatcher {
   readonly #hooks: NotifyWatcherHooks;
   readonly #exited: Promise<void>;
   #loop: Promise<void> = Promise.resolve();
+  readonly #ownLoop: boolean;
   #closing = false;
   #closed: Promise<void> | undefined;
 
-  private constructor(queueFds: readonly number[], hooks: NotifyWatcherHooks) {
+  private constructor(queueFds: readonly number[], hooks: NotifyWatcherHooks, options: NotifyWatcherOptions) {
     this.#count = queueFds.length;
     this.#hooks = hooks;
     const state = new SharedArrayBuffer((NOTIFY_WORD.FLAGS + queueFds.length) * 4);
     this.#words = new Int32Array(state);
     this.#stop = EventFd.create();
-    const init: NotifyThreadInit = { queueFds: [...queueFds], stopFd: this.#stop.fd, state };
+    const init: NotifyThreadInit = {
+      queueFds: [...queueFds], stopFd: this.#stop.fd, state,
+      ...(options.doorbell ? { doorbell: options.doorbell, doorbellIndex: options.doorbellIndex ?? 0 } : {}),
+    };
+    this.#ownLoop = !options.doorbell;
     try {
       this.#worker = new Worker(new URL('./virtio-notify-thread.js', import.meta.url), { workerData: init, name: 'kvmpool-virtio-notify' });
     } catch (e) {
@@ -72,8 +92,8 @@ export class NotifyWatcher {
    * Starts a watcher over `queueFds` (eventfds the caller owns and closes only after `close()`
    * resolved: the thread polls them until then). Resolves once the thread is online.
    */
-  static async start(queueFds: readonly number[], hooks: NotifyWatcherHooks): Promise<NotifyWatcher> {
-    const w = new NotifyWatcher(queueFds, hooks);
+  static async start(queueFds: readonly number[], hooks: NotifyWatcherHooks, options: NotifyWatcherOptions = {}): Promise<NotifyWatcher> {
+    const w = new NotifyWatcher(queueFds, hooks, options);
     let timer: NodeJS.Timeout | undefined;
     try {
       await new Promise<void>((resolve, reject) => {
@@ -88,7 +108,8 @@ export class NotifyWatcher {
     } finally {
       clearTimeout(timer);
     }
-    w.#loop = w.#run();
+    // Without a dispatcher it watches SEQ itself; with one it only notices the thread's end there.
+    w.#loop = w.#ownLoop ? w.#run() : Promise.resolve();
     return w;
   }
 
@@ -112,20 +133,41 @@ export class NotifyWatcher {
     }
   }
 
+  /** Whether a flag is raised, or the thread ended unexpectedly (the dispatcher's spin calls this). */
+  pending(): boolean {
+    const w = this.#words;
+    if (!this.#closing && Atomics.load(w, NOTIFY_WORD.ENDED) === 1 && !this.#reported) return true;
+    for (let i = 0; i < this.#count; i++) if (Atomics.load(w, NOTIFY_WORD.FLAGS + i) !== 0) return true;
+    return false;
+  }
+
+  /** As a dispatcher's side work: takes the raised flags; returns how many. */
+  run(): number {
+    if (!this.#closing && Atomics.load(this.#words, NOTIFY_WORD.ENDED) === 1 && !this.#reported) {
+      this.#reported = true;
+      this.#hooks.onError(new Error(`virtio notify thread ended unexpectedly (${Atomics.load(this.#words, NOTIFY_WORD.ERROR)})`));
+    }
+    return this.#take();
+  }
+  #reported = false;
+
   /** Takes every raised flag (seq-cst exchange, see the thread's ordering comment) and calls the hooks. */
-  #take(): void {
+  #take(): number {
     let first = true;
+    let n = 0;
     for (let i = 0; i < this.#count; i++) {
       if (Atomics.exchange(this.#words, NOTIFY_WORD.FLAGS + i, 0) === 0) continue;
       try {
         if (first) this.#hooks.beforeNotify?.();
         first = false;
         this.stats.notifies++;
+        n++;
         this.#hooks.onNotify(i);
       } catch (e) {
         this.#hooks.onError(e instanceof Error ? e : new Error(String(e)));
       }
     }
+    return n;
   }
 
   /**

@@ -4,7 +4,7 @@
  * (KVM_IOEVENTFD per queue + the watcher thread of virtio-notify.ts). Every transport and device
  * lives on the main thread, with the dispatcher; see docs/virtio.md.
  */
-import { VirtioMmioTransport, type GuestRam, type IrqLine, type VirtioDevice } from '@kvmpool/devices';
+import { DOORBELL, VirtioMmioTransport, type Dispatcher, type GuestRam, type IrqLine, type VirtioDevice } from '@kvmpool/devices';
 import { EventFd } from '../eventfd.js';
 import type { GuestMemory } from '../memory.js';
 import type { IoeventfdBinding, Vm } from '../vm.js';
@@ -121,9 +121,11 @@ export class VirtioNotifyPath {
 
   /**
    * Binds one eventfd per queue of each `ioeventfd` placement to its QueueNotify register (4-byte write,
-   * datamatch = queue index) and starts the watcher. `beforeNotify` runs before each batch of notifies.
+   * datamatch = queue index) and starts the watcher as the dispatcher's side work: the thread rings the
+   * dispatcher's `doorbell`, and the dispatcher's loop takes the notifies after draining the exit rings (so the
+   * driver's earlier posted writes, e.g. DRIVER_OK, are applied first; it drains once more right before).
    */
-  async start(vm: Vm, placements: readonly VirtioPlacement[], beforeNotify: () => void, onError: (e: Error) => void): Promise<void> {
+  async start(vm: Vm, placements: readonly VirtioPlacement[], dispatcher: Dispatcher, doorbell: SharedArrayBuffer, onError: (e: Error) => void): Promise<void> {
     const targets: { transport: VirtioMmioTransport; queue: number }[] = [];
     for (const p of placements) {
       if (p.notify !== 'ioeventfd') continue;
@@ -136,18 +138,22 @@ export class VirtioNotifyPath {
     }
     if (targets.length === 0) return;
     this.#watcher = await NotifyWatcher.start(this.#eventfds.map((e) => e.fd), {
-      beforeNotify,
+      beforeNotify: () => dispatcher.drainAll(),
       onNotify: (i) => {
         const t = targets[i]!;
         t.transport.notifyQueue(t.queue);
       },
       onError,
-    });
+    }, { doorbell, doorbellIndex: DOORBELL.COUNT });
+    dispatcher.sideWork = this.#watcher;
+    this.#dispatcher = dispatcher;
   }
+  #dispatcher: Dispatcher | undefined;
 
   /** Ends the watcher, then removes the bindings and closes the eventfds (the thread polled them until it ended). */
   async close(): Promise<void> {
     const errors: unknown[] = [];
+    if (this.#dispatcher && this.#dispatcher.sideWork === this.#watcher) this.#dispatcher.sideWork = undefined;
     try {
       await this.#watcher?.close();
     } catch (e) {

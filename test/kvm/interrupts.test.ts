@@ -101,7 +101,9 @@ describe('interrupts end to end', () => {
     expect(await m.waitForExit()).toEqual({ reason: 'halted' });
     const ms = performance.now() - t0;
     const dv = new DataView(m.readPhysical(HANDLED, 16).buffer);
-    expect(Number(dv.getBigUint64(0, true))).toBe(200);
+    // The loop checks after each wake-up; two ticks delivered back to back (a late vCPU) end it at 201.
+    expect(Number(dv.getBigUint64(0, true))).toBeGreaterThanOrEqual(200);
+    expect(Number(dv.getBigUint64(0, true))).toBeLessThanOrEqual(201);
     // 200 ticks at 1 kHz: the elapsed time says the rate (start-up included, a few ms).
     expect(ms).toBeGreaterThan(200 / 1.5);
     expect(ms).toBeLessThan(200 / 0.5);

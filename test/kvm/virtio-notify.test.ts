@@ -114,6 +114,12 @@ describe('a machine with virtio devices', () => {
     }
     // Too many virtio devices for the no-irqchip controller's lines: refused before anything starts.
     await expect(createMachine({ memory: '8 MiB', devices: Array.from({ length: 12 }, () => virtioRng()) })).rejects.toThrow(/interrupt lines for 11/);
+    // With the irqchip, refused after the first entries' irqfd lines were made: their eventfds are closed too.
+    await expect(createMachine({ memory: '8 MiB', irqchip: true, devices: [virtioRng(), virtioRng(), { virtio: {} as never }] })).rejects.toThrow(/virtio entry 2 is not a VirtioDevice/);
+    {
+      await using m = await createMachine({ memory: '8 MiB', irqchip: true, devices: [virtioRng()] });
+      expect(m.virtio[0]!.interrupt).toBe('irqfd');
+    }
     await drainVcpuThreads();
     await until(() => threads() === before.threads, 5000, 'threads back to the baseline');
     expect(fds()).toBe(before.fds);

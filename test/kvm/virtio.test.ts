@@ -154,6 +154,8 @@ describe('virtio in a machine', () => {
       setTimeout(() => ctx!.kick(i), 50);
     };
     await using m = await guestMachine({ irqchip: true, devices: [spec] }, { mode: MODE.IRQ, arg0: 4096, arg1: reads }, true);
+    // Completions through irqfd (this host has KVM_CAP_IRQFD): an eventfd write per completion.
+    expect(m.virtio[0]!.interrupt).toBe('irqfd');
     await m.start({ entry: CODE, stack: STACK, interrupts: { idt: 0xe000n, stack: 0x90000n } });
     expect(await within(m.waitForExit(), 20_000, 'interrupt-driven guest')).toEqual({ reason: 'halted' });
     const r = readResults(m);

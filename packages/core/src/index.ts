@@ -28,7 +28,7 @@ export {
   type DebugStop, type IrqfdLine,
 } from './machine/machine.js';
 export { virtioBlk, virtioConsole, virtioRng, type VirtioNotifyOption } from './machine/virtio-devices.js';
-export { VIRTIO_IRQ_BASE, VIRTIO_MMIO_BASE, VIRTIO_MMIO_STRIDE, type VirtioDeviceSpec, type VirtioPlacement } from './machine/virtio.js';
+export { VIRTIO_IRQ_BASE, VIRTIO_MMIO_BASE, VIRTIO_MMIO_STRIDE, type VirtioDeviceSpec, type VirtioInterrupt, type VirtioPlacement } from './machine/virtio.js';
 export { SOFT_IRQ } from './machine/soft-irq.js';
 export type { VcpuState, GuestDebugConfig } from './machine/vcpu-lifecycle.js';
 export { COM_PORTS, DEFAULT_DEBUG_EXIT_PORT, DEFAULT_HALT_PORT, type StandardDeviceOptions } from './machine/standard-devices.js';

@@ -27,7 +27,7 @@ import { threadWiring, wireDevices } from './wiring.js';
 import { VirtioNotifyPath, isVirtioSpec, virtioTransports, type VirtioPlacement } from './virtio.js';
 import type { Duplex } from 'node:stream';
 
-export type { VirtioDeviceSpec, VirtioPlacement } from './virtio.js';
+export type { VirtioDeviceSpec, VirtioInterrupt, VirtioPlacement } from './virtio.js';
 export type { DebugStop, DeviceSpec, MachineEvents, MachineExit, MachineOptions, StartInterrupts, StartOptions } from './types.js';
 
 /** An interrupt line backed by an eventfd bound to a GSI with KVM_IRQFD (`machine.irqfd()`). */
@@ -119,13 +119,24 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
     const virtioSpecs = custom.filter(isVirtioSpec);
     const lines = vm.hasIrqchip ? IOAPIC_PINS : SOFT_IRQ.LINES;
     const ioeventfdOk = virtioSpecs.length > 0 && vm.checkExtension('KVM_CAP_IOEVENTFD') > 0;
-    const virtio = virtioTransports(virtioSpecs, vm.memory, (irq) => this.irqLine(irq), lines, ioeventfdOk);
-    this.#virtio = virtio.placements;
-    const virtioBus = [...virtio.buses];
-    // Each entry keeps its place in `devices` (snapshots match devices by that order).
-    const placed = custom.map((d) => (isVirtioSpec(d) ? virtioBus.shift()! : d));
-    this.#devices = [...std.specs, ...controller, ...placed];
-    this.dispatcher = new Dispatcher(this.pio, this.mmio, this.#doorbell, { postedWriteBoundMs: options.postedWriteBoundMs, maxSpinUs: options.dispatcherSpinUs });
+    // Completions through irqfd where there is one: the transport's rising line is one eventfd write
+    // (an edge on the IOAPIC pin, and a new one for each completion while InterruptStatus stays set).
+    const irqfdOk = virtioSpecs.length > 0 && vm.hasIrqchip && vm.checkExtension('KVM_CAP_IRQFD') > 0;
+    const interrupt = irqfdOk ? 'irqfd' : vm.hasIrqchip ? 'irq-line' : 'controller';
+    try {
+      const virtioLine = (irq: number): IrqLine => (irqfdOk ? this.irqfd(irq) : this.irqLine(irq));
+      const virtio = virtioTransports(virtioSpecs, vm.memory, virtioLine, lines, ioeventfdOk, interrupt);
+      this.#virtio = virtio.placements;
+      const virtioBus = [...virtio.buses];
+      // Each entry keeps its place in `devices` (snapshots match devices by that order).
+      const placed = custom.map((d) => (isVirtioSpec(d) ? virtioBus.shift()! : d));
+      this.#devices = [...std.specs, ...controller, ...placed];
+      this.dispatcher = new Dispatcher(this.pio, this.mmio, this.#doorbell, { postedWriteBoundMs: options.postedWriteBoundMs, maxSpinUs: options.dispatcherSpinUs });
+    } catch (e) {
+      // The eventfds made for irqfd lines so far: the caller closes the VM, which unbinds them.
+      for (const efd of this.#irqfds.splice(0)) efd.close();
+      throw e;
+    }
     this.dispatcher.onDeviceError = (e) => this.#fail(e);
   }
 

@@ -30,6 +30,9 @@ export interface VirtioDeviceSpec {
   notify?: 'ioeventfd' | 'exit';
 }
 
+/** How a virtio device's completions reach the guest (`VirtioPlacement.interrupt`). */
+export type VirtioInterrupt = 'irqfd' | 'irq-line' | 'controller';
+
 /** Where a machine put one virtio device (`machine.virtio`). */
 export interface VirtioPlacement {
   /** The transport's name (`virtio-blk0`, …: device name and index). */
@@ -44,6 +47,12 @@ export interface VirtioPlacement {
   readonly cmdline: string;
   /** How QueueNotify reaches it: `ioeventfd` or `exit`. */
   readonly notify: 'ioeventfd' | 'exit';
+  /**
+   * How its completions interrupt the guest: `irqfd` (an eventfd write, edge on the IOAPIC pin, with
+   * `irqchip: true` where the host has KVM_CAP_IRQFD), `irq-line` (KVM_IRQ_LINE, level, the irqchip
+   * without irqfd) or `controller` (the machine's own controller, no irqchip).
+   */
+  readonly interrupt: VirtioInterrupt;
   /** The transport (status, `needsReset`, `lastError`). */
   readonly transport: VirtioMmioTransport;
 }
@@ -79,6 +88,7 @@ export function virtioTransports(
   irqLine: (irq: number) => IrqLine,
   lines: number,
   ioeventfdOk: boolean,
+  interrupt: VirtioInterrupt,
 ): { placements: VirtioPlacement[]; buses: DeviceSpec[] } {
   const room = lines - VIRTIO_IRQ_BASE;
   if (specs.length > room) throw new RangeError(`devices: ${specs.length} virtio devices; this machine has interrupt lines for ${room} (lines ${VIRTIO_IRQ_BASE}–${lines - 1})`);
@@ -97,6 +107,7 @@ export function virtioTransports(
       name, address, size: VirtioMmioTransport.SIZE, irq, transport,
       cmdline: `virtio_mmio.device=4K@0x${address.toString(16)}:${irq}`,
       notify: spec.notify === 'exit' || !ioeventfdOk ? 'exit' : 'ioeventfd',
+      interrupt,
     });
     buses.push({ device: transport, mmio: { base: address, length: VirtioMmioTransport.SIZE }, irq });
   });

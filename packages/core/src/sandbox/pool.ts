@@ -218,7 +218,7 @@ export class SandboxPool implements AsyncDisposable {
   readonly #slots: HostCallSlots | undefined;
   readonly #seats = new Set<Seat>();
   readonly #idle: Seat[] = [];
-  /** What each busy seat has been posted, in order: the running call, then a pipelined one. */
+  /** What each busy seat has been posted, in order: the running call, then up to SLOTS - 1 pipelined ones. */
   readonly #running = new Map<Seat, Job[]>();
   /**
    * Whether a busy seat may be posted a second call (call-channel.ts): not with async host

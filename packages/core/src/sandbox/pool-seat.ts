@@ -207,7 +207,7 @@ export class Seat {
     const at = this.#at.slots[slot]!;
     this.state = 'busy';
     this.#worker.ref();
-    // The slot's last request (seq - 2) has been read back: nothing else touches it now.
+    // The slot's last request (seq - SLOTS) has been read back (#posted holds at most SLOTS): nothing else touches it now.
     this.#bytes.set(name, at.name);
     this.#bytes.set(req.input, at.input);
     h[slotWord(slot, SLOT.NAME_LEN)] = name.length;

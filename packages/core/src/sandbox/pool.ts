@@ -218,7 +218,7 @@ export class SandboxPool implements AsyncDisposable {
   readonly #slots: HostCallSlots | undefined;
   readonly #seats = new Set<Seat>();
   readonly #idle: Seat[] = [];
-  /** What each busy seat has been posted, in order: the running call, then a pipelined one. */
+  /** What each busy seat has been posted, in order: the running call, then up to SLOTS - 1 pipelined ones. */
   readonly #running = new Map<Seat, Job[]>();
   /**
    * Whether a busy seat may be posted a second call (call-channel.ts): not with async host
@@ -422,7 +422,8 @@ export class SandboxPool implements AsyncDisposable {
       // The last call posted to a seat waits longest: take that one back first.
       while (this.#idle.length > 0 && jobs.length > 1) {
         const waiting = jobs[jobs.length - 1]!;
-        if (!seat.steal(waiting.seq)) break;
+        // A settled call (destroy()) stays where it is: its seat is being stopped.
+        if (waiting.state !== 'running' || !seat.steal(waiting.seq)) break;
         jobs.pop();
         waiting.input = seat.inputOf(waiting.seq);
         const to = this.#takeIdle();
@@ -437,14 +438,19 @@ export class SandboxPool implements AsyncDisposable {
     }
   }
 
-  /** Puts a call that has not run back at the head of the queue. */
-  #requeue(job: Job): void {
-    this.#stats.pipelinedMoved++;
-    clearTimeout(job.watchdog);
-    job.watchdog = undefined;
-    job.state = 'queued';
-    job.seat = undefined;
-    this.#queue.unshift(job);
+  /**
+   * Puts calls that have not run back at the head of the queue, in the order given (the order
+   * they were posted in: they were made before anything still queued).
+   */
+  #requeue(...jobs: Job[]): void {
+    for (const job of jobs) {
+      this.#stats.pipelinedMoved++;
+      clearTimeout(job.watchdog);
+      job.watchdog = undefined;
+      job.state = 'queued';
+      job.seat = undefined;
+    }
+    this.#queue.unshift(...jobs);
   }
 
   #dispatch(seat: Seat, job: Job): void {
@@ -486,7 +492,7 @@ export class SandboxPool implements AsyncDisposable {
     if (r.kind === 'gone') return; // the seat's exit fails (or requeues) the call
     if (r.kind === 'stolen') {
       // The call was moved to another seat, which answers it; this seat may be free now.
-      if (seat.state === 'idle') this.#idle.push(seat);
+      this.#free(seat);
       this.#pump();
       return;
     }
@@ -518,8 +524,17 @@ export class SandboxPool implements AsyncDisposable {
         this.#settle(job, { error: error.name === 'AbortError' ? abortError(job.fn, job.signal?.reason) : error });
       }
     }
-    if (seat.state === 'idle') this.#idle.push(seat);
+    this.#free(seat);
     this.#pump();
+  }
+
+  /**
+   * Lists a seat that has fallen idle, once: one read-back can answer several of its calls
+   * (a call and a taken-back one behind it), each of which comes here; a seat listed twice would
+   * make #balance take a call back for a seat that is busy again by then.
+   */
+  #free(seat: Seat): void {
+    if (seat.state === 'idle' && !this.#idle.includes(seat)) this.#idle.push(seat);
   }
 
   #abort(job: Job, reason: unknown): void {
@@ -561,20 +576,27 @@ export class SandboxPool implements AsyncDisposable {
     this.#running.delete(seat);
     // A call pipelined behind the wedged one has not started (unless the worker has just moved
     // on to it): it goes back to the queue; one that started ends with the seat.
+    const back: Job[] = [];
     for (const job of jobs.slice(1)) {
       if (job.state === 'settled') continue;
       if (seat.steal(job.seq)) {
         job.input = seat.inputOf(job.seq);
-        this.#requeue(job);
+        back.push(job);
       } else this.#settle(job, { error: new SandboxWorkerError(`sandbox call ${job.fn}: its worker was replaced as the call started`) });
     }
+    this.#requeue(...back);
     void seat.stop(RETIRE_GRACE_MS, true);
     this.#replace();
     this.#pump();
   }
 
+  /**
+   * Starts a seat in place of one that ended: not after destroy(), nor once the pool has failed;
+   * while close() waits for calls, only if some are queued (taken back from the seat, say), which
+   * would otherwise wait for ever and close() with them.
+   */
   #replace(): void {
-    if (this.#closed || this.#startError) return;
+    if (this.#startError || (this.#closed && this.#queue.length === 0)) return;
     this.#stats.workerReplacements++;
     this.#spawn();
   }
@@ -596,7 +618,8 @@ export class SandboxPool implements AsyncDisposable {
   }
 
   #startFailed(e: unknown): void {
-    if (this.#closed) return;
+    // A seat stopped as it started (close, destroy) fails nothing; queued calls still need one.
+    if (this.#closed && this.#queue.length === 0) return;
     const error = e instanceof Error ? e : new SandboxWorkerError(String(e));
     this.#startError ??= error;
     const queued = this.#queue;
@@ -612,16 +635,19 @@ export class SandboxPool implements AsyncDisposable {
     this.#running.delete(seat);
     // The call the thread had started fails; one it had not claimed yet (pipelined, or posted
     // as it died) never ran and goes back to the queue.
-    let requeued = false;
+    // While close() waits, such a call is still run (close lets queued calls finish); destroy()
+    // has settled every call already.
+    const back: Job[] = [];
     for (const job of jobs) {
       if (job.state === 'settled') continue;
-      if (!this.#closed && seat.steal(job.seq)) {
+      if (seat.steal(job.seq)) {
         job.input = seat.inputOf(job.seq);
-        this.#requeue(job);
-        requeued = true;
+        back.push(job);
       } else this.#settle(job, { error: new SandboxWorkerError(`sandbox call ${job.fn}: the worker thread ended (exit code ${code}); the pool replaced it`) });
     }
-    const expected = this.#retired.delete(seat) || this.#closed || !this.#ready.has(seat);
+    const requeued = back.length > 0;
+    this.#requeue(...back);
+    const expected = this.#retired.delete(seat) || !this.#ready.has(seat);
     if (!expected) this.#replace();
     if (requeued) {
       if (this.#startError) this.#startFailed(this.#startError);

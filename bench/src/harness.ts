@@ -285,6 +285,13 @@ export function machineCpuUs(): { busy: number; steal: number } {
   return { busy: (f[0]! + f[1]! + f[2]! + f[5]! + f[6]!) * tick, steal: (f[7] ?? 0) * tick };
 }
 
+/** CPU time of the main thread (this process's first thread), µs; the kernel counts it in 10 ms ticks. */
+export function mainThreadCpuUs(): number {
+  const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10_000; // utime + stime, at USER_HZ = 100
+}
+
 /** What a throughput burst measured. */
 export interface BurstMeasure {
   callsPerS: number;

@@ -11,12 +11,14 @@
  * `-small`, (c) a 10 KB JSON document parsed, transformed and serialized as `-json`, (d) a loop of
  * 1e5 iterations as `-loop`. Every engine's result is checked against the expected value.
  * Ratios are against js-eval-1t of the same workload (ratio < 1: faster than the sandbox).
+ * With --profile, also where a call's time goes (bench/src/js-profile.ts).
  */
 import { availableParallelism } from 'node:os';
 import vm from 'node:vm';
 import { JsSandboxPool } from '@kvmpool/js';
 import { median, runBenchmark, type BenchCase, type BenchOptions, type BenchReport, type Benchmark, type CheckedTarget } from './harness.js';
 import { loadIsolatedVm, type IsolatedVmLoad } from './sandbox-isolates.js';
+import { profileJs } from './js-profile.js';
 
 type Ivm = Extract<IsolatedVmLoad, { ok: true }>['ivm'];
 
@@ -216,6 +218,7 @@ export const js: Benchmark = {
         console.log(`js${w.suffix}: js-eval-1t ${(a.median_ns / 1000).toFixed(0)} µs; ${peers.map((p) => `${p!.id} ${(p!.median_ns / 1000).toFixed(0)} µs (js-eval-1t ${(a.median_ns / p!.median_ns).toFixed(2)}×)`).join(', ')}`);
       }
       report.targets.push(...extra);
+      if (options.profile) await profileJs(js1, WORKLOADS, options.quick ? 3 : 10, options.quick ? 5 : 20);
       return report;
     } finally {
       isolate?.dispose();

@@ -24,13 +24,13 @@
  * With --profile, also where a pool call's time goes (bench/src/sandbox-profile.ts).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { SDK_DIR, Sandbox, SandboxPool, compileGuest } from '@kvmpool/core/internal';
 import { CProcess, cBatchCase } from './c-process.js';
 import {
-  measureBurst, type BurstMeasure, BENCH_DIR, BUILD_DIR, buildC, median, runBenchmark, summarize, writeResults, type BenchCase, type BenchOptions,
+  mainThreadCpuUs, measureBurst, type BurstMeasure, BENCH_DIR, BUILD_DIR, buildC, median, runBenchmark, summarize, writeResults, type BenchCase, type BenchOptions,
   type BenchReport, type Benchmark, type CheckedTarget,
 } from './harness.js';
 import { inc } from './sandbox-host-functions.js';
@@ -90,13 +90,6 @@ function poolCase(id: string, label: string, pool: SandboxPool, fn: string, chec
       return out;
     },
   };
-}
-
-/** CPU time of the main thread (this process's first thread), µs; the kernel counts it in 10 ms ticks. */
-function mainThreadCpuUs(): number {
-  const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) * 10_000; // utime + stime, at USER_HZ = 100
 }
 
 interface BurstResult extends BurstMeasure {

@@ -61,7 +61,7 @@ export { walkPageTables, type WalkResult } from './cpu/page-walk.js';
 export { guestDebugRegisters } from './debug/guest-debug.js';
 export type { GuestDebugConfig, VcpuThreadEvent } from './machine/vcpu-lifecycle.js';
 export { CoalescedRing, KVM_COALESCED_MMIO_PAGE_OFFSET, type CoalescedWrite } from './coalesced-ring.js';
-export { LinuxVm, linuxLayout, USER_MIN, PIE_BASE, type LinuxVmOptions, type LinuxCallInput, type LinuxCallResult, type LinuxStart } from './linux/linux-vm.js';
+export { LinuxVm, linuxLayout, linuxVmProfile, type LinuxVmProfile, USER_MIN, PIE_BASE, type LinuxVmOptions, type LinuxCallInput, type LinuxCallResult, type LinuxStart } from './linux/linux-vm.js';
 export { SyscallLayer, PID, KVMPOOL_SYSCALL, type LinuxProgramConfig, type RunEnd as LinuxRunEnd, type SyscallStats, type LayerHost } from './linux/syscall-layer.js';
 export { ProcessState, OutputStream, MAX_FDS, type ProcessLayout, type OpenFile } from './linux/process-state.js';
 export { buildProcessStack, AT, MAX_ARG_BYTES, MAX_ARG_STRINGS, type ProcessStack, type ProcessStackInput } from './linux/process-stack.js';
@@ -73,6 +73,7 @@ export {
   encodeRunRequest, decodeRunRequest, encodeRunResult, decodeRunResult, REQUEST_OVERHEAD, RESULT_OVERHEAD, type DecodedRunResult,
 } from './linux/run-codec.js';
 export { freeRange, takeRange } from './linux/syscalls/memory.js';
+export { linuxConfig, PROGRAM_IDS } from './linux/linux-config.js';
 export { normalizePath, resolvePath } from './linux/syscalls/fs.js';
 export {
   SOFT_IRQ, SOFT_IRQ_WORD, createSoftIrqState, softIrqAccept, softIrqLine, softIrqNext, softIrqPort, softIrqRequested, softIrqRestore,

@@ -15,7 +15,7 @@
  * abort and worker replacement are SandboxPool's.
  */
 import { availableParallelism } from 'node:os';
-import { GuestError, LinuxPool, formatBytes, parseSize, type LinuxRunResult, type SandboxPoolStats, type Size } from '@kvmpool/core';
+import { GuestError, LinuxPool, formatBytes, parseSize, type LinuxPoolOptions, type LinuxRunResult, type SandboxPoolStats, type Size } from '@kvmpool/core';
 import { JsError, JsValueError } from './errors.js';
 import { GUEST_PATH } from './engine.js';
 import { decodeArgs, encodeArgs, encodeValue } from './values.js';
@@ -102,54 +102,12 @@ export class JsSandboxPool implements AsyncDisposable {
 
   /** Checks every option (TypeError / RangeError at once) and starts the workers. */
   constructor(options: JsSandboxPoolOptions = {}) {
-    if (typeof options !== 'object' || options === null) throw new TypeError('options: expected an object');
-    const o = options;
-    const memoryLimit = size('memoryLimit', o.memoryLimit, '64 MiB', MiB, 2048 * MiB);
-    const stackLimit = size('stackLimit', o.stackLimit, '1 MiB', 64 * 1024, 256 * MiB);
-    const maxInput = size('maxInput', o.maxInput, '4 MiB', 4096, 256 * MiB);
-    const maxOutput = size('maxOutput', o.maxOutput, '4 MiB', 4096, 256 * MiB);
-    const maxLogBytes = size('maxLogBytes', o.maxLogBytes, '1 MiB', 0, 256 * MiB);
-    const threads = o.threads ?? availableParallelism();
-    if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) throw new RangeError(`threads: ${String(threads)} is not a whole number from 1 to ${MAX_THREADS}`);
-    if (o.onLog !== undefined && typeof o.onLog !== 'function') throw new TypeError('onLog: expected a function');
-    const hostFunctions: Record<string, (arg: Uint8Array) => Promise<string>> = {};
-    const names: string[] = [];
-    if (o.hostFunctions !== undefined) {
-      if (typeof o.hostFunctions !== 'object' || o.hostFunctions === null) throw new TypeError('hostFunctions: expected an object of functions');
-      for (const [name, fn] of Object.entries(o.hostFunctions)) {
-        if (typeof fn !== 'function') throw new TypeError(`hostFunctions.${name}: expected a function`);
-        if (!/^[A-Za-z_$][A-Za-z0-9_$]{0,127}$/.test(name)) throw new RangeError(`hostFunctions: ${JSON.stringify(name)} is not an identifier`);
-        names.push(name);
-        hostFunctions[name] = async (arg) => {
-          const result = await fn(...decodeArgs(dec.decode(arg)));
-          return encodeValue(result, `the result of host.${name}`) ?? '';
-        };
-      }
-    }
-    // The VM's memory: the engine's heap region (guest/arena.c: the limit, twice, for the size
-    // classes' fragmentation), the request and reply outside it (stdin, the output buffer), the
-    // stack, libc's own. Committed only as the guest touches it.
-    const stackSize = Math.max(8 * MiB, Math.ceil((2 * stackLimit + MiB) / 4096) * 4096);
-    const arena = Math.ceil((2 * memoryLimit + 16 * MiB) / MiB) * MiB;
-    const memory = Math.min(3 * 1024 * MiB, Math.ceil((arena + 2 * maxInput + 2 * maxOutput + stackSize + 16 * MiB) / (2 * MiB)) * 2 * MiB);
-    this.#pool = new LinuxPool({
-      program: GUEST_PATH,
-      argv: ['quickjs', `--memory-limit=${memoryLimit}`, `--stack-limit=${stackLimit}`, `--max-output=${maxOutput}`, `--max-logs=${maxLogBytes}`, `--arena=${arena}`, ...names.map((n) => `--host=${n}`)],
-      memory,
-      stackSize,
-      start: 'first-read',
-      maxInput: maxInput + HEADER,
-      maxOutput: maxOutput + 64 * 1024,
-      threads,
-      timeoutMs: o.timeoutMs ?? 10_000,
-      ...(o.initTimeoutMs !== undefined ? { initTimeoutMs: o.initTimeoutMs } : {}),
-      ...(names.length > 0 ? { hostFunctions } : {}),
-      ...(o.kvmPath !== undefined ? { kvmPath: o.kvmPath } : {}),
-    });
-    this.threads = threads;
-    this.memoryLimit = memoryLimit;
-    this.#onLog = o.onLog;
-    this.#maxInput = maxInput;
+    const engine = engineOptions(options);
+    this.#pool = new LinuxPool(engine.linux);
+    this.threads = engine.linux.threads;
+    this.memoryLimit = engine.memoryLimit;
+    this.#onLog = options.onLog;
+    this.#maxInput = engine.maxInput;
   }
 
   /** Evaluates `code` as a global script in a pristine context; resolves with its completion value (awaited if a promise). */
@@ -173,45 +131,11 @@ export class JsSandboxPool implements AsyncDisposable {
    * AbortError, SandboxWorkerError or ClosedError; the pool stays usable after each but the last.
    */
   async run(request: JsRequest, options: JsCallOptions = {}): Promise<JsRunResult> {
-    const body = requestText(request);
-    const bytes = enc.encode(body);
-    if (bytes.length > this.#maxInput) throw new RangeError(`the request takes ${bytes.length} bytes as JSON, more than maxInput (${this.#maxInput})`);
-    const input = new Uint8Array(HEADER + bytes.length);
-    new DataView(input.buffer).setUint32(0, bytes.length, true);
-    input.set(bytes, HEADER);
+    const input = encodeRequest(request, this.#maxInput);
     const runOptions: JsCallOptions = {};
     if (options.signal !== undefined) runOptions.signal = options.signal;
     if (options.timeoutMs !== undefined) runOptions.timeoutMs = options.timeoutMs;
-    const r = await this.#pool.run(input, runOptions);
-    return this.#reply(r);
-  }
-
-  #reply(r: LinuxRunResult): JsRunResult {
-    if (r.exitCode !== 0) {
-      const why = r.signal ? `was killed by ${r.signal}` : `exited with status ${r.exitCode}`;
-      throw new GuestError(`the QuickJS guest ${why}${r.stderr.length ? `: ${dec.decode(r.stderr.subarray(0, 2000))}` : ''}`, r.exitCode ?? -1);
-    }
-    let reply: Reply;
-    try {
-      reply = JSON.parse(dec.decode(r.stdout)) as Reply;
-    } catch {
-      throw new GuestError(`the QuickJS guest replied with ${r.stdout.length} bytes that are not its JSON record`, -1);
-    }
-    const logs: JsLogEntry[] = (reply.l ?? []).map(([level, text]) => ({ level, text }));
-    if (this.#onLog) for (const entry of logs) this.#onLog(entry);
-    if (reply.x) throw new JsValueError(reply.x.path, reply.x.message);
-    if (reply.e) {
-      const e = reply.e;
-      const err = new JsError({ name: e.name, message: e.message, stack: e.stack, ...(e.primitive ? { thrown: e.thrown } : {}) });
-      Object.defineProperty(err, 'logs', { value: logs, enumerable: false });
-      throw err;
-    }
-    return {
-      value: reply.u ? undefined : reply.v,
-      logs,
-      logsDropped: reply.d ?? 0,
-      stats: { syscalls: r.stats.syscalls, resetPages: r.stats.resetPages },
-    };
+    return decodeReply(await this.#pool.run(input, runOptions), this.#onLog);
   }
 
   /** Resolves once every worker has its warm VM; rejects with the error that failed the pool (as `SandboxPool.ready`). */
@@ -236,6 +160,94 @@ export class JsSandboxPool implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** What JsSandboxPool runs: the LinuxPool options of its QuickJS guest, from its own options (all checked here: TypeError / RangeError). */
+export function engineOptions(options: JsSandboxPoolOptions): { linux: LinuxPoolOptions & { threads: number }; memoryLimit: number; maxInput: number } {
+  if (typeof options !== 'object' || options === null) throw new TypeError('options: expected an object');
+  const o = options;
+  const memoryLimit = size('memoryLimit', o.memoryLimit, '64 MiB', MiB, 2048 * MiB);
+  const stackLimit = size('stackLimit', o.stackLimit, '1 MiB', 64 * 1024, 256 * MiB);
+  const maxInput = size('maxInput', o.maxInput, '4 MiB', 4096, 256 * MiB);
+  const maxOutput = size('maxOutput', o.maxOutput, '4 MiB', 4096, 256 * MiB);
+  const maxLogBytes = size('maxLogBytes', o.maxLogBytes, '1 MiB', 0, 256 * MiB);
+  const threads = o.threads ?? availableParallelism();
+  if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) throw new RangeError(`threads: ${String(threads)} is not a whole number from 1 to ${MAX_THREADS}`);
+  if (o.onLog !== undefined && typeof o.onLog !== 'function') throw new TypeError('onLog: expected a function');
+  const hostFunctions: Record<string, (arg: Uint8Array) => Promise<string>> = {};
+  const names: string[] = [];
+  if (o.hostFunctions !== undefined) {
+    if (typeof o.hostFunctions !== 'object' || o.hostFunctions === null) throw new TypeError('hostFunctions: expected an object of functions');
+    for (const [name, fn] of Object.entries(o.hostFunctions)) {
+      if (typeof fn !== 'function') throw new TypeError(`hostFunctions.${name}: expected a function`);
+      if (!/^[A-Za-z_$][A-Za-z0-9_$]{0,127}$/.test(name)) throw new RangeError(`hostFunctions: ${JSON.stringify(name)} is not an identifier`);
+      names.push(name);
+      hostFunctions[name] = async (arg) => {
+        const result = await fn(...decodeArgs(dec.decode(arg)));
+        return encodeValue(result, `the result of host.${name}`) ?? '';
+      };
+    }
+  }
+  // The VM's memory: the engine's heap region (guest/arena.c: the limit, twice, for the size
+  // classes' fragmentation), the request and reply outside it (stdin, the output buffer), the
+  // stack, libc's own. Committed only as the guest touches it.
+  const stackSize = Math.max(8 * MiB, Math.ceil((2 * stackLimit + MiB) / 4096) * 4096);
+  const arena = Math.ceil((2 * memoryLimit + 16 * MiB) / MiB) * MiB;
+  const memory = Math.min(3 * 1024 * MiB, Math.ceil((arena + 2 * maxInput + 2 * maxOutput + stackSize + 16 * MiB) / (2 * MiB)) * 2 * MiB);
+  const linux: LinuxPoolOptions & { threads: number } = {
+    program: GUEST_PATH,
+    argv: ['quickjs', `--memory-limit=${memoryLimit}`, `--stack-limit=${stackLimit}`, `--max-output=${maxOutput}`, `--max-logs=${maxLogBytes}`, `--arena=${arena}`, ...names.map((n) => `--host=${n}`)],
+    memory,
+    stackSize,
+    start: 'first-read',
+    maxInput: maxInput + HEADER,
+    maxOutput: maxOutput + 64 * 1024,
+    threads,
+    timeoutMs: o.timeoutMs ?? 10_000,
+    ...(o.initTimeoutMs !== undefined ? { initTimeoutMs: o.initTimeoutMs } : {}),
+    ...(names.length > 0 ? { hostFunctions } : {}),
+    ...(o.kvmPath !== undefined ? { kvmPath: o.kvmPath } : {}),
+  };
+  return { linux, memoryLimit, maxInput };
+}
+
+/** A call's request as the guest reads it from stdin: a 4-byte length, then the request as JSON. */
+export function encodeRequest(request: JsRequest, maxInput: number): Uint8Array {
+  const bytes = enc.encode(requestText(request));
+  if (bytes.length > maxInput) throw new RangeError(`the request takes ${bytes.length} bytes as JSON, more than maxInput (${maxInput})`);
+  const input = new Uint8Array(HEADER + bytes.length);
+  new DataView(input.buffer).setUint32(0, bytes.length, true);
+  input.set(bytes, HEADER);
+  return input;
+}
+
+/** The guest's reply to one call: its value, or the JsError / JsValueError / GuestError it stands for. */
+export function decodeReply(r: Pick<LinuxRunResult, 'exitCode' | 'signal' | 'stdout' | 'stderr'> & { stats: { syscalls: number; resetPages: number } }, onLog?: (entry: JsLogEntry) => void): JsRunResult {
+  if (r.exitCode !== 0) {
+    const why = r.signal ? `was killed by ${r.signal}` : `exited with status ${r.exitCode}`;
+    throw new GuestError(`the QuickJS guest ${why}${r.stderr.length ? `: ${dec.decode(r.stderr.subarray(0, 2000))}` : ''}`, r.exitCode ?? -1);
+  }
+  let reply: Reply;
+  try {
+    reply = JSON.parse(dec.decode(r.stdout)) as Reply;
+  } catch {
+    throw new GuestError(`the QuickJS guest replied with ${r.stdout.length} bytes that are not its JSON record`, -1);
+  }
+  const logs: JsLogEntry[] = (reply.l ?? []).map(([level, text]) => ({ level, text }));
+  if (onLog) for (const entry of logs) onLog(entry);
+  if (reply.x) throw new JsValueError(reply.x.path, reply.x.message);
+  if (reply.e) {
+    const e = reply.e;
+    const err = new JsError({ name: e.name, message: e.message, stack: e.stack, ...(e.primitive ? { thrown: e.thrown } : {}) });
+    Object.defineProperty(err, 'logs', { value: logs, enumerable: false });
+    throw err;
+  }
+  return {
+    value: reply.u ? undefined : reply.v,
+    logs,
+    logsDropped: reply.d ?? 0,
+    stats: { syscalls: r.stats.syscalls, resetPages: r.stats.resetPages },
+  };
 }
 
 function requestText(request: JsRequest): string {

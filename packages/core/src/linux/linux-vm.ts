@@ -102,6 +102,37 @@ export interface LinuxCallResult {
   stats: SyscallStats & { resetPages: number };
 }
 
+/**
+ * Where a call's time went, summed over the calls made while `LinuxVm.profile` is set (ns, from
+ * process.hrtime; for the benchmarks' --profile). Off, a call pays one branch per exit.
+ */
+export interface LinuxVmProfile {
+  calls: number;
+  /** Inside vcpu.run(): KVM_RUN (guest time, entry and exit) and reading the exit. */
+  kvmRunNs: number;
+  exits: number;
+  /** The syscall layer serving the syscall exits. */
+  serveNs: number;
+  /** Reset: the pending exit settled (after an unclean end). */
+  settleNs: number;
+  /** Reset: KVM_GET_DIRTY_LOG and the page list. */
+  dirtyLogNs: number;
+  /** Reset: dirtied pages put back or zeroed. */
+  copyNs: number;
+  pages: number;
+  /** Reset: registers and the rest of the vCPU state restored. */
+  cpuNs: number;
+  /** Reset: the syscall layer's process state cloned from the pristine one. */
+  stateNs: number;
+}
+
+/** A zeroed LinuxVmProfile, to set as `LinuxVm.profile`. */
+export function linuxVmProfile(): LinuxVmProfile {
+  return { calls: 0, kvmRunNs: 0, exits: 0, serveNs: 0, settleNs: 0, dirtyLogNs: 0, copyNs: 0, pages: 0, cpuNs: 0, stateNs: 0 };
+}
+
+const now = (): number => Number(process.hrtime.bigint());
+
 interface Pristine {
   pages: PristinePages;
   cpu: PristineCpu;
@@ -142,6 +173,8 @@ export class LinuxVm {
   #deadline = Infinity;
   #control: Int32Array | undefined;
   calls = 0;
+  /** Set it (linuxVmProfile()) to have run() and reset() sum where their time goes. */
+  profile: LinuxVmProfile | undefined;
 
   private constructor(kvm: Kvm, vm: Vm, vcpu: Vcpu, slot: MemorySlot, opts: LinuxVmOptions, layout: ProcessLayout) {
     this.#kvm = kvm;
@@ -357,14 +390,20 @@ export class LinuxVm {
     if (ctl) Atomics.store(ctl, CALL_CONTROL.TID, this.#tid);
     if (timeoutMs > 0) this.#timer.arm(timeoutMs);
     try {
-      if (servePending) layer.serve();
+      const prof = this.profile;
+      if (servePending) this.#serve(prof);
       for (;;) {
         if (layer.end) return layer.end;
         if (ctl && Atomics.load(ctl, CALL_CONTROL.CANCEL) !== 0) throw new AbortError(`sandbox call ${what} was aborted`);
         if (performance.now() >= this.#deadline) throw new SandboxTimeoutError(what, timeoutMs, limit);
+        const t0 = prof ? now() : 0;
         const exit = vcpu.run();
+        if (prof) {
+          prof.kvmRunNs += now() - t0;
+          prof.exits++;
+        }
         if (exit.kind === 'io' && exit.port === SYSCALL_PORT && exit.direction === 'out') {
-          layer.serve();
+          this.#serve(prof);
           // serve() may have ended the call (TypeScript still has layer.end narrowed to undefined).
           if ((layer.end as RunEnd | undefined)?.kind === 'exit') this.#cleanEnd = this.#atStubOut();
           continue;
@@ -391,6 +430,16 @@ export class LinuxVm {
       if (timeoutMs > 0) this.#timer.disarm();
       if (ctl) Atomics.store(ctl, CALL_CONTROL.TID, 0);
       this.#control = undefined;
+    }
+  }
+
+  #serve(prof: LinuxVmProfile | undefined): void {
+    if (!prof) return this.#layer.serve();
+    const t0 = now();
+    try {
+      this.#layer.serve();
+    } finally {
+      prof.serveNs += now() - t0;
     }
   }
 
@@ -435,18 +484,34 @@ export class LinuxVm {
     this.#cleanEnd = false;
     if (clean) this.resetPaths.short++;
     else this.resetPaths.full++;
+    const prof = this.profile;
+    let t = prof ? now() : 0;
+    const lap = (key: 'settleNs' | 'dirtyLogNs' | 'copyNs' | 'cpuNs' | 'stateNs'): void => {
+      const t1 = now();
+      prof![key] += t1 - t;
+      t = t1;
+    };
     try {
       if (!clean) p.cpu.settle(this.#vcpu);
     } catch (e) {
       this.#broken = e instanceof Error ? e : new Error(String(e));
       throw e;
     }
+    if (prof) lap('settleNs');
     const dirty = this.#vm.dirtyPages(this.#slot);
     for (const page of this.#hostDirty) dirty.push(page);
     this.#hostDirty.clear();
+    if (prof) lap('dirtyLogNs');
     p.pages.restore(this.#mem, dirty);
+    if (prof) lap('copyNs');
     p.cpu.restore(this.#vcpu, { short: clean, sync: this.#sync, compare: false });
+    if (prof) lap('cpuNs');
     this.#layer.state = p.state.clone();
+    if (prof) {
+      lap('stateNs');
+      prof.pages += dirty.length;
+      prof.calls++;
+    }
     return dirty.length;
   }
 

@@ -16,7 +16,7 @@
 import { availableParallelism } from 'node:os';
 import vm from 'node:vm';
 import { JsSandboxPool } from '@kvmpool/js';
-import { median, runBenchmark, type BenchCase, type BenchOptions, type BenchReport, type Benchmark, type CheckedTarget } from './harness.js';
+import { customTarget, median, runBenchmark, type BenchCase, type BenchOptions, type BenchReport, type Benchmark, type CheckedTarget } from './harness.js';
 import { loadIsolatedVm, type IsolatedVmLoad } from './sandbox-isolates.js';
 import { profileJs } from './js-profile.js';
 
@@ -132,10 +132,6 @@ async function loadQuickJsWasm(): Promise<{ ok: true; qjs: QuickJsWasm } | { ok:
   } catch (e) {
     return { ok: false, reason: `cannot load quickjs-emscripten: ${e instanceof Error ? e.message : String(e)}` };
   }
-}
-
-function customTarget(what: string, pass: boolean, got: string): void {
-  console.log(`target: ${what}: ${pass ? 'PASS' : 'MISS'} (${got})`);
 }
 
 export const js: Benchmark = {

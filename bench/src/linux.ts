@@ -36,6 +36,7 @@ import { LinuxPool } from '@kvmpool/core';
 import { PID } from '@kvmpool/core/internal';
 import { CProcess } from './c-process.js';
 import {
+  customTarget, round3,
   measureBurst, type BurstMeasure, buildC, median, runBenchmark, summarize, type BenchCase, type BenchOptions, type BenchReport, type Benchmark, type CheckedTarget,
 } from './harness.js';
 import { buildMusl, requireBusybox } from './linux-guests.js';
@@ -129,11 +130,6 @@ async function getpidCall(pool: LinuxPool, n: number): Promise<number> {
   if (r.exitCode !== 0 || got !== `${n * PID}\n`) throw new Error(`syscall-exit: N = ${n} printed ${JSON.stringify(got)} (exit ${String(r.exitCode)}), expected ${n * PID}`);
   if (r.stats.syscalls < n) throw new Error(`syscall-exit: N = ${n} made only ${r.stats.syscalls} syscalls`);
   return ns;
-}
-
-/** A target the harness's ratio-of-medians form cannot state, printed in its style. */
-function customTarget(what: string, pass: boolean, got: string): void {
-  console.log(`target: ${what}: ${pass ? 'PASS' : 'MISS'} (${got})`);
 }
 
 export const linux: Benchmark = {
@@ -247,10 +243,6 @@ export const linux: Benchmark = {
     }
   },
 };
-
-function round3(x: number): number {
-  return Math.round(x * 1000) / 1000;
-}
 
 function formatRate(r: number): string {
   return Math.round(r).toLocaleString('en-US');

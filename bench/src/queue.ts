@@ -27,7 +27,7 @@ import { availableParallelism } from 'node:os';
 import { SandboxPool } from '@kvmpool/core';
 import { sandboxQueue, type SandboxQueue } from '@kvmpool/queue';
 import { startRedisServer, type RedisServer } from '@kvmpool/queue/internal';
-import { measureBurst, median, runBenchmark, writeResults, type BenchCase, type BenchOptions, type BenchReport, type Benchmark, type BurstMeasure } from './harness.js';
+import { customTarget, round3, measureBurst, median, runBenchmark, writeResults, type BenchCase, type BenchOptions, type BenchReport, type Benchmark, type BurstMeasure } from './harness.js';
 import { startWorkerProcess, stopWorkerProcess, type WorkerProcess } from './queue-workers.js';
 import { INPUT, buildGuest, checkSum } from './sandbox.js';
 
@@ -109,14 +109,6 @@ async function throughput(setups: readonly QueueSetup[], redisPid: () => number 
     workerCpus: med(bs.map((b) => b.workerCpus)),
     redisCpus: med(bs.map((b) => b.redisCpus)),
   }));
-}
-
-function round3(x: number): number {
-  return Math.round(x * 1000) / 1000;
-}
-
-function customTarget(what: string, pass: boolean, got: string): void {
-  console.log(`target: ${what}: ${pass ? 'PASS' : 'MISS'} (${got})`);
 }
 
 export const queue: Benchmark = {

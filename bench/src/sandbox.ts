@@ -30,6 +30,7 @@ import { join } from 'node:path';
 import { SDK_DIR, Sandbox, SandboxPool, compileGuest } from '@kvmpool/core/internal';
 import { CProcess, cBatchCase } from './c-process.js';
 import {
+  customTarget, round3,
   mainThreadCpuUs, measureBurst, type BurstMeasure, BENCH_DIR, BUILD_DIR, buildC, median, runBenchmark, summarize, writeResults, type BenchCase, type BenchOptions,
   type BenchReport, type Benchmark, type CheckedTarget,
 } from './harness.js';
@@ -129,11 +130,6 @@ function cpuExtras(b: BurstResult): Record<string, number> {
     other_load_cpus: round3(b.otherCpus),
     steal_cpus: round3(b.stealCpus),
   };
-}
-
-/** A target the harness's ratio-of-medians form cannot state, printed in its style. */
-function customTarget(what: string, pass: boolean, got: string): void {
-  console.log(`target: ${what}: ${pass ? 'PASS' : 'MISS'} (${got})`);
 }
 
 export const sandbox: Benchmark = {
@@ -295,10 +291,6 @@ function idleVmMemory(guest: string, count: number): IdleVmMemory {
     encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'],
   });
   return JSON.parse(out.trim().split('\n').at(-1)!) as IdleVmMemory;
-}
-
-function round3(x: number): number {
-  return Math.round(x * 1000) / 1000;
 }
 
 function formatRate(r: number): string {

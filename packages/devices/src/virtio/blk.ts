@@ -17,7 +17,7 @@
  * S_IOERR and is counted in `stats().ioErrors`.
  */
 import * as fs from 'node:fs';
-import { QueueError, VIRTIO_BLK_F, VIRTIO_DEVICE_ID, featureBit, type VirtioActivation, type VirtioDevice, type VirtqueueChain } from './types.js';
+import { QueueError, VIRTIO_BLK_F, VIRTIO_DEVICE_ID, featureBit, gather, type VirtioActivation, type VirtioDevice, type VirtqueueChain } from './types.js';
 
 /**
  * virtio-blk request types.
@@ -293,23 +293,6 @@ export class VirtioBlk implements VirtioDevice {
     }
     return VIRTIO_BLK_S.OK;
   }
-}
-
-/** Copies bytes of `views` starting at byte `skip` into `out`; returns how many it copied. */
-function gather(views: readonly Uint8Array[], skip: number, out: Uint8Array): number {
-  let n = 0;
-  for (const v of views) {
-    if (n === out.length) break;
-    if (skip >= v.length) {
-      skip -= v.length;
-      continue;
-    }
-    const k = Math.min(v.length - skip, out.length - n);
-    out.set(v.subarray(skip, skip + k), n);
-    n += k;
-    skip = 0;
-  }
-  return n;
 }
 
 /** Copies `data` into the front of `views`. */

@@ -17,7 +17,7 @@
  *   transmit chain in flight does not (the driver dropped its queues).
  */
 import { Duplex } from 'node:stream';
-import { VIRTIO_DEVICE_ID, type VirtioActivation, type VirtioDevice, type VirtqueueChain } from './types.js';
+import { VIRTIO_DEVICE_ID, gather, type VirtioActivation, type VirtioDevice, type VirtqueueChain } from './types.js';
 
 /** Options of `new VirtioConsole()`. */
 export interface VirtioConsoleOptions {
@@ -235,7 +235,7 @@ export class VirtioConsole implements VirtioDevice {
       while (tx.offset < c.readableLength) {
         const n = Math.min(SLICE, c.readableLength - tx.offset);
         const slice = Buffer.allocUnsafe(n);
-        copyOut(c.readable, tx.offset, slice);
+        gather(c.readable, tx.offset, slice);
         tx.offset += n;
         if (this.#closed || this.stream.destroyed) {
           this.#stats.txDropped += n;
@@ -272,21 +272,5 @@ export class VirtioConsole implements VirtioDevice {
     this.#inputBytes = input.length;
     this.#inputOffset = 0;
     this.#tx = s.tx ? { chain: undefined, head: s.tx.head, offset: s.tx.offset } : undefined;
-  }
-}
-
-/** Copies bytes `[skip, skip+out.length)` of the concatenated `views` into `out`. */
-function copyOut(views: readonly Uint8Array[], skip: number, out: Uint8Array): void {
-  let n = 0;
-  for (const v of views) {
-    if (n === out.length) return;
-    if (skip >= v.length) {
-      skip -= v.length;
-      continue;
-    }
-    const k = Math.min(v.length - skip, out.length - n);
-    out.set(v.subarray(skip, skip + k), n);
-    n += k;
-    skip = 0;
   }
 }

@@ -264,3 +264,20 @@ export class QueueError extends Error {
     this.queue = queue;
   }
 }
+
+/** Copies bytes of `views` starting at byte `skip` into `out`; returns how many it copied. */
+export function gather(views: readonly Uint8Array[], skip: number, out: Uint8Array): number {
+  let n = 0;
+  for (const v of views) {
+    if (n === out.length) break;
+    if (skip >= v.length) {
+      skip -= v.length;
+      continue;
+    }
+    const k = Math.min(v.length - skip, out.length - n);
+    out.set(v.subarray(skip, skip + k), n);
+    n += k;
+    skip = 0;
+  }
+  return n;
+}

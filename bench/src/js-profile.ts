@@ -54,7 +54,8 @@ const PARTS = [
   ['  rest of run (stdin, AT_RANDOM, timer, result)', 'other'],
   ['reply: run codec + JSON (main thread)', 'decode'],
 ] as const;
-type Part = (typeof PARTS)[number][1];
+const COLUMNS = [...PARTS.map(([, k]) => k), 'total', 'exits', 'pages', 'syscalls'] as const;
+type Column = (typeof COLUMNS)[number];
 
 function time<T>(f: () => T): [T, number] {
   const t0 = process.hrtime.bigint();
@@ -70,7 +71,8 @@ export async function profileJs(pool: JsSandboxPool, workloads: readonly Profile
     if (got !== w.expected) throw new Error(`js --profile${w.suffix}: got ${String(got).slice(0, 80)}, expected ${String(w.expected).slice(0, 80)}`);
   };
   try {
-    const here = (w: ProfileWorkload, into: Record<Part | 'total', number[]>, exits: number[], pages: number[], syscalls: number[]): void => {
+    /** One call made here, no pool: each part's time, and the call's exits, pages reset and syscalls. */
+    const here = (w: ProfileWorkload): Record<Column, number> => {
       const prof: LinuxVmProfile = linuxVmProfile();
       vm.profile = prof;
       const t0 = process.hrtime.bigint();
@@ -85,28 +87,20 @@ export async function profileJs(pool: JsSandboxPool, workloads: readonly Profile
       const total = Number(process.hrtime.bigint() - t0);
       vm.profile = undefined;
       check(w, reply.value);
-      const measured = prof.kvmRunNs + prof.serveNs + prof.settleNs + prof.dirtyLogNs + prof.copyNs + prof.cpuNs + prof.stateNs;
-      const v: Record<Part, number> = {
-        encode, codec: c1 + c2, run, decode, other: Math.max(0, run - measured),
-        kvmRunNs: prof.kvmRunNs, serveNs: prof.serveNs, settleNs: prof.settleNs, dirtyLogNs: prof.dirtyLogNs, copyNs: prof.copyNs, cpuNs: prof.cpuNs, stateNs: prof.stateNs,
+      const { exits, kvmRunNs, serveNs, settleNs, dirtyLogNs, copyNs, cpuNs, stateNs } = prof;
+      const measured = kvmRunNs + serveNs + settleNs + dirtyLogNs + copyNs + cpuNs + stateNs;
+      return {
+        encode, codec: c1 + c2, run, decode, other: Math.max(0, run - measured), kvmRunNs, serveNs, settleNs, dirtyLogNs, copyNs, cpuNs, stateNs,
+        total, exits, pages: result.stats.resetPages, syscalls: result.stats.syscalls,
       };
-      for (const [, k] of PARTS) into[k].push(v[k]);
-      into.total.push(total);
-      exits.push(prof.exits);
-      pages.push(prof.pages);
-      syscalls.push(result.stats.syscalls);
     };
     for (const w of workloads) {
-      const into = Object.fromEntries([...PARTS.map(([, k]) => [k, [] as number[]]), ['total', []]]) as Record<Part | 'total', number[]>;
+      const samples = Object.fromEntries(COLUMNS.map((k) => [k, [] as number[]])) as Record<Column, number[]>;
       const poolNs: number[] = [];
-      const exits: number[] = [];
-      const pages: number[] = [];
-      const syscalls: number[] = [];
       for (let i = 0; i < perRound; i++) {
         check(w, await pool.eval(w.code)); // warm-up
-        here(w, into, [], [], []);
+        here(w);
       }
-      for (const k of Object.keys(into) as (Part | 'total')[]) into[k] = [];
       for (let r = 0; r < rounds; r++) {
         for (let i = 0; i < perRound; i++) {
           const t0 = process.hrtime.bigint();
@@ -114,7 +108,10 @@ export async function profileJs(pool: JsSandboxPool, workloads: readonly Profile
           poolNs.push(Number(process.hrtime.bigint() - t0));
           check(w, got);
         }
-        for (let i = 0; i < perRound; i++) here(w, into, exits, pages, syscalls);
+        for (let i = 0; i < perRound; i++) {
+          const one = here(w);
+          for (const k of COLUMNS) samples[k].push(one[k]);
+        }
       }
       // Main-thread CPU per call: sequential calls for ≥ 1 s (the kernel counts it in 10 ms ticks).
       const cpu0 = mainThreadCpuUs();
@@ -127,14 +124,14 @@ export async function profileJs(pool: JsSandboxPool, workloads: readonly Profile
       const mainUs = (mainThreadCpuUs() - cpu0) / n;
 
       const p = summarize(poolNs);
-      const h = summarize(into.total);
+      const h = summarize(samples.total);
       const med = (xs: number[]) => summarize(xs).median;
       const rows: string[][] = [
         ['JsSandboxPool.eval, 1 thread (pool call)', formatNs(p.median), formatNs(p.p99)],
         ['the same call here, no pool', formatNs(h.median), formatNs(h.p99)],
         ...PARTS.map(([label, k]) => {
-          const s = summarize(into[k]);
-          const note = k === 'kvmRunNs' ? ` (${med(exits)} exits)` : k === 'serveNs' ? ` (${med(syscalls)})` : k === 'copyNs' ? ` (${med(pages)} pages)` : '';
+          const s = summarize(samples[k]);
+          const note = k === 'kvmRunNs' ? ` (${med(samples.exits)} exits)` : k === 'serveNs' ? ` (${med(samples.syscalls)})` : k === 'copyNs' ? ` (${med(samples.pages)} pages)` : '';
           return [`  ${label}${note}`, formatNs(s.median), formatNs(s.p99)];
         }),
         ['pool share: hops, worker loop (pool − here, medians)', formatNs(Math.max(0, p.median - h.median)), ''],

@@ -107,7 +107,6 @@ export interface LinuxCallResult {
  * process.hrtime; for the benchmarks' --profile). Off, a call pays one branch per exit.
  */
 export interface LinuxVmProfile {
-  calls: number;
   /** Inside vcpu.run(): KVM_RUN (guest time, entry and exit) and reading the exit. */
   kvmRunNs: number;
   exits: number;
@@ -117,9 +116,8 @@ export interface LinuxVmProfile {
   settleNs: number;
   /** Reset: KVM_GET_DIRTY_LOG and the page list. */
   dirtyLogNs: number;
-  /** Reset: dirtied pages put back or zeroed. */
+  /** Reset: dirtied pages put back or zeroed (how many: the call's `stats.resetPages`). */
   copyNs: number;
-  pages: number;
   /** Reset: registers and the rest of the vCPU state restored. */
   cpuNs: number;
   /** Reset: the syscall layer's process state cloned from the pristine one. */
@@ -128,7 +126,7 @@ export interface LinuxVmProfile {
 
 /** A zeroed LinuxVmProfile, to set as `LinuxVm.profile`. */
 export function linuxVmProfile(): LinuxVmProfile {
-  return { calls: 0, kvmRunNs: 0, exits: 0, serveNs: 0, settleNs: 0, dirtyLogNs: 0, copyNs: 0, pages: 0, cpuNs: 0, stateNs: 0 };
+  return { kvmRunNs: 0, exits: 0, serveNs: 0, settleNs: 0, dirtyLogNs: 0, copyNs: 0, cpuNs: 0, stateNs: 0 };
 }
 
 const now = (): number => Number(process.hrtime.bigint());
@@ -484,34 +482,31 @@ export class LinuxVm {
     this.#cleanEnd = false;
     if (clean) this.resetPaths.short++;
     else this.resetPaths.full++;
+    // Profiling only: each lap adds the time since the last to one of the reset's counters.
     const prof = this.profile;
     let t = prof ? now() : 0;
-    const lap = (key: 'settleNs' | 'dirtyLogNs' | 'copyNs' | 'cpuNs' | 'stateNs'): void => {
+    const lap = prof && ((key: 'settleNs' | 'dirtyLogNs' | 'copyNs' | 'cpuNs' | 'stateNs'): void => {
       const t1 = now();
-      prof![key] += t1 - t;
+      prof[key] += t1 - t;
       t = t1;
-    };
+    });
     try {
       if (!clean) p.cpu.settle(this.#vcpu);
     } catch (e) {
       this.#broken = e instanceof Error ? e : new Error(String(e));
       throw e;
     }
-    if (prof) lap('settleNs');
+    lap?.('settleNs');
     const dirty = this.#vm.dirtyPages(this.#slot);
     for (const page of this.#hostDirty) dirty.push(page);
     this.#hostDirty.clear();
-    if (prof) lap('dirtyLogNs');
+    lap?.('dirtyLogNs');
     p.pages.restore(this.#mem, dirty);
-    if (prof) lap('copyNs');
+    lap?.('copyNs');
     p.cpu.restore(this.#vcpu, { short: clean, sync: this.#sync, compare: false });
-    if (prof) lap('cpuNs');
+    lap?.('cpuNs');
     this.#layer.state = p.state.clone();
-    if (prof) {
-      lap('stateNs');
-      prof.pages += dirty.length;
-      prof.calls++;
-    }
+    lap?.('stateNs');
     return dirty.length;
   }
 

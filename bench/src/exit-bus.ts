@@ -7,8 +7,11 @@
  *   node-direct-out        Vcpu.run() on the main thread, no bus
  *   bus-posted-out         createMachine: OUT posted through the exit ring to a sink device
  *   bus-in                 IN answered by the main-thread dispatcher (device read)
- *   bus-posted-out-nospin, bus-in-nospin   the same with a dispatcher that never spins
- *                          (dispatcherSpinUs: 0): what the spin policy (devices' spin-policy.ts) buys
+ *   bus-posted-out-nospin, bus-in-nospin   the same with neither the dispatcher nor the vCPU
+ *                          thread spinning (dispatcherSpinUs: 0, vcpuSpinUs: 0): what the spin
+ *                          policy (devices' spin-policy.ts) buys
+ *   bus-in-dispatcher-spin as bus-in with only the dispatcher spinning (vcpuSpinUs: 0): what the
+ *                          vCPU thread's spin for the answer adds
  *   worker-fast-in         IN answered in the vCPU worker from a device's shared fastState
  *   c-uart-bulk/uart-bulk  bulk output through COM1's THR: one exit per byte in C; kvmpool's
  *                          Uart16550 with coalesced PIO, read from uart.stream(). Times are
@@ -128,13 +131,16 @@ export const exitBus: Benchmark = {
       const reader = new CountingDevice('reader');
       const inM = await pausedMachine({ memory: '2 MiB', devices: [{ device: reader, pio: { base: IN_PORT, length: 1 } }] }, IN_LOOP);
       machines.push(inM);
-      // The same two machines with a dispatcher that never spins (dispatcherSpinUs: 0), side by side.
+      // The same two machines with nothing spinning, side by side; and the reader with only the dispatcher spinning.
       const sinkNoSpin = new CountingDevice('sink');
-      const outNoSpinM = await pausedMachine({ memory: '2 MiB', dispatcherSpinUs: 0, devices: [{ device: sinkNoSpin, pio: { base: SINK_PORT, length: 1 } }] }, OUT_LOOP);
+      const outNoSpinM = await pausedMachine({ memory: '2 MiB', dispatcherSpinUs: 0, vcpuSpinUs: 0, devices: [{ device: sinkNoSpin, pio: { base: SINK_PORT, length: 1 } }] }, OUT_LOOP);
       machines.push(outNoSpinM);
       const readerNoSpin = new CountingDevice('reader');
-      const inNoSpinM = await pausedMachine({ memory: '2 MiB', dispatcherSpinUs: 0, devices: [{ device: readerNoSpin, pio: { base: IN_PORT, length: 1 } }] }, IN_LOOP);
+      const inNoSpinM = await pausedMachine({ memory: '2 MiB', dispatcherSpinUs: 0, vcpuSpinUs: 0, devices: [{ device: readerNoSpin, pio: { base: IN_PORT, length: 1 } }] }, IN_LOOP);
       machines.push(inNoSpinM);
+      const readerDSpin = new CountingDevice('reader');
+      const inDSpinM = await pausedMachine({ memory: '2 MiB', vcpuSpinUs: 0, devices: [{ device: readerDSpin, pio: { base: IN_PORT, length: 1 } }] }, IN_LOOP);
+      machines.push(inDSpinM);
       const fast = new CountingDevice('fast-reader', { fast: true });
       const marker = new CountingDevice('marker');
       const fastM = await pausedMachine({
@@ -150,6 +156,7 @@ export const exitBus: Benchmark = {
       const fastTally = new StatsTally();
       const outNoSpinTally = new StatsTally();
       const inNoSpinTally = new StatsTally();
+      const inDSpinTally = new StatsTally();
       const uartRuns: { startNs: number; exits: number; misordered: number }[] = [];
       const repRuns: { startNs: number; exits: number; misordered: number }[] = [];
       const kicks: number[] = [];
@@ -179,16 +186,21 @@ export const exitBus: Benchmark = {
           inTally.add(w.stats, k);
           return w.perExit;
         }, { ratioVs: 'c-in', extras: () => inTally.extras(), afterWarmup: () => inTally.reset() }),
-        perIteration('bus-posted-out-nospin', 'kvmpool: as bus-posted-out, dispatcher never spins (dispatcherSpinUs: 0) (ns/exit)', async () => {
+        perIteration('bus-posted-out-nospin', 'kvmpool: as bus-posted-out, nothing spins (dispatcherSpinUs: 0, vcpuSpinUs: 0) (ns/exit)', async () => {
           const w = await timeWindow(outNoSpinM, sinkNoSpin, 'write', warm, k);
           outNoSpinTally.add(w.stats, k);
           return w.perExit;
         }, { extras: () => outNoSpinTally.extras(), afterWarmup: () => outNoSpinTally.reset() }),
-        perIteration('bus-in-nospin', 'kvmpool: as bus-in, dispatcher never spins (dispatcherSpinUs: 0) (ns/exit)', async () => {
+        perIteration('bus-in-nospin', 'kvmpool: as bus-in, nothing spins (dispatcherSpinUs: 0, vcpuSpinUs: 0) (ns/exit)', async () => {
           const w = await timeWindow(inNoSpinM, readerNoSpin, 'read', warm, k);
           inNoSpinTally.add(w.stats, k);
           return w.perExit;
         }, { ratioVs: 'c-in', extras: () => inNoSpinTally.extras(), afterWarmup: () => inNoSpinTally.reset() }),
+        perIteration('bus-in-dispatcher-spin', 'kvmpool: as bus-in, only the dispatcher spins (vcpuSpinUs: 0) (ns/exit)', async () => {
+          const w = await timeWindow(inDSpinM, readerDSpin, 'read', warm, k);
+          inDSpinTally.add(w.stats, k);
+          return w.perExit;
+        }, { ratioVs: 'c-in', extras: () => inDSpinTally.extras(), afterWarmup: () => inDSpinTally.reset() }),
         perIteration('worker-fast-in', `kvmpool: IN answered in the worker from fastState (${k} INs + 1 marker OUT, ns/exit)`, async () => {
           // One window is one round of the guest: k INs and the marker; records_per_exit then
           // shows the INs that went through the ring instead (the one after each marker).

@@ -26,10 +26,11 @@ const doneDevice: Device = {
   write: () => {},
 };
 
-async function machine(vcpus: number, code: Uint8Array, extra: Device[] = []): Promise<Machine> {
+async function machine(vcpus: number, code: Uint8Array, extra: Device[] = [], options: { vcpuSpinUs?: number } = {}): Promise<Machine> {
   const m = await createMachine({
     memory: '2 MiB',
     vcpus,
+    ...options,
     devices: [
       { device: doneDevice, pio: { base: DONE_PORT, length: 1 }, stopsVcpu: true },
       ...extra.map((device, i) => ({ device, pio: { base: i === 0 ? DATA_PORT : READ_PORT, length: 4 } })),
@@ -60,10 +61,10 @@ describe('exit bus', () => {
     }
   });
 
-  it('concurrent reads from 3 vCPUs each get their own answer', async () => {
+  it.each([0, 100])('concurrent reads from 3 vCPUs each get their own answer (vcpuSpinUs %i)', async (vcpuSpinUs) => {
     const rec = new Recorder();
     const counter = new Counter();
-    await using m = await machine(3, readsEchoed(2000), [rec, counter]);
+    await using m = await machine(3, readsEchoed(2000), [rec, counter], { vcpuSpinUs });
     await m.start({ entry: CODE, stack, regs });
     expect(await m.waitForExit()).toEqual({ reason: 'halted' });
     expect(rec.values.length).toBe(6000);
@@ -201,7 +202,9 @@ describe('exit bus: the lazy doorbell for posted writes', () => {
     expect(await m.stop()).toEqual({ reason: 'stopped' });
   });
 
-  it('refuses a bound that is not a number of ms ≥ 0', async () => {
+  it('refuses a bound that is not a number of ms ≥ 0, and a vCPU spin outside 0–100 µs', async () => {
     await expect(createMachine({ memory: '2 MiB', postedWriteBoundMs: -1 })).rejects.toThrow(TypeError);
+    await expect(createMachine({ memory: '2 MiB', vcpuSpinUs: 101 })).rejects.toThrow(/vcpuSpinUs must be a number of µs from 0 to 100/);
+    await expect(createMachine({ memory: '2 MiB', vcpuSpinUs: -1 })).rejects.toThrow(TypeError);
   });
 });

@@ -37,9 +37,13 @@ afterEach(async () => {
   await Promise.all(workers.splice(0).map((w) => w.terminate()));
 });
 
-/** Starts the producer thread with `op`; `report()` is its next message. */
-function producer(r: Rig, op: string, n = 0): { worker: Worker; report: () => Promise<Record<string, unknown>> } {
-  const worker = new Worker(FIXTURE, { workerData: { op, ring: r.ring, doorbell: r.doorbell, ctl: r.ctl.buffer, n } });
+/**
+ * Starts the producer thread with `op`; `report()` is its next message. With `replySpinUs` its
+ * waits for answers spin first, whatever the host's load (KVMPOOL_SPIN=force).
+ */
+function producer(r: Rig, op: string, n = 0, replySpinUs = 0): { worker: Worker; report: () => Promise<Record<string, unknown>> } {
+  const env = replySpinUs > 0 ? { ...process.env, KVMPOOL_SPIN: 'force' } : process.env;
+  const worker = new Worker(FIXTURE, { env, workerData: { op, ring: r.ring, doorbell: r.doorbell, ctl: r.ctl.buffer, n, replySpinUs } });
   workers.push(worker);
   const queue: Record<string, unknown>[] = [];
   const waiters: ((m: Record<string, unknown>) => void)[] = [];
@@ -150,9 +154,9 @@ describe('exit ring', () => {
     }
   });
 
-  it('a pause seen while waiting for a reply leaves the read posted; waiting again gets the answer', async () => {
+  it.each([0, 100])('a pause seen while waiting for a reply leaves the read posted; waiting again gets the answer (replySpinUs %i)', async (spinUs) => {
     const r = rig();
-    const p = producer(r, 'await-read');
+    const p = producer(r, 'await-read', 0, spinUs);
     await until(() => r.consumer.pending() === 1, BOUND, 'the read');
     Atomics.store(r.ctl, 0, 1); // pause
     RingProducer.wake(r.ring);
@@ -168,6 +172,33 @@ describe('exit ring', () => {
     Atomics.store(r.ctl, 0, 0);
     p.worker.postMessage('again');
     expect(await p.report()).toMatchObject({ outcome: 'done', data: [9, 8, 7, 6] });
+  });
+
+  it('a producer that spins for its answers gets each read\'s own answer, whether it comes during the spin or after', async () => {
+    const r = rig();
+    const n = 200;
+    const p = producer(r, 'reads', n, 100);
+    const nap = new Int32Array(new SharedArrayBuffer(4));
+    for (let answered = 0; answered < n; answered++) {
+      await until(() => r.consumer.pending() === 1, BOUND, `read ${answered}`);
+      let seq = 0;
+      r.consumer.drain((rec) => {
+        seq = rec.seq;
+        new DataView(rec.data.buffer, rec.data.byteOffset, 4).setUint32(0, rec.seq, true);
+      });
+      // Now and then answer only after the producer's spin (100 µs) has run out and it sleeps.
+      if (answered % 5 === 0) Atomics.wait(nap, 0, 0, 1);
+      r.consumer.reply(seq);
+    }
+    expect(await p.report()).toEqual({ outcome: 'done', wrong: 0 });
+  });
+
+  it('replySpinUs is checked: 0 to MAX_SPIN_US µs', () => {
+    const r = rig();
+    for (const bad of [-1, 101, Number.NaN, Infinity]) {
+      expect(() => new RingProducer(r.ring, r.doorbell, { replySpinUs: bad })).toThrow(/replySpinUs must be a number of µs from 0 to 100/);
+    }
+    expect(() => new RingProducer(r.ring, r.doorbell, { replySpinUs: 100 })).not.toThrow();
   });
 
   it('a stop seen while waiting for ring room or for the coalesced lock gives up with nothing posted', async () => {

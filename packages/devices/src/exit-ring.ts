@@ -24,6 +24,7 @@
  * 2^32); their difference, taken modulo 2^32, is the fill level, so wrap-around is harmless.
  * The VM-wide sequence skips 0 when it wraps (see `#nextSeq`).
  */
+import { AdaptiveSpin, MAX_SPIN_US } from './spin-policy.js';
 
 /**
  * The exit ring's header words (Int32 indices) and geometry: a single-producer (vCPU thread), single-consumer (dispatcher) ring of fixed-size records in a SharedArrayBuffer.
@@ -136,8 +137,29 @@ export function recordsFor(bytes: number): number {
   return Math.max(1, Math.ceil(bytes / RING.RECORD_DATA));
 }
 
+/** Options of `new RingProducer()`. */
+export interface RingProducerOptions {
+  /**
+   * Longest the producer spins for the answer to a read before it sleeps, µs (0–MAX_SPIN_US;
+   * default 0: never). The spin follows the dispatcher's policy (spin-policy.ts): only with a
+   * core free for it and while recent answers came within about twice the bound.
+   */
+  replySpinUs?: number | undefined;
+}
+
 /** Producer side (the vCPU worker). */
 export class RingProducer extends RingViews {
+  readonly #spin: AdaptiveSpin | undefined;
+
+  constructor(ring: SharedArrayBuffer, doorbell: SharedArrayBuffer, options: RingProducerOptions = {}) {
+    super(ring, doorbell);
+    const us = options.replySpinUs ?? 0;
+    if (typeof us !== 'number' || !Number.isFinite(us) || us < 0 || us > MAX_SPIN_US) {
+      throw new RangeError(`replySpinUs must be a number of µs from 0 to ${MAX_SPIN_US} (got ${String(us)})`);
+    }
+    this.#spin = us > 0 ? new AdaptiveSpin(us) : undefined;
+  }
+
   /**
    * A VM-wide sequence number: records of all vCPUs are handled in the order they were posted.
    * It never is 0: a ring's REPLY_SEQ starts at 0, and a read numbered 0 after the counter
@@ -203,12 +225,24 @@ export class RingProducer extends RingViews {
    * read posted: wait for it again later (the reply slot keeps the answer until the next read).
    */
   awaitReply(seq: number, data: Uint8Array, check: WaitCheck): StepOutcome {
-    for (;;) {
+    const spin = this.replied(seq) ? undefined : this.#spin;
+    if (spin) {
+      // Spin first, while the policy allows it: a dispatcher that is awake answers within a few
+      // microseconds, and a reply that finds nobody in Atomics.wait costs it no futex wake. The
+      // spin ends on any change of WAKE — the reply, or a control request the loop below checks.
       const gen = Atomics.load(this.header, RING.WAKE);
-      if (Atomics.load(this.header, RING.REPLY_SEQ) === (seq | 0)) break;
-      const c = check();
-      if (c !== 'go-on') return c;
-      Atomics.wait(this.header, RING.WAKE, gen, WAIT_SLICE_MS);
+      spin.spin(() => Atomics.load(this.header, RING.WAKE) !== gen);
+    }
+    try {
+      for (;;) {
+        const gen = Atomics.load(this.header, RING.WAKE);
+        if (Atomics.load(this.header, RING.REPLY_SEQ) === (seq | 0)) break;
+        const c = check();
+        if (c !== 'go-on') return c;
+        Atomics.wait(this.header, RING.WAKE, gen, WAIT_SLICE_MS);
+      }
+    } finally {
+      spin?.ended();
     }
     this.takeReply(data);
     return 'done';

@@ -8,7 +8,7 @@
  * 2-core host the one the vCPU thread it waits for may need — and blocks the event loop. So:
  *  - Spin only while a core is free for it: `freeCores()` — the host's cores minus the threads
  *    runnable now other than this one (/proc/loadavg's "running" count, read at most every
- *    LOAD_SAMPLE_MS) — must be at least 1. On this 2-core host that means: the main thread and
+ *    LOAD_SAMPLE_MS, REFUSED_SAMPLE_MS after a refusal) — must be at least 1. On this 2-core host that means: the main thread and
  *    one vCPU thread may run, nothing else; with any other load the dispatcher sleeps at once.
  *  - Spin only when the wait is expected to be short: each waiter keeps a moving average of
  *    how long its recent waits lasted (`AdaptiveSpin`; spun or slept, reported by `ended()`),
@@ -29,8 +29,14 @@ import { readFileSync } from 'node:fs';
 
 /** The longest a waiter spins before it sleeps (µs). */
 export const MAX_SPIN_US = 100;
-/** How often the host's runnable count is read again (ms). */
+/** How often the host's runnable count is read again (ms) while it allows spinning. */
 const LOAD_SAMPLE_MS = 10;
+/**
+ * … and while it refuses: a refusal often comes from a thread that was runnable for a moment
+ * (a kernel worker) and costs every wait until the next look a sleep and a wake-up (40–60 µs
+ * each here), so it is looked at again sooner. One look (readFileSync) costs ~12 µs here.
+ */
+const REFUSED_SAMPLE_MS = 1;
 
 const CORES = availableParallelism();
 const DISABLED = process.env.KVMPOOL_SPIN === '0';
@@ -38,9 +44,9 @@ const FORCED = process.env.KVMPOOL_SPIN === 'force';
 let sampledAt = -Infinity;
 let free = 0;
 
-/** Cores free for this thread now: cores − threads runnable other than this one (cached ≤ LOAD_SAMPLE_MS). */
+/** Cores free for this thread now: cores − threads runnable other than this one (cached, see LOAD_SAMPLE_MS). */
 export function freeCores(now = performance.now()): number {
-  if (now - sampledAt < LOAD_SAMPLE_MS) return free;
+  if (now - sampledAt < (free >= 1 ? LOAD_SAMPLE_MS : REFUSED_SAMPLE_MS)) return free;
   sampledAt = now;
   try {
     // "0.52 0.58 0.59 3/512 12345": the fourth field is runnable/total scheduling entities (this thread counts as one).

@@ -60,7 +60,7 @@ function init(init: VcpuThreadInit): VcpuRequests['init'][1] {
     vcpu.setSignalMask(runMaskWithout(KICK_SIGNAL));
     const views = (bus: 'pio' | 'mmio'): [bigint, FastRegisterView][] =>
       init.fastPath.filter((f) => f.bus === bus).map((f) => [f.address, { size: f.size, state: new Int32Array(f.state), index: f.index }]);
-    const loop = new RunLoop(vcpu, new RingProducer(init.ring, init.doorbell), control, {
+    const loop = new RunLoop(vcpu, new RingProducer(init.ring, init.doorbell, { replySpinUs: init.replySpinUs }), control, {
       fastPio: new Map(views('pio').map(([a, v]) => [Number(a), v])),
       fastMmio: new Map(views('mmio')),
       stopPorts: new Set(init.stopPorts),

@@ -3,7 +3,7 @@
  * and the devices. `createMachine()` builds it; `close()` (or `await using`) releases everything.
  */
 import { EventEmitter } from 'node:events';
-import { Bus, Dispatcher, createDoorbell, type Device, type IrqLine, type Uart16550, type UartLine } from '@kvmpool/devices';
+import { Bus, Dispatcher, MAX_SPIN_US, createDoorbell, type Device, type IrqLine, type Uart16550, type UartLine } from '@kvmpool/devices';
 import { writeModeTables } from '../cpu/modes.js';
 import { ClosedError, GuestCrashError, KvmUnsupportedError } from '../errors.js';
 import { EventFd } from '../eventfd.js';
@@ -61,6 +61,8 @@ export interface PauseHold {
 }
 
 const SYSTEM_AREA = 0x1000n;
+/** MachineOptions.vcpuSpinUs by default (µs). */
+const DEFAULT_VCPU_SPIN_US = 50;
 /** VIRTIO_DEVICE_ID.CONSOLE. */
 const VIRTIO_CONSOLE_ID = 3;
 
@@ -98,12 +100,18 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
   #flushTimer: NodeJS.Timeout | undefined;
   #closed = false;
   #started = false;
+  readonly #vcpuSpinUs: number;
 
   private constructor(kvm: Kvm, vm: Vm, options: MachineOptions) {
     super();
     this.kvm = kvm;
     this.vm = vm;
     this.options = options;
+    const spin = options.vcpuSpinUs ?? DEFAULT_VCPU_SPIN_US;
+    if (typeof spin !== 'number' || !Number.isFinite(spin) || spin < 0 || spin > MAX_SPIN_US) {
+      throw new TypeError(`vcpuSpinUs must be a number of µs from 0 to ${MAX_SPIN_US} (got ${String(spin)})`);
+    }
+    this.#vcpuSpinUs = spin;
     const std = standardDevices(options, {
       irqLine: (irq) => this.irqLine(irq),
       onExitCode: (code) => this.requestExit(code),
@@ -287,6 +295,7 @@ export class Machine extends EventEmitter<MachineEvents> implements AsyncDisposa
         fastPath,
         stopPorts,
         coalesced: this.dispatcher.coalesced !== undefined,
+        replySpinUs: this.#vcpuSpinUs,
         ...(id === 0 && !this.vm.hasIrqchip ? { softIrq: this.#softIrq.buffer as SharedArrayBuffer } : {}),
         onThreadError: (e) => this.#fail(e),
         onEvent: (e) => {

@@ -79,6 +79,13 @@ export interface MachineOptions extends StandardDeviceOptions {
    * event loop for up to this long per wait (it still yields to it every 4 ms of work).
    */
   dispatcherSpinUs?: number;
+  /**
+   * Longest a vCPU thread spins for the dispatcher's answer to a device read before it sleeps,
+   * in µs (0–100, default 50; 0: never). The same policy as the dispatcher's spin: only while a
+   * core is free for it and recent answers came that quickly. An answer that finds the thread
+   * spinning costs neither a futex wake on the main thread nor a wake-up of the vCPU thread.
+   */
+  vcpuSpinUs?: number;
   /** The KVM device. Default `/dev/kvm`. */
   kvmPath?: string;
 }

@@ -46,6 +46,8 @@ export interface VcpuHandleInit {
   fastPath: FastPathEntry[];
   stopPorts: number[];
   coalesced: boolean;
+  /** Longest spin for a read's answer before sleeping, µs. */
+  replySpinUs: number;
   /** The no-irqchip interrupt controller's state, for the vCPU that takes its interrupts. */
   softIrq?: SharedArrayBuffer;
   /** Called once if the thread dies outside a control call. */
@@ -126,6 +128,7 @@ export class VcpuHandle {
         fastPath: init.fastPath,
         stopPorts: init.stopPorts,
         coalesced: init.coalesced,
+        replySpinUs: init.replySpinUs,
         ...(init.softIrq ? { softIrq: init.softIrq } : {}),
       });
       h.#tid = tid;

@@ -183,6 +183,8 @@ export interface VcpuThreadInit {
   coalesced: boolean;
   /** The no-irqchip interrupt controller's state (soft-irq.ts), for the vCPU that takes its interrupts. */
   softIrq?: SharedArrayBuffer;
+  /** Longest spin for a read's answer before sleeping, µs (MachineOptions.vcpuSpinUs). */
+  replySpinUs: number;
 }
 
 export interface VcpuConfig {

@@ -75,7 +75,7 @@ export class MemorySlot {
   }
 
   /** @internal The dirty-log bitmap buffer and its KVM_GET_DIRTY_LOG argument, made on first use. */
-  dirtyLogBuffers?: { bitmap: Uint8Array; words: BigUint64Array; arg: Uint8Array };
+  dirtyLogBuffers?: { bitmap: Uint8Array; words: BigUint64Array; arg: Uint8Array; clear: Uint8Array; clearWords: BigUint64Array; clearArg: Uint8Array };
 
   /** `KVM_MEM_*` flags of the slot. */
   get flags(): number {

@@ -7,7 +7,7 @@ import { KVM_CAPS, type KvmCapName } from './caps/capability-table.js';
 import { ClosedError, KvmUnsupportedError, outOfRange } from './errors.js';
 import type { EventFd } from './eventfd.js';
 import {
-  KVM_IOEVENTFD_FLAG, KVM_IOEVENTFD_STRUCT, KVM_IRQFD_FLAG, KVM_IRQFD_STRUCT, KVM_CLOCK_DATA, KVM_COALESCED_MMIO_ZONE, KVM_IRQCHIP, KVM_PIT_STATE2, type KvmPitState2, KVM_DIRTY_LOG, KVM_ENABLE_CAP, KVM_IRQ_LEVEL, KVM_PIT_CONFIG,
+  KVM_IOEVENTFD_FLAG, KVM_IOEVENTFD_STRUCT, KVM_IRQFD_FLAG, KVM_IRQFD_STRUCT, KVM_CLOCK_DATA, KVM_COALESCED_MMIO_ZONE, KVM_IRQCHIP, KVM_PIT_STATE2, type KvmPitState2, KVM_CLEAR_DIRTY_LOG, KVM_DIRTY_LOG, KVM_ENABLE_CAP, KVM_IRQ_LEVEL, KVM_PIT_CONFIG,
   KVM_USERSPACE_MEMORY_REGION, addressOf, decode, encode, ioctlInt, ioctlPtr, sysClose, type KvmClockData,
 } from './ffi/index.js';
 import { GuestMemory, MemorySlot, type MemorySlotInfo } from './memory.js';
@@ -204,30 +204,78 @@ export class Vm implements Disposable {
 
   /**
    * KVM_GET_DIRTY_LOG: indices (within the slot) of the pages written since the last call.
-   * Reading the log clears it.
+   * Reading the log clears it (with manual protection on, by a KVM_CLEAR_DIRTY_LOG of what it read).
    */
   dirtyPages(slot: MemorySlot | number): number[] {
-    const s = typeof slot === 'number' ? this.memory.slots.find((x) => x.slot === slot) : slot;
-    if (!s) throw new RangeError(`memory slot ${String(slot)} is not in this VM`);
-    if (!s.dirtyLog) throw new RangeError(`memory slot ${s.slot} was not created with dirtyLog: true`);
+    const s = this.#dirtySlot(slot);
+    const words = this.dirtyBitmap(s);
+    const out = pagesOf(words);
+    if (this.#manualDirty && out.length > 0) this.clearDirtyLog(s, words);
+    return out;
+  }
+
+  /**
+   * KVM_GET_DIRTY_LOG into the slot's own bitmap (64 pages a word, page i at bit i % 64 of word
+   * i / 64; valid until the next call). Without manual protection reading clears the log and
+   * write-protects the pages again; with it (`enableManualDirtyProtect`), neither happens: a page
+   * stays in the log, and writable, until `clearDirtyLog` names it.
+   */
+  dirtyBitmap(slot: MemorySlot | number): BigUint64Array {
+    const s = this.#dirtySlot(slot);
     let b = s.dirtyLogBuffers;
     if (!b) {
       const bitmap = new Uint8Array(Math.ceil(s.size / PAGE_SIZE / 64) * 8);
-      b = { bitmap, words: new BigUint64Array(bitmap.buffer), arg: encode(KVM_DIRTY_LOG, { slot: s.slot, dirty_bitmap: addressOf(bitmap) }) };
+      const clear = new Uint8Array(bitmap.length);
+      b = {
+        bitmap, words: new BigUint64Array(bitmap.buffer), arg: encode(KVM_DIRTY_LOG, { slot: s.slot, dirty_bitmap: addressOf(bitmap) }),
+        clear, clearWords: new BigUint64Array(clear.buffer),
+        clearArg: encode(KVM_CLEAR_DIRTY_LOG, { slot: s.slot, num_pages: s.size / PAGE_SIZE, first_page: 0n, dirty_bitmap: addressOf(clear) }),
+      };
       s.dirtyLogBuffers = b;
     }
     ioctlPtr(this.fd, 'KVM_GET_DIRTY_LOG', b.arg);
-    const out: number[] = [];
-    const { bitmap, words } = b;
-    for (let w = 0; w < words.length; w++) {
-      if (words[w] === 0n) continue;
-      for (let byte = w * 8; byte < w * 8 + 8; byte++) {
-        const bits = bitmap[byte]!;
-        if (bits === 0) continue;
-        for (let bit = 0; bit < 8; bit++) if (bits & (1 << bit)) out.push(byte * 8 + bit);
-      }
-    }
-    return out;
+    return b.words;
+  }
+
+  /**
+   * KVM_CLEAR_DIRTY_LOG (manual protection only): takes the pages set in `pages` (a bitmap shaped
+   * like `dirtyBitmap`'s) out of the log and write-protects them, so the guest's next write to
+   * each is logged again.
+   */
+  clearDirtyLog(slot: MemorySlot | number, pages: BigUint64Array): void {
+    if (!this.#manualDirty) throw new RangeError('clearDirtyLog: manual dirty-log protection is not enabled on this VM');
+    const s = this.#dirtySlot(slot);
+    if (!s.dirtyLogBuffers) this.dirtyBitmap(s);
+    const b = s.dirtyLogBuffers!;
+    if (pages.length !== b.clearWords.length) throw new RangeError(`clearDirtyLog: a bitmap of ${pages.length} words, the slot has ${b.clearWords.length}`);
+    if (pages !== b.clearWords) b.clearWords.set(pages);
+    ioctlPtr(this.fd, 'KVM_CLEAR_DIRTY_LOG', b.clearArg);
+  }
+
+  /**
+   * Turns on KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 for this VM where the host has it; returns whether
+   * it is on. Then reading the dirty log neither clears it nor write-protects the pages
+   * (`dirtyBitmap`, `clearDirtyLog`).
+   */
+  enableManualDirtyProtect(): boolean {
+    if (this.#manualDirty) return true;
+    if ((this.checkExtension('KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2') & MANUAL_PROTECT_ENABLE) === 0) return false;
+    this.enableCap(KVM_CAPS.KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, [BigInt(MANUAL_PROTECT_ENABLE)]);
+    this.#manualDirty = true;
+    return true;
+  }
+
+  /** Whether manual dirty-log protection is on (`enableManualDirtyProtect`). */
+  get manualDirtyProtect(): boolean {
+    return this.#manualDirty;
+  }
+  #manualDirty = false;
+
+  #dirtySlot(slot: MemorySlot | number): MemorySlot {
+    const s = typeof slot === 'number' ? this.memory.slots.find((x) => x.slot === slot) : slot;
+    if (!s) throw new RangeError(`memory slot ${String(slot)} is not in this VM`);
+    if (!s.dirtyLog) throw new RangeError(`memory slot ${s.slot} was not created with dirtyLog: true`);
+    return s;
   }
 
   /** KVM_CREATE_IRQCHIP: the in-kernel PIC, IOAPIC and LAPICs. */
@@ -421,6 +469,23 @@ export class Vm implements Disposable {
 
 /** The IOAPIC has 24 pins; KVM's default routing covers GSIs 0–23 (PIC pins 0–15 alias the first 16). */
 export const IOAPIC_PINS = 24;
+
+/** KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE: KVM_GET_DIRTY_LOG leaves the log and the protection alone. */
+const MANUAL_PROTECT_ENABLE = 1;
+
+/** The page indices set in a dirty-log bitmap, ascending. */
+function pagesOf(words: BigUint64Array): number[] {
+  const out: number[] = [];
+  for (let w = 0; w < words.length; w++) {
+    const v = words[w]!;
+    if (v === 0n) continue;
+    let lo = Number(v & 0xffff_ffffn);
+    let hi = Number(v >> 32n);
+    for (let bit = 0; lo !== 0; bit++, lo >>>= 1) if (lo & 1) out.push(w * 64 + bit);
+    for (let bit = 32; hi !== 0; bit++, hi >>>= 1) if (hi & 1) out.push(w * 64 + bit);
+  }
+  return out;
+}
 
 function checkGsi(gsi: number): void {
   if (!Number.isInteger(gsi) || gsi < 0 || gsi >= IOAPIC_PINS) throw outOfRange('gsi', `${gsi} is not an IOAPIC pin (0–${IOAPIC_PINS - 1})`);

@@ -63,6 +63,8 @@ export const KVM_USERSPACE_MEMORY_REGION = defineStruct('kvm_userspace_memory_re
 }, 32);
 
 export const KVM_DIRTY_LOG = defineStruct('kvm_dirty_log', { slot: 'u32', padding1: 'u32', dirty_bitmap: 'u64' }, 16);
+/** `struct kvm_clear_dirty_log` (KVM_CLEAR_DIRTY_LOG, with KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 enabled). */
+export const KVM_CLEAR_DIRTY_LOG = defineStruct('kvm_clear_dirty_log', { slot: 'u32', num_pages: 'u32', first_page: 'u64', dirty_bitmap: 'u64' }, 24);
 
 export const KVM_MSR_ENTRY = defineStruct('kvm_msr_entry', { index: 'u32', reserved: 'u32', data: 'u64' }, 16);
 /** Header of `struct kvm_msrs`; `nmsrs` entries of KVM_MSR_ENTRY follow at offset 8. */

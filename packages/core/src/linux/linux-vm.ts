@@ -35,6 +35,7 @@ import type { Vcpu } from '../vcpu.js';
 import type { Vm } from '../vm.js';
 import { CALL_CONTROL, type CallOptions } from '../sandbox/sandbox-vm.js';
 import { OBSERVABLE_MSRS, PristineCpu, hasSyncRegs } from '../sandbox/reset.js';
+import { DirtyTracker } from '../sandbox/dirty-tracker.js';
 import { PristinePages } from '../sandbox/pristine-pages.js';
 import { buildProcessStack, standardAuxv } from './process-stack.js';
 import type { ProcessLayout, ProcessState } from './process-state.js';
@@ -145,7 +146,7 @@ export class LinuxVm {
   readonly #kvm: Kvm;
   readonly #vm: Vm;
   readonly #vcpu: Vcpu;
-  readonly #slot: MemorySlot;
+  readonly #dirty: DirtyTracker;
   readonly #mem: Uint8Array;
   readonly #opts: LinuxVmOptions;
   readonly #timer: ThreadTimer;
@@ -178,7 +179,7 @@ export class LinuxVm {
     this.#kvm = kvm;
     this.#vm = vm;
     this.#vcpu = vcpu;
-    this.#slot = slot;
+    this.#dirty = new DirtyTracker(vm, slot);
     this.#mem = slot.bytes;
     this.#opts = opts;
     this.#layer = new SyscallLayer(this.#mem, opts.config, layout, {
@@ -300,7 +301,7 @@ export class LinuxVm {
     this.#randomAt = randomAt;
     const regs = this.#entryRegs(sp);
     this.#vcpu.setRegs(regs);
-    this.#vm.dirtyPages(this.#slot); // the log from here on: the guest's own writes
+    this.#dirty.restart(); // the log from here on: the guest's own writes
     const pages = PristinePages.capture(this.#mem);
     this.#hostDirty.clear();
     this.#pristine = { pages, cpu: new PristineCpu(this.#vm, this.#vcpu), regs, state: this.#layer.state.clone(), pending: false, at: 'entry' };
@@ -318,7 +319,7 @@ export class LinuxVm {
     }
     if (end.kind === 'capture') {
       const cpu = new PristineCpu(this.#vm, this.#vcpu); // settles the stopped syscall's exit first
-      const dirty = this.#vm.dirtyPages(this.#slot);
+      const dirty = this.#dirty.restart();
       for (const p of this.#hostDirty) dirty.push(p);
       this.#hostDirty.clear();
       this.#pristine = { pages: pages.updated(this.#mem, dirty), cpu, regs: this.#vcpu.getRegs(), state: layer.state.clone(), pending: true, at: this.#opts.start };
@@ -497,11 +498,12 @@ export class LinuxVm {
       throw e;
     }
     lap?.('settleNs');
-    const dirty = this.#vm.dirtyPages(this.#slot);
+    const mem = this.#mem;
+    const dirty = this.#dirty.take((page) => p.pages.isPristine(mem, page));
     for (const page of this.#hostDirty) dirty.push(page);
     this.#hostDirty.clear();
     lap?.('dirtyLogNs');
-    p.pages.restore(this.#mem, dirty);
+    p.pages.restore(mem, dirty);
     lap?.('copyNs');
     p.cpu.restore(this.#vcpu, { short: clean, sync: this.#sync, compare: false });
     lap?.('cpuNs');

@@ -41,6 +41,7 @@ import { CALL, CALL_AREA, IMAGE_MIN, PORT_HOSTCALL, PORT_RETURN } from './abi.js
 import { PrintLog, hostResultBytes, serveHostCall, type HostCallContext } from './host-call.js';
 import { LIBC_PROTECTED_END, LIBC_SCRATCH, LibcSyscalls, isLibcGuest, libcLayout, libcProcessStack } from './libc-process.js';
 import { OBSERVABLE_MSRS, PristineCpu, SYNC_ALL, hasSyncRegs } from './reset.js';
+import { DirtyTracker } from './dirty-tracker.js';
 import { PristinePages } from './pristine-pages.js';
 
 const SYSTEM_AREA = 0x1000n;
@@ -111,6 +112,7 @@ export class SandboxVm {
   readonly #vm: Vm;
   readonly #vcpu: Vcpu;
   readonly #slot: MemorySlot;
+  readonly #dirty: DirtyTracker;
   readonly #mem: Uint8Array;
   readonly #view: DataView;
   readonly #opts: SandboxVmOptions;
@@ -148,6 +150,10 @@ export class SandboxVm {
   #cleanReturn = false;
   /** Resets that took the short path (after a clean return) and the full path, for stats and tests. */
   readonly resetPaths = { short: 0, full: 0 };
+  /** Pages the reset keeps writable and always puts back (dirty-tracker.ts), and whether it can (KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2). */
+  get hotPages(): { now: number; enabled: boolean } {
+    return { now: this.#dirty.hotPages, enabled: this.#dirty.manual };
+  }
   /** Calls and resets, for stats. */
   calls = 0;
   resets = 0;
@@ -157,6 +163,7 @@ export class SandboxVm {
     this.#vm = vm;
     this.#vcpu = vcpu;
     this.#slot = slot;
+    this.#dirty = new DirtyTracker(vm, slot);
     this.#mem = slot.bytes;
     this.#view = new DataView(slot.buffer);
     this.#opts = opts;
@@ -298,7 +305,7 @@ export class SandboxVm {
     this.#pristineCpu = new PristineCpu(this.#vm, this.#vcpu); // settles init's return first
     this.#sync = hasSyncRegs(this.#vm);
     if (this.#sync) this.#vcpu.syncValid = SYNC_ALL;
-    this.#vm.dirtyPages(this.#slot); // clear the log: from here on it lists what calls write
+    this.#dirty.restart(); // clear the log: from here on it lists what calls write
     this.#pristine = PristinePages.capture(this.#mem);
     this.#hostDirty.clear();
     if (this.#libc) {
@@ -486,10 +493,12 @@ export class SandboxVm {
       this.#broken = e instanceof Error ? e : new Error(String(e));
       throw e;
     }
-    const dirty = this.#vm.dirtyPages(this.#slot);
+    const mem = this.#mem;
+    const pristine = this.#pristine;
+    const dirty = this.#dirty.take((page) => pristine.isPristine(mem, page));
     for (const p of this.#hostDirty) dirty.push(p);
     this.#hostDirty.clear();
-    this.#pristine.restore(this.#mem, dirty);
+    pristine.restore(mem, dirty);
     this.#pristineCpu.restore(this.#vcpu, { short: clean, sync: this.#sync, compare: true });
     const libc = this.#libc;
     if (libc) {

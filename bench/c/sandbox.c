@@ -29,12 +29,12 @@
  * `preset-ad` (an experiment for --profile, not the baseline): the page-table entries are
  * written with their Accessed (and, in the 2 MiB PDEs, Dirty) bits already set, so the CPU's
  * page walks never write the page tables and they drop out of every call's dirty set.
- * `hot-pages`: the reset of packages/core/src/sandbox/dirty-tracker.ts, in C. It turns on
- * KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 (KVM_GET_DIRTY_LOG then neither clears nor protects). A page
- * found dirty at two resets in a row stays in the log and writable from then on, and is copied
- * back at every reset. Every other dirty page is cleared and protected again with
- * KVM_CLEAR_DIRTY_LOG. This benchmark's guest writes the same pages every call, so this C loop
- * leaves out the tracker's sweep.
+ * `hot-pages`: the reset of packages/core/src/sandbox/dirty-tracker.ts with a warm-up call
+ * (SandboxPoolOptions.warmUp), in C. It turns on KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, so
+ * KVM_GET_DIRTY_LOG neither clears nor protects. Once the pristine state is captured, one call
+ * of `sum` runs, and the pages it wrote stay in the log and writable from then on. Every reset
+ * copies them back. Every other dirty page is cleared and protected again with
+ * KVM_CLEAR_DIRTY_LOG.
  * Prints "ready <pages a reset copies> <step names…>" and answers each line on stdin:
  *   "N"        N calls of `sum` (checked); their N durations in ns
  *   "H N"      N calls of `host_once` (checked); their N durations in ns
@@ -269,9 +269,9 @@ static struct kvm_run *run;
 static uint8_t *mem, *pristine;
 static uint64_t mem_size, input_base, output_base, input_size, output_size;
 static uint64_t *dirty_bitmap;
-/* hot-pages: the pages kept writable, those dirty at the last reset, and the bitmap to clear. */
-static int hot_mode;
-static uint64_t *hot_bitmap, *prev_bitmap, *clear_bitmap;
+/* hot-pages: the pages kept writable (set by the reset after the warm-up call), and the bitmap to clear. */
+static int hot_mode, hot_capture;
+static uint64_t *hot_bitmap, *clear_bitmap;
 static size_t bitmap_words;
 static struct kvm_regs regs;
 static struct kvm_fpu pristine_fpu;
@@ -363,13 +363,11 @@ static int reset(uint64_t *t) {
   if (hot_mode) {
     int clearing = 0;
     for (size_t w = 0; w < bitmap_words; w++) {
-      uint64_t cold = dirty_bitmap[w] & ~hot_bitmap[w];
-      uint64_t again = cold & prev_bitmap[w];
-      hot_bitmap[w] |= again;
-      clear_bitmap[w] = cold & ~again;
-      prev_bitmap[w] = clear_bitmap[w];
+      if (hot_capture) hot_bitmap[w] = dirty_bitmap[w]; /* the warm-up's pages: hot from now on */
+      clear_bitmap[w] = dirty_bitmap[w] & ~hot_bitmap[w];
       clearing |= clear_bitmap[w] != 0;
     }
+    hot_capture = 0;
     if (clearing) {
       struct kvm_clear_dirty_log clear = { .slot = 0, .num_pages = (uint32_t)(mem_size / PAGE), .first_page = 0, .dirty_bitmap = clear_bitmap };
       if (ioctl(vm_fd, KVM_CLEAR_DIRTY_LOG, &clear) < 0) die("KVM_CLEAR_DIRTY_LOG");
@@ -437,9 +435,8 @@ static void setup(const char *path, int preset_ad) {
   bitmap_words = (mem_size / PAGE + 63) / 64;
   dirty_bitmap = calloc(bitmap_words, 8);
   hot_bitmap = calloc(bitmap_words, 8);
-  prev_bitmap = calloc(bitmap_words, 8);
   clear_bitmap = calloc(bitmap_words, 8);
-  if (!hot_bitmap || !prev_bitmap || !clear_bitmap) die("calloc");
+  if (!hot_bitmap || !clear_bitmap) die("calloc");
   pristine = malloc(mem_size);
   if (!dirty_bitmap || !pristine) die("malloc");
 
@@ -520,6 +517,12 @@ int main(int argc, char **argv) {
   }
   uint64_t fn_sum = find_function("sum"), fn_host = find_function("host_once");
   if (!fn_sum || !fn_host) fail("the guest exports no sum or host_once");
+  if (hot_mode) {
+    /* The warm-up call: the pages it writes are the hot set. */
+    invoke(fn_sum, input, input_len, NULL);
+    hot_capture = 1;
+    reset(NULL);
+  }
 
   /* Check both once, then take the page count a reset of `sum` copies (the first calls also
      touch pages for the first time). */

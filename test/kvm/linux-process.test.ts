@@ -75,6 +75,20 @@ describe('Linux programs: process endings', () => {
     expect(text(r.stdout)).toBe('ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  -\n');
   });
 
+  it('warmUp: the pages of one run of our own stay writable; every call still gets its own answer; a bad warmUp is refused', async () => {
+    requireBusybox();
+    expect(() => new LinuxPool({ program: BUSYBOX, argv: ['sha256sum'], warmUp: 'abc' as never })).toThrow(/^warmUp: /);
+    expect(() => new LinuxPool({ program: BUSYBOX, argv: ['sha256sum'], maxInput: 4096, warmUp: new Uint8Array(8192) })).toThrow(/^warmUp: .*maxInput/);
+    const p = new LinuxPool({ program: BUSYBOX, argv: ['sha256sum'], threads: 1, timeoutMs: 5000, warmUp: new TextEncoder().encode('a warm-up line\n') });
+    pools.push(p);
+    for (let i = 0; i < 20; i++) {
+      const r = await p.run(i % 2 === 0 ? 'abc' : '');
+      expect(text(r.stdout), `call ${i}`).toBe(i % 2 === 0
+        ? 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  -\n'
+        : 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  -\n');
+    }
+  });
+
   it('a runaway loop times out with SandboxTimeoutError, and the next call works', async () => {
     const p = pool();
     for (let i = 0; i < 2; i++) {

@@ -83,6 +83,10 @@ describe('SandboxPool input', () => {
       [{ asyncHostFunctions: 'x' }, /^asyncHostFunctions: /],
       [{ onPrint: 'log' }, /^onPrint: /],
       [{ guest: 42 }, /^guest: /],
+      [{ warmUp: 'echo' }, /^warmUp: /],
+      [{ warmUp: { fn: 'no_such_function' } }, /^warmUp\.fn: /],
+      [{ warmUp: { fn: 'echo', input: 'text' } }, /^warmUp\.input: /],
+      [{ warmUp: { fn: 'echo', input: new Uint8Array(2 << 20) } }, /^warmUp\.input: .*inputSize/],
     ];
     for (const [opts, message] of bad) expect(() => new SandboxPool({ guest, ...opts } as never), JSON.stringify(opts)).toThrow(message);
     expect(() => new SandboxPool({ guest, memory: '1 TiB' })).toThrow(RangeError);

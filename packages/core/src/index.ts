@@ -38,7 +38,7 @@ export type { RestoreOptions, SnapshotInfo } from './machine/snapshot.js';
 export { SNAPSHOT_VERSION } from './snapshot/format.js';
 export { SDK_DIR, compileGuest, type CompileGuestOptions } from './sandbox/sdk.js';
 export {
-  SandboxPool, type SandboxPoolOptions, type SandboxPoolStats, type AsyncHostFunction, type CallOptionsPublic as SandboxCallOptions,
+  SandboxPool, type SandboxPoolOptions, type SandboxWarmUp, type SandboxPoolStats, type AsyncHostFunction, type CallOptionsPublic as SandboxCallOptions,
 } from './sandbox/pool.js';
 export type { SyncHostFunction } from './sandbox/sandbox-vm.js';
 export { Sandbox, type SandboxOptions, type SandboxCallResult } from './sandbox/sandbox.js';

@@ -54,7 +54,7 @@ export { OBSERVABLE_MSRS, settlePendingExit } from './sandbox/reset.js';
 export { LatencyHistogram, type LatencySummary } from './sandbox/histogram.js';
 export { encodeReply, decodeReply, boundedErrorJson, REPLY_ERROR_BYTES, type DecodedReply } from './sandbox/reply-codec.js';
 export { LAST_CALL } from './sandbox/pool-seat.js';
-export { DirtyTracker, HOT_PAGES_MAX, SWEEP_EVERY, type DirtyLogVm } from './sandbox/dirty-tracker.js';
+export { DirtyTracker, HOT_PAGES_MAX, type DirtyLogVm } from './sandbox/dirty-tracker.js';
 export { captureVcpuState, completePendingExit, restoreVcpuState, type VcpuSnapshot } from './vcpu-state.js';
 export { snapshotMachine, restoreMachine, type RestoreOptions, type SnapshotInfo } from './machine/snapshot.js';
 export { inspectMachine, readVirtual, writeVirtual, scanMemory, type Inspection, type VcpuInspection } from './machine/inspect.js';

@@ -207,9 +207,17 @@ export function engineOptions(options: JsSandboxPoolOptions): { linux: LinuxPool
     ...(o.initTimeoutMs !== undefined ? { initTimeoutMs: o.initTimeoutMs } : {}),
     ...(names.length > 0 ? { hostFunctions } : {}),
     ...(o.kvmPath !== undefined ? { kvmPath: o.kvmPath } : {}),
+    // The pages a small script writes stay writable after every reset (LinuxPoolOptions.warmUp).
+    warmUp: encodeRequest({ code: WARM_UP_SCRIPT }, maxInput),
   };
   return { linux, memoryLimit, maxInput };
 }
+
+/**
+ * The script each worker runs once after start-up: the pages it writes (the engine's stack, the
+ * heap's first arenas, atoms, the reply buffer) are the ones most calls write too.
+ */
+const WARM_UP_SCRIPT = "const o = { n: [1, 2, 3].map((x) => x + 1), s: 'a'.repeat(3) }; JSON.parse(JSON.stringify(o)).n.join(',')";
 
 /** A call's request as the guest reads it from stdin: a 4-byte length, then the request as JSON. */
 export function encodeRequest(request: JsRequest, maxInput: number): Uint8Array {

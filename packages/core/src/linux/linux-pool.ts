@@ -70,6 +70,14 @@ export interface LinuxPoolOptions {
   hostFunctions?: Record<string, AsyncHostFunction>;
   /** The KVM device. Default `/dev/kvm`. */
   kvmPath?: string;
+  /**
+   * Stdin of one run each worker makes once its pristine state is captured, say a typical
+   * request. The pages that run writes stay writable and are put back after every call, so
+   * calls take no write-protection fault on them. Without it, the pages the program's start-up
+   * wrote are used. The set never follows what callers' calls do: it would tell a caller which
+   * pages the calls before it wrote. At most maxInput bytes; the run's result is dropped.
+   */
+  warmUp?: Uint8Array;
 }
 
 /** Options of one `pool.run()`. */
@@ -193,9 +201,12 @@ export class LinuxPool implements AsyncDisposable {
     if (typeof threads !== 'number' || !Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) throw outOfRange('threads', `${String(threads)} is not a whole number from 1 to ${MAX_THREADS}`);
     if (o.kvmPath !== undefined && typeof o.kvmPath !== 'string') throw invalidArgument('kvmPath', 'a path', o.kvmPath);
     const page = (n: number): number => Math.ceil(n / 4096) * 4096;
+    if (o.warmUp !== undefined && !(o.warmUp instanceof Uint8Array)) throw invalidArgument('warmUp', 'a Uint8Array (stdin of one run)', o.warmUp);
+    if (o.warmUp instanceof Uint8Array && o.warmUp.length > maxInput) throw outOfRange('warmUp', `${o.warmUp.length} bytes is more than maxInput (${maxInput})`);
     const program: LinuxWorkerProgram = {
       kind: 'linux', execPath: typeof o.program === 'string' ? o.program : name, argv, env, files, stackSize, start,
       strict: o.strict === true, maxOutput, outputLimit,
+      ...(o.warmUp instanceof Uint8Array ? { warmUp: o.warmUp.slice() } : {}),
     };
     this.#pool = new SandboxPool(internalPoolOptions({
       className: 'LinuxPool',

@@ -79,6 +79,12 @@ export interface LinuxVmOptions {
   owned?: OwnedBlock;
   /** Serves KVMPOOL_SYSCALL.HOST_CALL (host-call.ts); without it the program's host calls get ENOSYS. */
   hostCall?: LinuxHostCall;
+  /**
+   * Stdin of one run made once the pristine state is captured. The pages it writes become the
+   * pages every reset keeps writable and puts back (dirty-tracker.ts). Without it, the pages
+   * start-up wrote are. Its result is dropped.
+   */
+  warmUp?: Uint8Array;
 }
 
 export interface LinuxCallInput {
@@ -258,6 +264,7 @@ export class LinuxVm {
       s = new LinuxVm(kvm, vm, vcpu, slot, opts, layout);
       s.#hwcap = cpuid.find((e) => e.function === 1)?.edx ?? 0;
       s.#startUp();
+      if (opts.warmUp) s.#warmUp(opts.warmUp);
       return s;
     } catch (e) {
       if (s) s.close();
@@ -319,7 +326,8 @@ export class LinuxVm {
     }
     if (end.kind === 'capture') {
       const cpu = new PristineCpu(this.#vm, this.#vcpu); // settles the stopped syscall's exit first
-      const dirty = this.#dirty.restart();
+      // The pages start-up wrote: the new pristine copies, and the hot set (dirty-tracker.ts).
+      const dirty = this.#dirty.capture();
       for (const p of this.#hostDirty) dirty.push(p);
       this.#hostDirty.clear();
       this.#pristine = { pages: pages.updated(this.#mem, dirty), cpu, regs: this.#vcpu.getRegs(), state: layer.state.clone(), pending: true, at: this.#opts.start };
@@ -476,6 +484,26 @@ export class LinuxVm {
     return (rip === STUB_OUT || rip === STUB_OUT + 2n) && this.#pristine.regs.rip !== STUB_OUT;
   }
 
+  /**
+   * One run of the host's own input, from the pristine state; the pages it wrote become the hot
+   * set (dirty-tracker.ts). Its result is dropped, and a failure only leaves the set empty: the
+   * VM is reset as after any call.
+   */
+  #warmUp(stdin: Uint8Array): void {
+    this.#dirty.restart(); // the start-up set goes: every page is logged again from here
+    this.#asHot = true;
+    try {
+      this.run({ stdin });
+      this.calls--; // not a caller's
+    } catch {
+      // the reset in run() has run; the set is what the run wrote before it failed
+    } finally {
+      this.#asHot = false;
+    }
+  }
+  /** The next reset makes the pages it puts back the hot set (`#warmUp`). */
+  #asHot = false;
+
   /** Back to the pristine state: pending exit settled, dirty pages restored or zeroed, vCPU and process state. */
   reset(): number {
     const p = this.#pristine;
@@ -491,24 +519,25 @@ export class LinuxVm {
       prof[key] += t1 - t;
       t = t1;
     });
+    // A step that fails leaves the VM half reset: it is marked broken and serves no more calls.
+    let dirty: number[];
     try {
       if (!clean) p.cpu.settle(this.#vcpu);
+      lap?.('settleNs');
+      dirty = this.#asHot ? this.#dirty.capture() : this.#dirty.take();
+      for (const page of this.#hostDirty) dirty.push(page);
+      this.#hostDirty.clear();
+      lap?.('dirtyLogNs');
+      p.pages.restore(this.#mem, dirty);
+      lap?.('copyNs');
+      p.cpu.restore(this.#vcpu, { short: clean, sync: this.#sync, compare: false });
+      lap?.('cpuNs');
+      this.#layer.state = p.state.clone();
+      lap?.('stateNs');
     } catch (e) {
       this.#broken = e instanceof Error ? e : new Error(String(e));
       throw e;
     }
-    lap?.('settleNs');
-    const mem = this.#mem;
-    const dirty = this.#dirty.take((page) => p.pages.isPristine(mem, page));
-    for (const page of this.#hostDirty) dirty.push(page);
-    this.#hostDirty.clear();
-    lap?.('dirtyLogNs');
-    p.pages.restore(mem, dirty);
-    lap?.('copyNs');
-    p.cpu.restore(this.#vcpu, { short: clean, sync: this.#sync, compare: false });
-    lap?.('cpuNs');
-    this.#layer.state = p.state.clone();
-    lap?.('stateNs');
     return dirty.length;
   }
 

@@ -34,6 +34,8 @@ export interface ResolvedPoolOptions {
   asyncHostFunctions: Record<string, AsyncHostFunction>;
   onPrint: ((text: string, fn: string) => void) | undefined;
   kvmPath: string | undefined;
+  /** SandboxPoolOptions.warmUp, checked (the input copied). */
+  warmUp?: { fn: string; input: Uint8Array } | undefined;
 }
 
 /** A whole number of ms in [0, 2^31-1]; `undefined` → `fallback`. */
@@ -128,6 +130,7 @@ export function resolvePoolOptions(o: unknown): ResolvedPoolOptions {
   const { elf, source } = guestBytes(opts.guest);
   const image = parseElf(elf, source);
   sandboxLayout({ image, memory, inputSize, outputSize });
+  const warmUp = checkWarmUp(opts.warmUp, image, inputSize);
   return {
     elf,
     source,
@@ -142,5 +145,18 @@ export function resolvePoolOptions(o: unknown): ResolvedPoolOptions {
     asyncHostFunctions,
     onPrint: opts.onPrint as ResolvedPoolOptions['onPrint'],
     kvmPath: opts.kvmPath as string | undefined,
+    ...(warmUp ? { warmUp } : {}),
   };
+}
+
+/** `warmUp`: an exported function and at most inputSize bytes of input (default none). */
+export function checkWarmUp(v: unknown, image: ElfImage, inputSize: number): { fn: string; input: Uint8Array } | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'object' || v === null) throw invalidArgument('warmUp', 'an object { fn, input? }', v);
+  const { fn, input } = v as { fn?: unknown; input?: unknown };
+  if (typeof fn !== 'string' || !image.functions.has(fn)) throw invalidArgument('warmUp.fn', 'the name of a function the guest exports', fn);
+  if (input !== undefined && !(input instanceof Uint8Array)) throw invalidArgument('warmUp.input', 'a Uint8Array', input);
+  const bytes = input instanceof Uint8Array ? input.slice() : new Uint8Array(0);
+  if (bytes.length > inputSize) throw outOfRange('warmUp.input', `${bytes.length} bytes is more than inputSize (${inputSize})`);
+  return { fn, input: bytes };
 }

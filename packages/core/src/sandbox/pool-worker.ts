@@ -32,6 +32,8 @@ export interface LinuxWorkerProgram {
   strict: boolean;
   maxOutput: number;
   outputLimit: 'error' | 'truncate';
+  /** LinuxVmOptions.warmUp. */
+  warmUp?: Uint8Array;
 }
 
 export interface PoolWorkerData {
@@ -44,6 +46,8 @@ export interface PoolWorkerData {
   outputSize: number;
   initTimeoutMs: number;
   kvmPath?: string;
+  /** SandboxPoolOptions.warmUp (SDK guests). */
+  warmUp?: { fn: string; input: Uint8Array };
   /** file: URL of the hostFunctions module, and the option as the user gave it (for messages). */
   hostModule?: string;
   hostModuleName?: string;
@@ -179,6 +183,7 @@ function startLinux(program: LinuxWorkerProgram): CallableVm {
     memory: data.memory,
     stackSize: program.stackSize,
     start: program.start,
+    ...(program.warmUp ? { warmUp: program.warmUp } : {}),
     initTimeoutMs: data.initTimeoutMs,
     owned: new OwnedBlock(data.owned),
     ...(data.kvmPath ? { kvmPath: data.kvmPath } : {}),
@@ -207,6 +212,7 @@ async function start(): Promise<CallableVm> {
     initTimeoutMs: data.initTimeoutMs,
     owned: new OwnedBlock(data.owned),
     ...(data.kvmPath ? { kvmPath: data.kvmPath } : {}),
+    ...(data.warmUp ? { warmUp: data.warmUp } : {}),
   });
 }
 

@@ -38,12 +38,6 @@ export class PristinePages {
     return p;
   }
 
-  /** Whether page `page` of `mem` equals its pristine state. */
-  isPristine(mem: Uint8Array, page: number): boolean {
-    const at = page * PAGE_SIZE;
-    return Buffer.from(mem.buffer, mem.byteOffset + at, PAGE_SIZE).equals(this.#pages.get(page) ?? ZERO_PAGE);
-  }
-
   /** Puts `pages` of `mem` back to the pristine state. */
   restore(mem: Uint8Array, pages: Iterable<number>): void {
     for (const page of pages) {

@@ -77,6 +77,12 @@ export interface SandboxVmOptions {
    * (thread-resources.ts); each is marked released before it is closed here.
    */
   owned?: OwnedBlock;
+  /**
+   * One call made once the pristine state is captured: the pages it writes become the pages
+   * every reset keeps writable and puts back (dirty-tracker.ts). Without it, the pages start-up
+   * and kvmpool_init wrote are. Its result is dropped.
+   */
+  warmUp?: { fn: string; input: Uint8Array };
 }
 
 export interface CallOptions {
@@ -256,6 +262,7 @@ export class SandboxVm {
       if (libc) s.#startLibc(cpuid.find((e) => e.function === 1)?.edx ?? 0, initTimeoutMs);
       if (image.functions.has('kvmpool_init')) s.#invoke('kvmpool_init', new Uint8Array(0), { timeoutMs: initTimeoutMs }, 'its initTimeoutMs');
       s.#capture();
+      if (opts.warmUp) s.#warmUp(opts.warmUp.fn, opts.warmUp.input);
       return s;
     } catch (e) {
       // Every failure path releases what it made: the thread timer, the VM (vCPU, memory), the KVM fd.
@@ -305,7 +312,9 @@ export class SandboxVm {
     this.#pristineCpu = new PristineCpu(this.#vm, this.#vcpu); // settles init's return first
     this.#sync = hasSyncRegs(this.#vm);
     if (this.#sync) this.#vcpu.syncValid = SYNC_ALL;
-    this.#dirty.restart(); // clear the log: from here on it lists what calls write
+    // Clear the log: from here on it lists what calls write. The pages start-up and kvmpool_init
+    // wrote stay writable as the hot set (dirty-tracker.ts).
+    this.#dirty.capture();
     this.#pristine = PristinePages.capture(this.#mem);
     this.#hostDirty.clear();
     if (this.#libc) {
@@ -480,6 +489,27 @@ export class SandboxVm {
    * vCPU state (reset.ts); the registers are written at the next call. If the vCPU cannot be
    * settled the VM is marked broken and every later call fails with SandboxWorkerError.
    */
+  /**
+   * One call of the host's own choosing, from the pristine state; the pages it wrote become the
+   * hot set (dirty-tracker.ts). Its result is dropped, and a failure only leaves a smaller set:
+   * the VM is reset as after any call.
+   */
+  #warmUp(fn: string, input: Uint8Array): void {
+    this.#dirty.restart(); // the start-up set goes: every page is logged again from here
+    this.#asHot = true;
+    try {
+      this.call(fn, input);
+    } catch {
+      // reset after the failure too; the set is what the call wrote before it failed
+    } finally {
+      this.#asHot = false;
+      this.calls = 0;
+      this.resets = 0;
+    }
+  }
+  /** The next reset makes the pages it puts back the hot set (`#warmUp`). */
+  #asHot = false;
+
   reset(): number {
     // After a clean return there is nothing to settle, and a CPL 3 guest cannot have changed
     // the debug registers or MSRs (reset.ts): the short path. Anything else: the full one.
@@ -487,19 +517,19 @@ export class SandboxVm {
     this.#cleanReturn = false;
     if (clean) this.resetPaths.short++;
     else this.resetPaths.full++;
+    // A step that fails leaves the VM half reset: it is marked broken and serves no more calls.
+    let dirty: number[];
     try {
       if (!clean) this.#pristineCpu.settle(this.#vcpu);
+      dirty = this.#asHot ? this.#dirty.capture() : this.#dirty.take();
+      for (const p of this.#hostDirty) dirty.push(p);
+      this.#hostDirty.clear();
+      this.#pristine.restore(this.#mem, dirty);
+      this.#pristineCpu.restore(this.#vcpu, { short: clean, sync: this.#sync, compare: true });
     } catch (e) {
       this.#broken = e instanceof Error ? e : new Error(String(e));
       throw e;
     }
-    const mem = this.#mem;
-    const pristine = this.#pristine;
-    const dirty = this.#dirty.take((page) => pristine.isPristine(mem, page));
-    for (const p of this.#hostDirty) dirty.push(p);
-    this.#hostDirty.clear();
-    pristine.restore(mem, dirty);
-    this.#pristineCpu.restore(this.#vcpu, { short: clean, sync: this.#sync, compare: true });
     const libc = this.#libc;
     if (libc) {
       libc.end = undefined;

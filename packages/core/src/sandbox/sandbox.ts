@@ -11,8 +11,9 @@
 import { invalidArgument } from '../errors.js';
 import { parseElf } from '../loader/elf.js';
 import { toBytes, type Bytes } from '../util/bytes.js';
-import { DEFAULT_INIT_TIMEOUT_MS, MAX_MEMORY, checkTimeout, functionsOption, guestBytes, size } from './pool-options.js';
+import { DEFAULT_INIT_TIMEOUT_MS, MAX_MEMORY, checkTimeout, checkWarmUp, functionsOption, guestBytes, size } from './pool-options.js';
 import { SandboxVm, type SyncHostFunction } from './sandbox-vm.js';
+import type { SandboxWarmUp } from './pool.js';
 
 /** Options of `new Sandbox()`. */
 export interface SandboxOptions {
@@ -32,6 +33,8 @@ export interface SandboxOptions {
   hostFunctions?: Record<string, SyncHostFunction>;
   /** The KVM device. Default `/dev/kvm`. */
   kvmPath?: string;
+  /** As SandboxPoolOptions.warmUp: one call whose written pages every reset keeps writable. */
+  warmUp?: SandboxWarmUp;
 }
 
 /** What one `sandbox.call()` returns. */
@@ -69,9 +72,12 @@ export class Sandbox implements Disposable {
     if (options.kvmPath !== undefined && typeof options.kvmPath !== 'string') throw invalidArgument('kvmPath', 'a path', options.kvmPath);
     const hostFunctions = functionsOption<SyncHostFunction>(options.hostFunctions, 'hostFunctions');
     const { elf, source } = guestBytes(options.guest);
+    const image = parseElf(elf, source);
+    const warmUp = checkWarmUp(options.warmUp, image, inputSize);
     this.#vm = SandboxVm.create({
-      image: parseElf(elf, source), memory, inputSize, outputSize, initTimeoutMs, hostFunctions,
+      image, memory, inputSize, outputSize, initTimeoutMs, hostFunctions,
       ...(options.kvmPath === undefined ? {} : { kvmPath: options.kvmPath }),
+      ...(warmUp ? { warmUp } : {}),
     });
   }
 

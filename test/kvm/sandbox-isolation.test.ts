@@ -166,7 +166,11 @@ describe('the reset\'s hot pages (dirty-tracker.ts): pristine contents, and noth
     for (let i = 0; i < 2; i++) vm.call('swap', u64s(...pages(t, secret(t)).flatMap((a) => [a, 1n])));
   };
 
+  // Both with a hot set in place (a warm-up call's pages), so that the mechanism is at work.
+  const warm = (): SandboxVm => makeVm({ warmUp: { fn: 'swap', input: u64s(...at.flatMap((a) => [a, 1n])) } });
+
   it("an empty call's reset pages do not depend on what the calls before it wrote", () => {
+    vm = warm();
     const own = vm.call('swap', new Uint8Array(0)).resetPages;
     for (let t = 0; t < TRIALS; t++) {
       victim(t);
@@ -175,6 +179,7 @@ describe('the reset\'s hot pages (dirty-tracker.ts): pristine contents, and noth
   });
 
   it("the first write to a page takes as long whether or not earlier calls wrote it: the victim's bit is not learnt", () => {
+    vm = warm();
     // Commit every page once, so that no first touch of host memory tells them apart.
     vm.call('time_writes', u64s(...Array.from({ length: TRIALS * 8 }, (_, k) => 0x20_0000n + BigInt(k * 0x1000))));
     let right = 0;

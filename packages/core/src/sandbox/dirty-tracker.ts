@@ -10,9 +10,9 @@
  *
  * How: with KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2 on (`Vm.enableManualDirtyProtect`), reading the
  * log changes nothing, and KVM_CLEAR_DIRTY_LOG re-protects only the pages it names. The pages
- * the guest wrote before the pristine state was captured are *hot* (`capture()`): its start-up
- * (musl's, a Linux program's up to its first read of stdin, kvmpool_init) writes its stack,
- * data and heap, which its calls then write again. A hot page is never cleared from the log,
+ * one warm-up call of the host's choosing writes are *hot* (`capture()` at its reset), or, for a
+ * Linux program without one, the pages its start-up wrote up to the capture: libc's and the
+ * program's stack, data and heap, which its calls write again. A hot page is never cleared from the log,
  * so it stays writable (no fault) and is reported at every reset, which copies it back (a
  * 4 KiB copy, ~0.3 µs here). Every other page a call dirties is cleared at once, as before.
  *

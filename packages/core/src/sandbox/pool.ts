@@ -117,9 +117,9 @@ export interface SandboxPoolOptions {
   /**
    * One call each worker makes once its pristine state is captured, say a typical one. The
    * pages it writes stay writable and are put back after every call, so calls take no
-   * write-protection fault on them (~12 µs a page under kvm_pvm). Without it, the pages the
-   * guest's start-up and kvmpool_init wrote are used. The set never follows what callers' calls
-   * do: it would tell a caller which pages the calls before it wrote. Its result is dropped.
+   * write-protection fault on them (~12 µs a page under kvm_pvm). Without it, every page is
+   * protected again after each call. The set never follows what callers' calls do: it would
+   * tell a caller which pages the calls before it wrote. Its result is dropped.
    */
   warmUp?: SandboxWarmUp;
 }

@@ -79,8 +79,8 @@ export interface SandboxVmOptions {
   owned?: OwnedBlock;
   /**
    * One call made once the pristine state is captured: the pages it writes become the pages
-   * every reset keeps writable and puts back (dirty-tracker.ts). Without it, the pages start-up
-   * and kvmpool_init wrote are. Its result is dropped.
+   * every reset keeps writable and puts back (dirty-tracker.ts). Without it, none are. Its
+   * result is dropped.
    */
   warmUp?: { fn: string; input: Uint8Array };
 }
@@ -312,9 +312,10 @@ export class SandboxVm {
     this.#pristineCpu = new PristineCpu(this.#vm, this.#vcpu); // settles init's return first
     this.#sync = hasSyncRegs(this.#vm);
     if (this.#sync) this.#vcpu.syncValid = SYNC_ALL;
-    // Clear the log: from here on it lists what calls write. The pages start-up and kvmpool_init
-    // wrote stay writable as the hot set (dirty-tracker.ts).
-    this.#dirty.capture();
+    // Clear the log: from here on it lists what calls write. No page is hot unless a warmUp
+    // call picks them (dirty-tracker.ts): a kvmpool_init that fills tables the calls only read
+    // would otherwise have every reset copy them.
+    this.#dirty.restart();
     this.#pristine = PristinePages.capture(this.#mem);
     this.#hostDirty.clear();
     if (this.#libc) {

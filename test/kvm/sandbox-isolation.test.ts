@@ -148,6 +148,14 @@ describe('the reset\'s hot pages (dirty-tracker.ts): pristine contents, and noth
     }
   });
 
+  it('a warm-up call that never returns times out within initTimeoutMs; the VM serves calls', () => {
+    const t0 = performance.now();
+    const spun = makeVm({ warmUp: { fn: 'spin', input: new Uint8Array(0) }, initTimeoutMs: 100 });
+    expect(performance.now() - t0).toBeLessThan(5000);
+    expectHealthy(spun);
+    expect(spun.calls).toBe(1); // expectHealthy's call only: the warm-up is not counted
+  });
+
   it('a page written every other call, and pages written once each, are pristine at the start of every call', () => {
     for (let call = 0; call < 80; call++) {
       const once = 0x20_0000n + BigInt(call) * 0x1000n; // a new page each call

@@ -493,7 +493,8 @@ export class LinuxVm {
     this.#dirty.restart(); // the start-up set goes: every page is logged again from here
     this.#asHot = true;
     try {
-      this.run({ stdin });
+      // Bounded like the start-up: a warm-up that never ends times out (the set is what it wrote by then).
+      this.run({ stdin }, { timeoutMs: this.#opts.initTimeoutMs ?? 0 });
       this.calls--; // not a caller's
     } catch {
       // the reset in run() has run; the set is what the run wrote before it failed

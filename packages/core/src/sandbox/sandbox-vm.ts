@@ -499,7 +499,8 @@ export class SandboxVm {
     this.#dirty.restart(); // the start-up set goes: every page is logged again from here
     this.#asHot = true;
     try {
-      this.call(fn, input);
+      // Bounded like kvmpool_init: a warm-up that never ends times out instead of hanging the worker.
+      this.call(fn, input, { timeoutMs: this.#opts.initTimeoutMs ?? 0 });
     } catch {
       // reset after the failure too; the set is what the call wrote before it failed
     } finally {

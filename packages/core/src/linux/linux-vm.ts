@@ -185,7 +185,8 @@ export class LinuxVm {
     this.#kvm = kvm;
     this.#vm = vm;
     this.#vcpu = vcpu;
-    this.#dirty = new DirtyTracker(vm, slot);
+    // Manual protection only where a hot set will be kept (start-up's or a warm-up's).
+    this.#dirty = new DirtyTracker(vm, slot, opts.start !== 'entry' || opts.warmUp ? {} : { hotMax: 0 });
     this.#mem = slot.bytes;
     this.#opts = opts;
     this.#layer = new SyscallLayer(this.#mem, opts.config, layout, {

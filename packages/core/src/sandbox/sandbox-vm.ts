@@ -169,7 +169,8 @@ export class SandboxVm {
     this.#vm = vm;
     this.#vcpu = vcpu;
     this.#slot = slot;
-    this.#dirty = new DirtyTracker(vm, slot);
+    // Manual protection only where a hot set will be kept: without one it costs a second ioctl a reset.
+    this.#dirty = new DirtyTracker(vm, slot, opts.warmUp ? {} : { hotMax: 0 });
     this.#mem = slot.bytes;
     this.#view = new DataView(slot.buffer);
     this.#opts = opts;
